@@ -1,0 +1,4 @@
+from d2lexp.train import main
+
+if __name__ == "__main__":
+    main()

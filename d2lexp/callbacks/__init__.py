@@ -1,0 +1,1 @@
+"""Lightning callbacks d2lexp adds to every run: throughput, sample images, run config."""

@@ -1,0 +1,37 @@
+"""Log what the data looks like: sample images with their labels, and the class names."""
+
+from __future__ import annotations
+
+import lightning.pytorch as pl
+
+from d2lexp.plotting import show_images
+
+
+def tensorboard_writer(trainer: pl.Trainer):  # -> SummaryWriter | None
+    """The SummaryWriter of the run's TensorBoard logger, if it has one."""
+    from lightning.pytorch.loggers import TensorBoardLogger
+
+    for logger in trainer.loggers:
+        if isinstance(logger, TensorBoardLogger):
+            return logger.experiment
+    return None
+
+
+class LogSampleImages(pl.Callback):
+    """At the start of training, writes `data/samples` (a grid of training images titled
+    with their labels, as the book's `show_images`) and `data/classes` to TensorBoard."""
+
+    def __init__(self, num_rows: int = 2, num_cols: int = 9) -> None:
+        self.num_rows, self.num_cols = num_rows, num_cols
+
+    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        writer = tensorboard_writer(trainer)
+        datamodule = trainer.datamodule
+        if writer is None or trainer.global_rank != 0 or not hasattr(datamodule, "sample_images"):
+            return
+        images, titles = datamodule.sample_images(self.num_rows * self.num_cols)
+        writer.add_figure("data/samples", show_images(images, self.num_rows, self.num_cols, titles), global_step=0)
+        names = getattr(datamodule, "class_names", None)
+        if names:
+            table = "| index | class |\n|---|---|\n" + "\n".join(f"| {i} | {n} |" for i, n in enumerate(names))
+            writer.add_text("data/classes", table, global_step=0)

@@ -1,0 +1,103 @@
+"""Training throughput measured by the wall clock, with one device sync per epoch."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import lightning.pytorch as pl
+import torch
+
+import d2lexp
+
+
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    elif device.type == "mps":
+        torch.mps.synchronize()
+
+
+class Throughput(pl.Callback):
+    """Logs `train/<unit>_per_second` for each epoch: items over training wall time.
+
+    Validation inside an epoch is timed separately and left out. Items are
+    counted from batch shapes (no device access): `examples` = the batch's
+    first dimension, `tokens` = every element of the input. The first epoch
+    includes warm-up (cuDNN autotuning, `torch.compile`), so the run-level
+    figure `items_per_second` excludes it whenever more than one epoch ran.
+    """
+
+    def __init__(self, unit: str = "examples") -> None:
+        if unit not in ("examples", "tokens"):
+            raise ValueError(f"Throughput unit must be 'examples' or 'tokens', got {unit!r}")
+        self.unit = unit
+        self.epoch_seconds: list[float] = []
+        self.epoch_items: list[int] = []
+        self.first_step_time: float | None = None
+        self.first_step_seconds: float | None = None
+        self._epoch_start = 0.0
+        self._val_start = 0.0
+        self._val_seconds = 0.0
+        self._items = 0
+
+    def _count(self, batch: Any) -> int:
+        x = batch[0] if isinstance(batch, (tuple, list)) else batch
+        return int(x.numel()) if self.unit == "tokens" else int(x.shape[0])
+
+    def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        synchronize(pl_module.device)
+        self._epoch_start = time.perf_counter()
+        self._val_seconds = 0.0
+        self._items = 0
+
+    def on_train_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, batch_idx: int) -> None:
+        if self.first_step_time is None:
+            self.first_step_time = time.time()
+
+    def on_train_batch_end(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
+        self._items += self._count(batch)
+        if self.first_step_seconds is None:
+            synchronize(pl_module.device)  # once per run: the first step's cost (compilation, autotuning)
+            self.first_step_seconds = time.time() - (self.first_step_time or time.time())
+
+    def on_validation_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if trainer.training:
+            synchronize(pl_module.device)
+            self._val_start = time.perf_counter()
+
+    def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if trainer.training:
+            synchronize(pl_module.device)
+            self._val_seconds += time.perf_counter() - self._val_start
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        synchronize(pl_module.device)
+        seconds = time.perf_counter() - self._epoch_start - self._val_seconds
+        self.epoch_seconds.append(seconds)
+        self.epoch_items.append(self._items)
+        if seconds > 0:
+            pl_module.log(f"train/{self.unit}_per_second", self._items / seconds)
+
+    @property
+    def startup_seconds(self) -> float | None:
+        """Seconds from the start of the process (d2lexp's import) to the first training step."""
+        return None if self.first_step_time is None else self.first_step_time - d2lexp.IMPORT_TIME
+
+    @property
+    def items_per_second(self) -> float | None:
+        """Steady-state rate over the run: the first epoch (warm-up) is left out when there are more."""
+        seconds, items = self.epoch_seconds, self.epoch_items
+        if len(seconds) > 1:
+            seconds, items = seconds[1:], items[1:]
+        return sum(items) / sum(seconds) if seconds and sum(seconds) > 0 else None
+
+    def summary(self) -> dict[str, float | None]:
+        return {
+            f"train_{self.unit}_per_second": self.items_per_second,
+            "train_seconds": sum(self.epoch_seconds),
+            "first_step_seconds": self.first_step_seconds,
+            "startup_seconds": self.startup_seconds,
+        }

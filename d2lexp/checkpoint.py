@@ -1,0 +1,63 @@
+"""Reading d2lexp checkpoints: checked before resuming, and usable without Lightning."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from d2lexp.callbacks.run_config import CHECKPOINT_KEY
+from d2lexp.errors import CheckpointError
+
+_HOW_TO_FIX = (
+    "Point ckpt_path at a .ckpt file that a d2lexp run wrote (e.g. outputs/<date>/<time>/checkpoints/last.ckpt), "
+    "or leave ckpt_path out to start from scratch."
+)
+
+
+def load_checkpoint(path: str | Path) -> dict[str, Any]:
+    """Load a checkpoint on the CPU under `weights_only=True`, with a clear error if it is unusable."""
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise CheckpointError(f"ckpt_path={path} does not exist or is not a file. {_HOW_TO_FIX}")
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:
+        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise CheckpointError(
+            f"ckpt_path={path} cannot be read as a checkpoint ({type(e).__name__}: {reason[:200]}). "
+            f"The file may be truncated or not a PyTorch checkpoint. {_HOW_TO_FIX}"
+        ) from None
+    if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
+        raise CheckpointError(f"ckpt_path={path} is a PyTorch file but not a Lightning checkpoint. {_HOW_TO_FIX}")
+    return checkpoint
+
+
+def check_fits(checkpoint: dict[str, Any], module: nn.Module, path: str | Path) -> None:
+    """Fail clearly if the checkpoint's weights are not those of `module` (another model or size)."""
+    saved = checkpoint["state_dict"]
+    expected = module.state_dict()
+    missing = [k for k in expected if k not in saved]
+    unexpected = [k for k in saved if k not in expected]
+    reshaped = [
+        f"{k}: checkpoint {tuple(saved[k].shape)} vs model {tuple(v.shape)}"
+        for k, v in expected.items()
+        if k in saved and hasattr(saved[k], "shape") and tuple(saved[k].shape) != tuple(v.shape)
+    ]
+    if missing or unexpected or reshaped:
+        saved_model = checkpoint.get(CHECKPOINT_KEY, {}).get("model", {}).get("_target_", "an unknown model")
+        details = "; ".join(
+            part
+            for part in (
+                f"missing {', '.join(missing[:3])}{' ...' if len(missing) > 3 else ''}" if missing else "",
+                f"unexpected {', '.join(unexpected[:3])}{' ...' if len(unexpected) > 3 else ''}" if unexpected else "",
+                "; ".join(reshaped[:3]),
+            )
+            if part
+        )
+        raise CheckpointError(
+            f"ckpt_path={path} holds weights of {saved_model}, which do not fit the configured model ({details}). "
+            "Resume with the same model settings the checkpoint was trained with."
+        )

@@ -1,0 +1,18 @@
+"""Errors a user can fix. Their message says what went wrong and what to do; the
+command line prints it without a stack trace and exits non-zero."""
+
+
+class D2lexpError(Exception):
+    """Base class: a problem with the user's input, not a bug in d2lexp."""
+
+
+class ConfigError(D2lexpError):
+    """A config value is out of range or inconsistent with another."""
+
+
+class DataError(D2lexpError):
+    """A data set is missing, unreadable or corrupt."""
+
+
+class CheckpointError(D2lexpError):
+    """A checkpoint cannot be read or does not fit the configured model."""

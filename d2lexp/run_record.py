@@ -1,0 +1,83 @@
+"""What a finished run leaves behind for people and programs: metrics.json, the
+TensorBoard HParams entry and a one-line summary."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+METRICS_FILE = "metrics.json"
+
+# Config values that describe a run in the HParams tab (flattened dotted keys).
+_HPARAM_GROUPS = ("model", "init", "data", "optimizer", "scheduler", "task")
+_HPARAM_TRAINER_KEYS = ("max_epochs", "precision", "accelerator", "devices", "gradient_clip_val")
+_HPARAM_SKIP = ("_target_", "_partial_", "data_dir", "seed", "download")
+
+
+def to_float(value: Any) -> float | None:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _flatten(prefix: str, node: Any, out: dict[str, Any]) -> None:
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key not in _HPARAM_SKIP:
+                _flatten(f"{prefix}.{key}" if prefix else str(key), value, out)
+    elif isinstance(node, (bool, int, float, str)) or node is None:
+        out[prefix] = "null" if node is None else node
+    else:
+        out[prefix] = str(node)
+
+
+def hparams_of(cfg: DictConfig, choices: dict[str, str]) -> dict[str, Any]:
+    """A flat dict of the run's defining settings: group choices, then their values."""
+    container = OmegaConf.to_container(cfg, resolve=True)
+    out: dict[str, Any] = {f"choice.{k}": v for k, v in choices.items() if v is not None}
+    for group in _HPARAM_GROUPS:
+        node = container.get(group)
+        if node is not None:
+            target = node.get("_target_") if isinstance(node, dict) else None
+            if target:
+                out[f"{group}.class"] = target.rsplit(".", 1)[-1]
+            _flatten(group, node, out)
+    for key in _HPARAM_TRAINER_KEYS:
+        _flatten(f"trainer.{key}", container.get("trainer", {}).get(key), out)
+    out["seed"] = container.get("seed")
+    return out
+
+
+def write_metrics(output_dir: str | Path, record: dict[str, Any]) -> Path:
+    """Write `metrics.json` atomically (a crash never leaves half a file)."""
+    path = Path(output_dir) / METRICS_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".json.tmp")
+    clean = {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in record.items()}
+    tmp.write_text(json.dumps(clean, indent=2) + "\n")
+    os.replace(tmp, path)
+    return path
+
+
+def read_metrics(run_dir: str | Path) -> dict[str, Any]:
+    return json.loads((Path(run_dir) / METRICS_FILE).read_text())
+
+
+def summary_line(record: dict[str, Any]) -> str:
+    """'lenet: 10 epochs, train loss 0.469, train acc 0.823, test acc 0.779, 8,800 examples/s, fit 80.1 s'."""
+    parts = [f"{record.get('model', '?')}: {record.get('status', '?')}", f"{record.get('epochs', '?')} epochs"]
+    for key, label in (("train/loss", "train loss"), ("train/acc", "train acc"), ("test/acc", "test acc")):
+        if record.get(key) is not None:
+            parts.append(f"{label} {record[key]:.3f}")
+    for key in ("train_examples_per_second", "train_tokens_per_second"):
+        if record.get(key):
+            parts.append(f"{record[key]:,.0f} {key.split('_')[1]}/s")
+    if record.get("fit_seconds") is not None:
+        parts.append(f"fit {record['fit_seconds']:.1f} s")
+    return ", ".join(parts)

@@ -1,0 +1,1 @@
+"""LightningModules: how a net is trained (loss, metrics, optimisation), never which net."""

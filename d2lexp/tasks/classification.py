@@ -1,0 +1,132 @@
+"""Training any classifier net with cross-entropy: the book's `train_ch3`/`train_ch6`, in Lightning."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import lightning.pytorch as pl
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torchmetrics import MaxMetric, MeanMetric
+from torchmetrics.classification import MulticlassAccuracy
+
+OptimizerFactory = Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer]
+SchedulerFactory = Callable[[torch.optim.Optimizer], Any]
+
+
+def has_conv2d(net: nn.Module) -> bool:
+    return any(isinstance(m, nn.Conv2d) for m in net.modules())
+
+
+class ClassificationTask(pl.LightningModule):
+    """Cross-entropy training with accuracy, for any net mapping a batch to class logits.
+
+    Metrics accumulate on the device and are reduced once per epoch, so no step
+    waits for the host. Logged: train/loss, train/acc, val/loss, val/acc,
+    val/acc_best, test/loss, test/acc (epoch values) and train/loss_step.
+    """
+
+    def __init__(
+        self,
+        net: nn.Module,
+        optimizer: OptimizerFactory,
+        scheduler: SchedulerFactory | None = None,
+        scheduler_interval: str = "epoch",
+        scheduler_monitor: str = "val/loss",
+        num_classes: int = 10,
+        channels_last: bool | str = "auto",
+        compile: bool = False,
+    ) -> None:
+        super().__init__()
+        self.net = net
+        self.optimizer_factory = optimizer
+        self.scheduler_factory = scheduler
+        self.scheduler_interval = scheduler_interval
+        self.scheduler_monitor = scheduler_monitor
+        self.channels_last = has_conv2d(net) if channels_last == "auto" else bool(channels_last)
+        if self.channels_last:
+            self.net = self.net.to(memory_format=torch.channels_last)
+        self.compile = compile
+
+        def accuracy() -> MulticlassAccuracy:
+            return MulticlassAccuracy(num_classes, average="micro", validate_args=False)
+
+        # nan_strategy="disable": the NaN check would sync with the host on every update.
+        self.train_loss, self.val_loss, self.test_loss = (MeanMetric(nan_strategy="disable") for _ in range(3))
+        self.train_acc, self.val_acc, self.test_acc = accuracy(), accuracy(), accuracy()
+        self.val_acc_best = MaxMetric(nan_strategy="disable")
+        self.val_acc_best.persistent(True)  # saved in checkpoints, so a resumed run remembers its best
+
+    def configure_model(self) -> None:
+        if self.compile and not getattr(self.net, "_d2lexp_compiled", False):
+            self.net.compile()  # in place: state_dict keys stay those of the plain net
+            self.net._d2lexp_compiled = True
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.channels_last and x.dim() == 4:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return self.net(x)
+
+    def _shared_step(self, batch: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        x, y = batch
+        logits = self(x)
+        losses = F.cross_entropy(logits, y, reduction="none")
+        return losses, logits, y
+
+    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        losses, logits, y = self._shared_step(batch)
+        loss = losses.mean()
+        # Per-example losses: the epoch value is the exact mean over examples, as the book reports it.
+        self.train_loss.update(losses.detach())
+        self.train_acc.update(logits.detach(), y)
+        self.log("train/loss_step", loss.detach(), on_step=True, on_epoch=False, batch_size=len(y))
+        return loss
+
+    def on_train_epoch_end(self) -> None:
+        self.log("train/loss", self.train_loss.compute())
+        self.log("train/acc", self.train_acc.compute())
+        self.train_loss.reset()
+        self.train_acc.reset()
+
+    def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
+        losses, logits, y = self._shared_step(batch)
+        self.val_loss.update(losses)
+        self.val_acc.update(logits, y)
+
+    def on_validation_epoch_end(self) -> None:
+        acc = self.val_acc.compute()
+        self.log("val/loss", self.val_loss.compute(), prog_bar=True)
+        self.log("val/acc", acc, prog_bar=True)
+        self.val_loss.reset()
+        self.val_acc.reset()
+        if not self.trainer.sanity_checking:
+            self.val_acc_best.update(acc)
+            self.log("val/acc_best", self.val_acc_best.compute())
+
+    def test_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
+        losses, logits, y = self._shared_step(batch)
+        self.test_loss.update(losses)
+        self.test_acc.update(logits, y)
+
+    def on_test_epoch_end(self) -> None:
+        self.log("test/loss", self.test_loss.compute())
+        self.log("test/acc", self.test_acc.compute())
+        self.test_loss.reset()
+        self.test_acc.reset()
+
+    def predict_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
+        x = batch[0] if isinstance(batch, (tuple, list)) else batch
+        return self(x).argmax(dim=1)
+
+    def configure_optimizers(self) -> Any:
+        optimizer = self.optimizer_factory(self.net.parameters())
+        if self.scheduler_factory is None:
+            return optimizer
+        scheduler = {
+            "scheduler": self.scheduler_factory(optimizer),
+            "interval": self.scheduler_interval,
+            "monitor": self.scheduler_monitor,
+        }
+        return {"optimizer": optimizer, "lr_scheduler": scheduler}

@@ -1,0 +1,181 @@
+"""Train one experiment: `python -m d2lexp [overrides]`, a Hydra app over `conf/`.
+
+`train(cfg)` builds everything from the composed config (data, net, task,
+callbacks, loggers, trainer), fits, evaluates the test split with the final
+weights and records the run (metrics.json, TensorBoard HParams, a summary line).
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import hydra
+from omegaconf import DictConfig, OmegaConf
+
+from d2lexp import config as _schemas  # noqa: F401  (registers the typed schemas with Hydra)
+from d2lexp.errors import D2lexpError
+
+CONF_DIR = str(Path(__file__).resolve().parent.parent / "conf")
+
+log = logging.getLogger("d2lexp")
+
+
+def hydra_choices() -> dict[str, str]:
+    """The config-group options of this run (model=lenet, ...), when run under Hydra."""
+    from hydra.core.hydra_config import HydraConfig
+
+    try:
+        choices = HydraConfig.get().runtime.choices
+    except ValueError:  # composed with the compose API (tests, notebooks)
+        return {}
+    return {k: v for k, v in choices.items() if not k.startswith("hydra") and v is not None}
+
+
+def build_net(cfg: DictConfig):
+    """The net from `cfg.model`, initialised by `cfg.init`."""
+    from hydra.utils import instantiate
+
+    net = instantiate(cfg.model)
+    if cfg.get("init") is not None:
+        net.apply(instantiate(cfg.init))
+    return net
+
+
+def build_task(cfg: DictConfig, net):
+    from hydra.utils import instantiate
+
+    scheduler = instantiate(cfg.scheduler) if cfg.get("scheduler") is not None else None
+    return instantiate(cfg.task, net=net, optimizer=instantiate(cfg.optimizer), scheduler=scheduler)
+
+
+def build_callbacks(cfg: DictConfig) -> list:
+    from hydra.utils import instantiate
+
+    from d2lexp.callbacks.run_config import RunConfigInCheckpoint
+    from d2lexp.callbacks.throughput import Throughput
+
+    callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c is not None]
+    if not any(isinstance(c, Throughput) for c in callbacks):
+        callbacks.append(Throughput())
+    callbacks.append(RunConfigInCheckpoint(OmegaConf.to_container(cfg, resolve=True)))
+    return callbacks
+
+
+def build_loggers(cfg: DictConfig) -> list:
+    from hydra.utils import instantiate
+
+    return [instantiate(c) for c in (cfg.get("logger") or {}).values() if c is not None]
+
+
+def quiet_lightning() -> None:
+    """Route Lightning's messages through Hydra's logging once (console and run log), minus its ads."""
+    import warnings
+
+    lightning_logger = logging.getLogger("lightning")
+    if logging.getLogger().handlers:  # Hydra configured the root logger: don't print twice
+        lightning_logger.handlers.clear()
+        lightning_logger.propagate = True
+    logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(
+        lambda record: not str(record.msg).startswith("💡 Tip")
+    )
+    warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")
+
+
+def _count_parameters(net) -> int:
+    return sum(p.numel() for p in net.parameters())
+
+
+def _metric_values(trainer) -> dict[str, float]:
+    from d2lexp.run_record import to_float
+
+    return {k: v for k, v in ((k, to_float(v)) for k, v in trainer.callback_metrics.items()) if v is not None}
+
+
+def train(cfg: DictConfig) -> dict[str, Any]:
+    """Run the experiment `cfg` describes; return its record (also written to metrics.json)."""
+    import lightning.pytorch as pl
+
+    from d2lexp.callbacks.throughput import Throughput
+    from d2lexp.checkpoint import check_fits, load_checkpoint
+    from d2lexp.run_record import hparams_of, summary_line, write_metrics
+
+    quiet_lightning()
+    output_dir = Path(cfg.paths.output_dir)
+    choices = hydra_choices()
+    record: dict[str, Any] = {"status": "running", "output_dir": str(output_dir)}
+    try:
+        pl.seed_everything(cfg.seed, workers=True, verbose=False)
+        datamodule = hydra.utils.instantiate(cfg.data)
+        net = build_net(cfg)
+        record.update(
+            model=choices.get("model", type(net).__name__.lower()),
+            experiment=choices.get("experiment"),
+            seed=cfg.seed,
+            params=_count_parameters(net),
+        )
+        task = build_task(cfg, net)
+        if hasattr(datamodule, "example_input"):  # lets the model summary show shapes and FLOPs
+            task.example_input_array = datamodule.example_input()
+        ckpt_path = None
+        if cfg.get("ckpt_path"):
+            ckpt_path = str(Path(cfg.ckpt_path).expanduser())
+            check_fits(load_checkpoint(ckpt_path), task, ckpt_path)
+        callbacks = build_callbacks(cfg)
+        loggers = build_loggers(cfg)
+        trainer: pl.Trainer = hydra.utils.instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+
+        start = time.perf_counter()
+        trainer.fit(task, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
+        record["fit_seconds"] = time.perf_counter() - start
+        if trainer.interrupted:
+            raise KeyboardInterrupt
+        metrics = _metric_values(trainer)
+        if cfg.get("test"):
+            trainer.test(task, datamodule=datamodule, verbose=False)
+            metrics.update(_metric_values(trainer))
+        throughput = next(c for c in trainer.callbacks if isinstance(c, Throughput))
+        checkpoint = trainer.checkpoint_callback
+        record.update(
+            status="done",
+            epochs=trainer.current_epoch,
+            **{k: v for k, v in sorted(metrics.items()) if not k.endswith("_step")},
+            **throughput.summary(),
+            best_checkpoint=getattr(checkpoint, "best_model_path", None) or None,
+            last_checkpoint=getattr(checkpoint, "last_model_path", None) or None,
+        )
+        _log_hparams(trainer, hparams_of(cfg, choices), record)
+    except BaseException as e:
+        record.update(status="interrupted" if isinstance(e, KeyboardInterrupt) else "failed", error=str(e) or type(e).__name__)
+        write_metrics(output_dir, record)
+        raise
+    write_metrics(output_dir, record)
+    log.info("%s -> %s", summary_line(record), output_dir)
+    return record
+
+
+def _log_hparams(trainer, hparams: dict[str, Any], record: dict[str, Any]) -> None:
+    """One HParams entry per run, with its final metrics, in each TensorBoard logdir."""
+    from lightning.pytorch.loggers import TensorBoardLogger
+
+    keys = ("train/loss", "train/acc", "val/acc", "val/acc_best", "test/acc", "test/loss", "train_examples_per_second")
+    metrics = {f"hparams/{k.replace('/', '_')}": record[k] for k in keys if record.get(k) is not None}
+    for logger in trainer.loggers:
+        if isinstance(logger, TensorBoardLogger) and trainer.is_global_zero:
+            logger.log_hyperparams(hparams, metrics=metrics)
+            logger.finalize("success")
+
+
+@hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="config")
+def main(cfg: DictConfig) -> float | None:
+    """The command line. Returns the objective metric (for sweepers such as Optuna)."""
+    try:
+        record = train(cfg)
+    except D2lexpError as e:
+        log.error("%s", e)
+        sys.exit(1)
+    value = record.get(cfg.objective.metric)
+    return float(value) if value is not None else None
