@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import lightning.pytorch as pl
 
-from d2lexp.plotting import show_images
+from d2lexp.plotting import labelled_image_grid
 
 
 def tensorboard_writer(trainer: pl.Trainer):  # -> SummaryWriter | None
@@ -21,6 +21,7 @@ class LogSampleImages(pl.Callback):
     """At the start of training, writes `data/samples` (a grid of training images titled
     with their labels, as the book's `show_images`) and `data/classes` to TensorBoard."""
 
+
     def __init__(self, num_rows: int = 2, num_cols: int = 9) -> None:
         self.num_rows, self.num_cols = num_rows, num_cols
 
@@ -30,7 +31,7 @@ class LogSampleImages(pl.Callback):
         if writer is None or trainer.global_rank != 0 or not hasattr(datamodule, "sample_images"):
             return
         images, titles = datamodule.sample_images(self.num_rows * self.num_cols)
-        writer.add_figure("data/samples", show_images(images, self.num_rows, self.num_cols, titles), global_step=0)
+        writer.add_image("data/samples", labelled_image_grid(images, titles, self.num_cols), global_step=0)
         names = getattr(datamodule, "class_names", None)
         if names:
             table = "| index | class |\n|---|---|\n" + "\n".join(f"| {i} | {n} |" for i, n in enumerate(names))

@@ -2,25 +2,22 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
 from typing import Any
 
-import lightning.pytorch as pl
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torchmetrics import MaxMetric, MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
 
-OptimizerFactory = Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer]
-SchedulerFactory = Callable[[torch.optim.Optimizer], Any]
+from d2lexp.tasks.base import OptimizerFactory, SchedulerFactory, Task
 
 
 def has_conv2d(net: nn.Module) -> bool:
     return any(isinstance(m, nn.Conv2d) for m in net.modules())
 
 
-class ClassificationTask(pl.LightningModule):
+class ClassificationTask(Task):
     """Cross-entropy training with accuracy, for any net mapping a batch to class logits.
 
     Metrics accumulate on the device and are reduced once per epoch, so no step
@@ -39,16 +36,10 @@ class ClassificationTask(pl.LightningModule):
         channels_last: bool | str = "auto",
         compile: bool = False,
     ) -> None:
-        super().__init__()
-        self.net = net
-        self.optimizer_factory = optimizer
-        self.scheduler_factory = scheduler
-        self.scheduler_interval = scheduler_interval
-        self.scheduler_monitor = scheduler_monitor
+        super().__init__(net, optimizer, scheduler, scheduler_interval, scheduler_monitor, compile)
         self.channels_last = has_conv2d(net) if channels_last == "auto" else bool(channels_last)
         if self.channels_last:
             self.net = self.net.to(memory_format=torch.channels_last)
-        self.compile = compile
 
         def accuracy() -> MulticlassAccuracy:
             return MulticlassAccuracy(num_classes, average="micro", validate_args=False)
@@ -58,11 +49,6 @@ class ClassificationTask(pl.LightningModule):
         self.train_acc, self.val_acc, self.test_acc = accuracy(), accuracy(), accuracy()
         self.val_acc_best = MaxMetric(nan_strategy="disable")
         self.val_acc_best.persistent(True)  # saved in checkpoints, so a resumed run remembers its best
-
-    def configure_model(self) -> None:
-        if self.compile and not getattr(self.net, "_d2lexp_compiled", False):
-            self.net.compile()  # in place: state_dict keys stay those of the plain net
-            self.net._d2lexp_compiled = True
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.channels_last and x.dim() == 4:
@@ -81,7 +67,7 @@ class ClassificationTask(pl.LightningModule):
         # Per-example losses: the epoch value is the exact mean over examples, as the book reports it.
         self.train_loss.update(losses.detach())
         self.train_acc.update(logits.detach(), y)
-        self.log("train/loss_step", loss.detach(), on_step=True, on_epoch=False, batch_size=len(y))
+        self.log_step_loss(loss)
         return loss
 
     def on_train_epoch_end(self) -> None:
@@ -119,14 +105,3 @@ class ClassificationTask(pl.LightningModule):
     def predict_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
         x = batch[0] if isinstance(batch, (tuple, list)) else batch
         return self(x).argmax(dim=1)
-
-    def configure_optimizers(self) -> Any:
-        optimizer = self.optimizer_factory(self.net.parameters())
-        if self.scheduler_factory is None:
-            return optimizer
-        scheduler = {
-            "scheduler": self.scheduler_factory(optimizer),
-            "interval": self.scheduler_interval,
-            "monitor": self.scheduler_monitor,
-        }
-        return {"optimizer": optimizer, "lr_scheduler": scheduler}
