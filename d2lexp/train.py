@@ -83,6 +83,8 @@ def quiet_lightning() -> None:
         lambda record: not str(record.msg).startswith("💡 Tip")
     )
     warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")
+    # d2lexp writes its step-level loss itself (Task.log_step_loss); this warning is about Lightning's.
+    warnings.filterwarnings("ignore", message=r"The number of training batches .* logging interval")
 
 
 def _count_parameters(net) -> int:
@@ -95,8 +97,11 @@ def _metric_values(trainer) -> dict[str, float]:
     return {k: v for k, v in ((k, to_float(v)) for k, v in trainer.callback_metrics.items()) if v is not None}
 
 
-def train(cfg: DictConfig) -> dict[str, Any]:
-    """Run the experiment `cfg` describes; return its record (also written to metrics.json)."""
+def train(cfg: DictConfig, callbacks: list | None = None) -> dict[str, Any]:
+    """Run the experiment `cfg` describes; return its record (also written to metrics.json).
+
+    `callbacks` are added before the configured ones (for programmatic use: benchmarks, notebooks).
+    """
     import lightning.pytorch as pl
 
     from d2lexp.callbacks.throughput import Throughput
@@ -124,7 +129,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         if cfg.get("ckpt_path"):
             ckpt_path = str(Path(cfg.ckpt_path).expanduser())
             check_fits(load_checkpoint(ckpt_path), task, ckpt_path)
-        callbacks = build_callbacks(cfg)
+        callbacks = [*(callbacks or []), *build_callbacks(cfg)]
         loggers = build_loggers(cfg)
         trainer: pl.Trainer = hydra.utils.instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
 

@@ -37,15 +37,22 @@ def compose_config(overrides: list[str]) -> DictConfig:
         return compose(config_name="config", overrides=overrides)
 
 
+def test_config(output_dir: Path, data_dir: Path, *overrides: str, quiet: bool = True) -> DictConfig:
+    """The real config, with test-friendly overrides, writing into `output_dir`."""
+    quiet_overrides = QUIET_OVERRIDES if quiet else []
+    return compose_config(
+        [f"paths.data_dir={data_dir}", f"paths.output_dir={output_dir}", *TEST_OVERRIDES, *quiet_overrides, *overrides]
+    )
+
+
+test_config.__test__ = False  # a helper, not a test
+
+
 @pytest.fixture
 def make_cfg(tmp_path: Path, data_dir: Path) -> Callable[..., DictConfig]:
     """Compose the real config with test-friendly overrides, writing into a fresh folder."""
 
     def make(*overrides: str, output_dir: Path | None = None, quiet: bool = True) -> DictConfig:
-        out = output_dir or tmp_path / "run"
-        quiet_overrides = QUIET_OVERRIDES if quiet else []
-        return compose_config(
-            [f"paths.data_dir={data_dir}", f"paths.output_dir={out}", *TEST_OVERRIDES, *quiet_overrides, *overrides]
-        )
+        return test_config(output_dir or tmp_path / "run", data_dir, *overrides, quiet=quiet)
 
     return make

@@ -64,12 +64,12 @@ class Throughput(pl.Callback):
             self.first_step_seconds = time.time() - (self.first_step_time or time.time())
 
     def on_validation_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if trainer.training:
+        if trainer.state.fn == "fit":  # validation inside fit (trainer.training is False by now)
             synchronize(pl_module.device)
             self._val_start = time.perf_counter()
 
     def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if trainer.training:
+        if trainer.state.fn == "fit":
             synchronize(pl_module.device)
             self._val_seconds += time.perf_counter() - self._val_start
 
@@ -83,8 +83,8 @@ class Throughput(pl.Callback):
 
     @property
     def startup_seconds(self) -> float | None:
-        """Seconds from the start of the process (d2lexp's import) to the first training step."""
-        return None if self.first_step_time is None else self.first_step_time - d2lexp.IMPORT_TIME
+        """Seconds from the start of the process to the first training step."""
+        return None if self.first_step_time is None else self.first_step_time - d2lexp.process_start_time()
 
     @property
     def items_per_second(self) -> float | None:

@@ -37,6 +37,14 @@ class Task(pl.LightningModule):
         self.scheduler_monitor = scheduler_monitor
         self.compile = compile
 
+    def __setattr__(self, name: str, value: Any) -> None:
+        # Lightning sets `_current_fx_name` around every hook, some 50 times a step;
+        # nn.Module.__setattr__'s parameter/buffer bookkeeping is wasted on a plain string.
+        if name == "_current_fx_name":
+            object.__setattr__(self, name, value)
+        else:
+            super().__setattr__(name, value)
+
     def configure_model(self) -> None:
         if self.compile and not getattr(self.net, "_d2lexp_compiled", False):
             self.net.compile()  # in place: state_dict keys stay those of the plain net

@@ -1,0 +1,73 @@
+"""The command line, as a user types it: bad input ends with one clear paragraph and a non-zero exit."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+
+def run_cli(*args: str, cwd, data_dir=None, timeout: int = 300) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    if data_dir is not None:
+        env["D2LEXP_DATA"] = str(data_dir)
+    return subprocess.run(
+        [sys.executable, "-m", "d2lexp", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout
+    )
+
+
+def test_unknown_model_lists_the_choices(tmp_path):
+    result = run_cli("model=vgg12", cwd=tmp_path)
+    assert result.returncode != 0
+    assert "Could not find 'model/vgg12'" in result.stderr and "lenet" in result.stderr
+    assert not (tmp_path / "outputs").exists()  # nothing was written
+
+
+def test_wrong_type_names_the_key(tmp_path):
+    result = run_cli("trainer.max_epochs=abc", cwd=tmp_path)
+    assert result.returncode != 0
+    assert "trainer.max_epochs" in result.stderr and "abc" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_misspelt_key_is_refused(tmp_path):
+    result = run_cli("data.batchsize=64", cwd=tmp_path)
+    assert result.returncode != 0 and "data.batchsize" in result.stderr
+
+
+def test_missing_data_offline_is_one_paragraph(tmp_path):
+    empty = tmp_path / "nodata"
+    empty.mkdir()
+    result = run_cli(f"paths.data_dir={empty}", "data.download=false", cwd=tmp_path)
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr + result.stdout
+    lines = [l for l in (result.stderr + result.stdout).splitlines() if "Fashion-MNIST is not in" in l]
+    assert len(lines) == 1 and str(empty) in lines[0] and "D2LEXP_DATA" in lines[0]
+
+
+def test_unreadable_checkpoint_leaves_earlier_runs_alone(tmp_path, data_dir):
+    earlier = tmp_path / "outputs" / "earlier"
+    earlier.mkdir(parents=True)
+    (earlier / "metrics.json").write_text('{"status": "done"}\n')
+    bad = tmp_path / "broken.ckpt"
+    bad.write_bytes(b"PK\x03\x04 this is not a checkpoint")
+    result = run_cli(f"ckpt_path={bad}", "data.train_subset=1000", cwd=tmp_path, data_dir=data_dir)
+    assert result.returncode == 1
+    output = result.stdout + result.stderr
+    assert f"ckpt_path={bad} cannot be read" in output and "Traceback" not in output
+    assert (earlier / "metrics.json").read_text() == '{"status": "done"}\n'
+    runs = [p for p in (tmp_path / "outputs").glob("*/*") if p.parent.name != "earlier"]
+    assert len(runs) == 1 and '"status": "failed"' in (runs[0] / "metrics.json").read_text()
+
+
+@pytest.mark.parametrize("preset", ["d2l/softmax"])
+def test_a_real_run_from_the_command_line(tmp_path, data_dir, preset):
+    result = run_cli(
+        f"experiment={preset}", "data.train_subset=5000", "data.test_subset=1000", "trainer.max_epochs=1",
+        "callbacks.progress_bar=null", cwd=tmp_path, data_dir=data_dir,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    (run_dir,) = (tmp_path / "outputs").glob("*/*")  # outputs/YYYY-MM-DD/HH-MM-SS
+    assert (run_dir / "metrics.json").is_file() and (run_dir / "checkpoints" / "last.ckpt").is_file()
+    assert list((run_dir / "tensorboard").glob("events.out.tfevents.*")) and (run_dir / ".hydra/config.yaml").is_file()
+    assert "softmax: done, 1 epochs" in result.stderr + result.stdout

@@ -1,0 +1,136 @@
+"""End-to-end runs of the real pipeline on real Fashion-MNIST (small slices, few epochs)."""
+
+import json
+
+import pytest
+import torch
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from tensorboard.plugins.hparams import plugin_data_pb2
+
+from d2lexp.callbacks.run_config import CHECKPOINT_KEY
+from d2lexp.errors import CheckpointError
+from d2lexp.run_record import read_metrics
+from d2lexp.train import train
+from tests.conftest import test_config
+
+QUICK = ["data.train_subset=10000", "data.test_subset=2000", "trainer.max_epochs=2"]
+
+
+def events(run_dir) -> EventAccumulator:
+    accumulator = EventAccumulator(str(run_dir / "tensorboard"), size_guidance={"scalars": 0, "images": 0})
+    accumulator.Reload()
+    return accumulator
+
+
+@pytest.fixture(scope="module")
+def lenet_run(tmp_path_factory, data_dir):
+    """One short real LeNet run, shared by the tests that inspect what a run leaves behind."""
+    out = tmp_path_factory.mktemp("lenet")
+    cfg = test_config(
+        out, data_dir, "model=lenet", "optimizer=adam", "optimizer.lr=0.01", "data.batch_size=128",
+        "trainer.log_every_n_steps=10", *QUICK,
+    )  # fmt: skip
+    return out, train(cfg)
+
+
+@pytest.mark.parametrize(
+    "overrides, min_acc",
+    [
+        (["experiment=d2l/softmax"], 0.65),  # the book's settings, on a slice
+        (["experiment=d2l/mlp"], 0.5),
+        (["model=lenet"], None),  # checked by the lenet_run fixture below
+    ],
+    ids=["softmax", "mlp", "lenet"],
+)
+def test_each_model_learns_on_real_data(make_cfg, lenet_run, overrides, min_acc):
+    if min_acc is None:
+        record = lenet_run[1]
+        min_acc = 0.5
+    else:
+        record = train(make_cfg(*overrides, *QUICK))
+    assert record["status"] == "done" and record["epochs"] == 2
+    assert record["test/acc"] > min_acc, record  # chance is 0.1
+    assert record["train/loss"] < 2.0
+
+
+def test_metrics_json_records_the_run(lenet_run):
+    out, record = lenet_run
+    saved = json.loads((out / "metrics.json").read_text())
+    assert saved == read_metrics(out)
+    for key in ("train/loss", "train/acc", "val/acc", "test/acc", "fit_seconds", "train_examples_per_second"):
+        assert isinstance(saved[key], float) and saved[key] > 0, key
+    assert saved["params"] == 61_706 and saved["model"] == "lenet" and saved["status"] == "done"
+    assert saved["val/acc"] == pytest.approx(saved["test/acc"])  # validation is the test split by default
+    assert saved["val/acc_best"] >= saved["val/acc"] - 1e-9
+    assert saved["fit_seconds"] > saved["train_seconds"] > 0
+    assert saved["startup_seconds"] > 0
+
+
+def test_tensorboard_holds_scalars_image_and_hparams(lenet_run):
+    out, record = lenet_run
+    acc = events(out)
+    scalars = set(acc.Tags()["scalars"])
+    expected = {"train/loss", "train/acc", "val/loss", "val/acc", "test/acc", "train/loss_step", "train/examples_per_second"}
+    assert expected <= scalars
+    assert len(acc.Scalars("train/loss")) == 2 and len(acc.Scalars("val/acc")) == 2
+    assert len(acc.Scalars("train/loss_step")) >= 10  # every 10 of 158 steps
+    assert acc.Scalars("test/acc")[-1].value == pytest.approx(record["test/acc"], abs=1e-6)
+    image = acc.Images("data/samples")[0]
+    assert image.width > 500 and image.height > 100
+    assert "data/classes/text_summary" in acc.Tags()["tensors"]
+    hparams = acc.PluginTagToContent("hparams")
+    start = plugin_data_pb2.HParamsPluginData.FromString(hparams["_hparams_/session_start_info"])
+    params = start.session_start_info.hparams
+    assert params["choice.model"].string_value == "lenet" or params["model.class"].string_value == "LeNet"
+    assert params["optimizer.lr"].number_value == pytest.approx(0.01)
+    experiment = plugin_data_pb2.HParamsPluginData.FromString(hparams["_hparams_/experiment"])
+    metric_tags = {m.name.tag for m in experiment.experiment.metric_infos}
+    assert {"hparams/test_acc", "hparams/val_acc_best", "hparams/train_loss"} <= metric_tags
+    assert acc.Scalars("hparams/test_acc")[-1].value == pytest.approx(record["test/acc"], abs=1e-6)
+
+
+def test_checkpoints_load_with_weights_only(lenet_run):
+    out, record = lenet_run
+    assert (out / "checkpoints" / "last.ckpt").is_file() and record["best_checkpoint"].endswith(".ckpt")
+    checkpoint = torch.load(out / "checkpoints" / "last.ckpt", weights_only=True)
+    assert checkpoint["epoch"] == 1 and "net.0.weight" in checkpoint["state_dict"]
+    assert checkpoint[CHECKPOINT_KEY]["model"]["_target_"] == "d2lexp.models.lenet.LeNet"
+
+
+def test_seeded_runs_repeat_exactly_on_cpu(make_cfg, tmp_path):
+    settings = ["experiment=d2l/mlp", "data.train_subset=4000", "data.test_subset=1000", "trainer.max_epochs=2"]
+    first = train(make_cfg(*settings, "seed=5", output_dir=tmp_path / "a"))
+    second = train(make_cfg(*settings, "seed=5", output_dir=tmp_path / "b"))
+    other = train(make_cfg(*settings, "seed=6", output_dir=tmp_path / "c"))
+    for key in ("train/loss", "train/acc", "test/acc", "test/loss"):
+        assert first[key] == second[key], key
+    assert first["train/loss"] != other["train/loss"]
+    weights_a = torch.load(tmp_path / "a/checkpoints/last.ckpt", weights_only=True)["state_dict"]
+    weights_b = torch.load(tmp_path / "b/checkpoints/last.ckpt", weights_only=True)["state_dict"]
+    assert all(torch.equal(weights_a[k], weights_b[k]) for k in weights_a)
+
+
+def test_resume_continues_where_it_stopped(make_cfg, tmp_path):
+    settings = ["experiment=d2l/softmax", "data.train_subset=3000", "data.test_subset=1000"]
+    straight = train(make_cfg(*settings, "trainer.max_epochs=3", output_dir=tmp_path / "straight"))
+    train(make_cfg(*settings, "trainer.max_epochs=2", output_dir=tmp_path / "first"))
+    resumed = train(
+        make_cfg(
+            *settings, "trainer.max_epochs=3", f"ckpt_path={tmp_path / 'first/checkpoints/last.ckpt'}",
+            output_dir=tmp_path / "resumed",
+        )
+    )  # fmt: skip
+    assert resumed["epochs"] == 3
+    # Only the third epoch ran after resuming, and it was the same epoch an uninterrupted run trains:
+    assert len(events(tmp_path / "resumed").Scalars("train/loss")) == 1
+    for key in ("train/loss", "train/acc", "test/acc"):
+        assert resumed[key] == pytest.approx(straight[key], abs=1e-6), key
+    assert resumed["val/acc_best"] == pytest.approx(straight["val/acc_best"], abs=1e-6)
+
+
+def test_resuming_a_different_model_is_refused(make_cfg, lenet_run, tmp_path):
+    out, _ = lenet_run
+    cfg = make_cfg("model=mlp", f"ckpt_path={out / 'checkpoints/last.ckpt'}", *QUICK)
+    with pytest.raises(CheckpointError, match="LeNet, which do not fit"):
+        train(cfg)
+    assert read_metrics(tmp_path / "run")["status"] == "failed"
