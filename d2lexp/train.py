@@ -55,13 +55,15 @@ def build_task(cfg: DictConfig, net):
 def build_callbacks(cfg: DictConfig) -> list:
     from hydra.utils import instantiate
 
+    from d2lexp.callbacks.history import EpochHistory
     from d2lexp.callbacks.run_config import RunConfigInCheckpoint
     from d2lexp.callbacks.throughput import Throughput
 
     callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c is not None]
+    # What metrics.json records is measured by these, whatever the callbacks group holds.
     if not any(isinstance(c, Throughput) for c in callbacks):
         callbacks.append(Throughput())
-    callbacks.append(RunConfigInCheckpoint(OmegaConf.to_container(cfg, resolve=True)))
+    callbacks += [EpochHistory(), RunConfigInCheckpoint(OmegaConf.to_container(cfg, resolve=True))]
     return callbacks
 
 
@@ -104,8 +106,10 @@ def train(cfg: DictConfig, callbacks: list | None = None) -> dict[str, Any]:
     """
     import lightning.pytorch as pl
 
+    from d2lexp.callbacks.history import EpochHistory
     from d2lexp.callbacks.throughput import Throughput
     from d2lexp.checkpoint import check_fits, load_checkpoint
+    from d2lexp.inspect import count_macs
     from d2lexp.run_record import hparams_of, summary_line, write_metrics
 
     quiet_lightning()
@@ -125,6 +129,8 @@ def train(cfg: DictConfig, callbacks: list | None = None) -> dict[str, Any]:
         task = build_task(cfg, net)
         if hasattr(datamodule, "example_input"):  # lets the model summary show shapes and FLOPs
             task.example_input_array = datamodule.example_input()
+            example = datamodule.on_after_batch_transfer(datamodule.example_input(), 0)
+            record["macs_per_example"] = count_macs(lambda: hydra.utils.instantiate(cfg.model), example)
         ckpt_path = None
         if cfg.get("ckpt_path"):
             ckpt_path = str(Path(cfg.ckpt_path).expanduser())
@@ -143,6 +149,7 @@ def train(cfg: DictConfig, callbacks: list | None = None) -> dict[str, Any]:
             trainer.test(task, datamodule=datamodule, verbose=False)
             metrics.update(_metric_values(trainer))
         throughput = next(c for c in trainer.callbacks if isinstance(c, Throughput))
+        history = next(c for c in trainer.callbacks if isinstance(c, EpochHistory))
         checkpoint = trainer.checkpoint_callback
         record.update(
             status="done",
@@ -151,6 +158,7 @@ def train(cfg: DictConfig, callbacks: list | None = None) -> dict[str, Any]:
             **throughput.summary(),
             best_checkpoint=getattr(checkpoint, "best_model_path", None) or None,
             last_checkpoint=getattr(checkpoint, "last_model_path", None) or None,
+            history=history.as_columns(),
         )
         _log_hparams(trainer, hparams_of(cfg, choices), record)
     except BaseException as e:
@@ -174,13 +182,34 @@ def _log_hparams(trainer, hparams: dict[str, Any], record: dict[str, Any]) -> No
             logger.finalize("success")
 
 
+def _in_multirun() -> bool:
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    try:
+        return HydraConfig.get().mode == RunMode.MULTIRUN
+    except ValueError:
+        return False
+
+
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="config")
 def main(cfg: DictConfig) -> float | None:
-    """The command line. Returns the objective metric (for sweepers such as Optuna)."""
+    """The command line. Returns the objective metric (for sweepers such as Optuna).
+
+    In a sweep, a failing job is recorded as failed (metrics.json, the sweep report) and
+    the sweep goes on; the sweep exits non-zero at the end. A single run exits at once.
+    """
     try:
         record = train(cfg)
     except D2lexpError as e:
         log.error("%s", e)
+        if _in_multirun():
+            return None
         sys.exit(1)
+    except Exception:
+        if not _in_multirun():
+            raise
+        log.exception("This job failed; the sweep goes on.")
+        return None
     value = record.get(cfg.objective.metric)
     return float(value) if value is not None else None

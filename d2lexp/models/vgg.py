@@ -1,0 +1,61 @@
+"""VGG: networks built from an architecture given as data (d2l ch. 8.2).
+
+`arch` lists the blocks as (number of 3x3 convs, output channels); each block ends in a
+2x2 max pool. The presets below are the classic VGG-11/13/16/19; the book trains VGG-11
+with every conv width divided by 4 (`VGG11_NARROW`).
+"""
+
+from collections.abc import Sequence
+
+from torch import nn
+
+from d2lexp.models.shapes import output_numel
+
+VGG11 = ((1, 64), (1, 128), (2, 256), (2, 512), (2, 512))
+VGG13 = ((2, 64), (2, 128), (2, 256), (2, 512), (2, 512))
+VGG16 = ((2, 64), (2, 128), (3, 256), (3, 512), (3, 512))
+VGG19 = ((2, 64), (2, 128), (4, 256), (4, 512), (4, 512))
+VGG11_NARROW = tuple((convs, channels // 4) for convs, channels in VGG11)
+
+
+class VGGBlock(nn.Sequential):
+    """`num_convs` 3x3 convolutions with ReLU, then a 2x2 max pool (the book's `vgg_block`)."""
+
+    def __init__(self, num_convs: int, in_channels: int, out_channels: int) -> None:
+        layers: list[nn.Module] = []
+        for i in range(num_convs):
+            layers += [nn.Conv2d(in_channels if i == 0 else out_channels, out_channels, 3, padding=1), nn.ReLU()]
+        super().__init__(*layers, nn.MaxPool2d(kernel_size=2, stride=2))
+
+
+class VGG(nn.Sequential):
+    """VGG blocks, then three dense layers with dropout; VGG-11 has 128,806,154 parameters at
+    1x224x224 and 10 classes, the book's narrow VGG-11 43,093,322.
+
+    The first dense layer is sized for `image_size` (channels x 7 x 7 at 224).
+    """
+
+    def __init__(
+        self,
+        arch: Sequence[Sequence[int]] = VGG11,
+        in_channels: int = 1,
+        num_classes: int = 10,
+        image_size: int = 224,
+        hidden: int = 4096,
+        dropout: float = 0.5,
+    ) -> None:
+        def blocks() -> list[nn.Module]:
+            layers, channels = [], in_channels
+            for num_convs, out_channels in arch:
+                layers.append(VGGBlock(num_convs, channels, out_channels))
+                channels = out_channels
+            return [*layers, nn.Flatten()]
+
+        flat = output_numel(lambda: nn.Sequential(*blocks()), (in_channels, image_size, image_size))
+        super().__init__(
+            *blocks(),
+            nn.Linear(flat, hidden), nn.ReLU(), nn.Dropout(dropout),
+            nn.Linear(hidden, hidden), nn.ReLU(), nn.Dropout(dropout),
+            nn.Linear(hidden, num_classes),
+        )  # fmt: skip
+        self.num_classes = num_classes

@@ -1,0 +1,182 @@
+"""Compare the jobs of a sweep: `python -m d2lexp.report <sweep folder>`.
+
+Hydra runs this by itself at the end of every `python -m d2lexp -m ...` sweep (the
+`SweepReport` callback in conf/hydra/default.yaml). It reads each job's metrics.json and
+writes into the sweep folder:
+
+- `report.md` and `report.csv`: one row per job (model, parameters, MACs per example,
+  final train loss / train acc / test acc, best val acc, epochs, fit seconds, examples/s,
+  status: done / failed / diverged / interrupted);
+- `report.png`: the validation-accuracy curves of all jobs, and test accuracy against MACs.
+
+Failed jobs are rows like the others; they never hide the jobs that finished.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig
+
+from d2lexp.run_record import METRICS_FILE, read_metrics
+
+log = logging.getLogger(__name__)
+
+# (column title, metrics.json key, format)
+COLUMNS: list[tuple[str, str, str]] = [
+    ("job", "job", "{}"),
+    ("swept", "swept", "{}"),
+    ("model", "model", "{}"),
+    ("params", "params", "{:,}"),
+    ("MACs/example", "macs_per_example", "{:,}"),
+    ("train loss", "train/loss", "{:.4f}"),
+    ("train acc", "train/acc", "{:.4f}"),
+    ("test acc", "test/acc", "{:.4f}"),
+    ("best val acc", "val/acc_best", "{:.4f}"),
+    ("epochs", "epochs", "{}"),
+    ("fit s", "fit_seconds", "{:.1f}"),
+    ("examples/s", "train_examples_per_second", "{:,.0f}"),
+    ("status", "status", "{}"),
+]
+
+
+def _job_dirs(sweep_dir: Path) -> list[Path]:
+    jobs = [p for p in sweep_dir.iterdir() if p.is_dir() and ((p / ".hydra").is_dir() or (p / METRICS_FILE).is_file())]
+    return sorted(jobs, key=lambda p: (not p.name.isdigit(), int(p.name) if p.name.isdigit() else 0, p.name))
+
+
+def collect(sweep_dir: str | Path) -> list[dict[str, Any]]:
+    """One record per job folder of the sweep: its metrics.json plus job number and overrides.
+
+    A job that left no metrics.json (killed, or failed before it started) is reported as failed;
+    one still marked "running" was interrupted.
+    """
+    rows = []
+    for job_dir in _job_dirs(Path(sweep_dir)):
+        overrides_file = job_dir / ".hydra" / "overrides.yaml"
+        overrides = yaml.safe_load(overrides_file.read_text()) if overrides_file.is_file() else []
+        try:
+            record = read_metrics(job_dir)
+        except (OSError, ValueError):
+            record = {"status": "failed", "error": f"no readable {METRICS_FILE}"}
+        if record.get("status") == "running":
+            record["status"] = "interrupted"
+        rows.append({**record, "job": job_dir.name, "overrides": list(overrides or []), "dir": str(job_dir)})
+    # What tells the jobs apart: the overrides not shared by all of them.
+    shared = set.intersection(*(set(r["overrides"]) for r in rows)) if len(rows) > 1 else set()
+    for row in rows:
+        row["swept"] = " ".join(o for o in row["overrides"] if o not in shared)
+        row["overrides"] = " ".join(row["overrides"])
+    return rows
+
+
+def _cell(row: dict[str, Any], key: str, fmt: str) -> str:
+    value = row.get(key)
+    if value is None or value == "":
+        return ""
+    try:
+        return fmt.format(value)
+    except (TypeError, ValueError):
+        return str(value)
+
+
+def markdown_table(rows: list[dict[str, Any]]) -> str:
+    lines = ["| " + " | ".join(title for title, _, _ in COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
+    for row in rows:
+        lines.append("| " + " | ".join(_cell(row, key, fmt).replace("|", "\\|") for _, key, fmt in COLUMNS) + " |")
+    return "\n".join(lines)
+
+
+def _label(row: dict[str, Any]) -> str:
+    return row.get("swept") or f"job {row['job']}"
+
+
+def plot(rows: list[dict[str, Any]], path: Path) -> None:
+    """Validation accuracy per epoch for every job, and test accuracy against MACs per example."""
+    from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
+
+    fig = Figure(figsize=(13, 5))
+    curves, cost = fig.subplots(1, 2)
+    for i, row in enumerate(rows):
+        history = row.get("history") or {}
+        epochs, accuracy = history.get("epoch") or [], history.get("val/acc") or []
+        points = [(e + 1, a) for e, a in zip(epochs, accuracy) if a is not None]
+        if points:
+            curves.plot(*zip(*points), marker="o", markersize=3, label=_label(row), color=f"C{i % 10}")
+    curves.xaxis.set_major_locator(MaxNLocator(integer=True))
+    curves.set(xlabel="epoch", ylabel="validation accuracy", title="Validation accuracy")
+    curves.grid(alpha=0.3)
+    if curves.lines:
+        curves.legend(fontsize=7)
+    for i, row in enumerate(rows):
+        if row.get("macs_per_example") and row.get("test/acc") is not None:
+            cost.scatter(row["macs_per_example"], row["test/acc"], s=30, color=f"C{i % 10}")
+            cost.annotate(row.get("model") or _label(row), (row["macs_per_example"], row["test/acc"]), fontsize=8,
+                          xytext=(4, 4), textcoords="offset points")  # fmt: skip
+    cost.set(xscale="log", xlabel="MACs per example (log scale)", ylabel="test accuracy", title="Accuracy against cost")
+    cost.grid(alpha=0.3, which="both")
+    failed = [r for r in rows if r.get("status") != "done"]
+    if failed:
+        fig.suptitle("not done: " + ", ".join(f"{_label(r)} ({r.get('status')})" for r in failed), fontsize=9, color="red")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+def write_report(sweep_dir: str | Path) -> dict[str, Path]:
+    """Write report.md, report.csv and report.png into `sweep_dir`; return their paths."""
+    sweep_dir = Path(sweep_dir)
+    rows = collect(sweep_dir)
+    paths = {kind: sweep_dir / f"report.{kind}" for kind in ("md", "csv", "png")}
+    done = sum(r.get("status") == "done" for r in rows)
+    paths["md"].write_text(
+        f"# Sweep {sweep_dir}\n\n{done} of {len(rows)} jobs done.\n\n{markdown_table(rows)}\n\n![curves](report.png)\n"
+    )
+    with paths["csv"].open("w", newline="") as f:
+        writer = csv.writer(f)
+        keys = [key for _, key, _ in COLUMNS] + ["overrides", "error", "dir"]
+        writer.writerow(keys)
+        for row in rows:
+            writer.writerow(["" if row.get(key) is None else row.get(key) for key in keys])
+    plot(rows, paths["png"])
+    return paths
+
+
+class SweepReport(Callback):
+    """Hydra callback: at the end of a multirun, write the comparison into the sweep folder.
+
+    A sweep with a job that did not finish exits with status 1 after the report is written.
+    """
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        sweep_dir = Path(config.hydra.sweep.dir)
+        if not sweep_dir.is_dir():
+            return
+        paths = write_report(sweep_dir)
+        rows = collect(sweep_dir)
+        log.info("Sweep report: %s (table), %s (curves)", paths["md"], paths["png"])
+        print(markdown_table(rows))
+        not_done = [r for r in rows if r.get("status") != "done"]
+        if not_done:
+            log.error("%d of %d jobs did not finish: %s", len(not_done), len(rows),
+                      ", ".join(f"job {r['job']} ({r.get('status')}: {r.get('error', '')[:200]})" for r in not_done))  # fmt: skip
+            sys.exit(1)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 1 or not Path(args[0]).is_dir():
+        raise SystemExit("usage: python -m d2lexp.report <sweep folder>  (e.g. outputs/multirun/2026-11-26/12-00-00)")
+    paths = write_report(args[0])
+    print(markdown_table(collect(args[0])))
+    print(f"\nwrote {paths['md']}, {paths['csv']}, {paths['png']}")
+
+
+if __name__ == "__main__":
+    main()

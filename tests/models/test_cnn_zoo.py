@@ -1,0 +1,81 @@
+"""The modern CNNs of the book: parameter counts, shapes at their preset resolutions, and
+a few real training steps each on real Fashion-MNIST images (at reduced resolution)."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from d2lexp.inspect import inspect_model, meta_model
+from d2lexp.models.googlenet import Inception
+from d2lexp.models.vgg import VGG, VGG11, VGG11_NARROW, VGGBlock
+from d2lexp.train import build_net
+
+# (model config, the book's parameter count at 1 channel / 10 classes, preset resolution)
+BOOK_MODELS = [
+    ("lenet", 61_706, 28),
+    ("lenet_bn", 44_878, 28),
+    ("alexnet", 46_764_746, 224),
+    ("vgg11", 128_806_154, 224),
+    ("vgg11_narrow", 43_093_322, 224),
+    ("nin", 1_992_166, 224),
+    ("googlenet", 5_977_530, 96),
+    ("resnet18", 11_178_378, 96),
+    ("densenet", 758_226, 96),
+]
+
+
+@pytest.mark.parametrize("name, params, resolution", BOOK_MODELS, ids=[m[0] for m in BOOK_MODELS])
+def test_parameter_count_and_shape_at_the_preset_resolution(make_cfg, name, params, resolution):
+    cfg = make_cfg(f"model={name}")
+    assert (cfg.data.resize or 28) == resolution
+    net = meta_model(lambda: build_net(cfg))  # the real config's net, on the meta device
+    assert sum(p.numel() for p in net.parameters()) == params
+    stats = inspect_model(net, torch.empty(2, 1, resolution, resolution, device="meta"))
+    assert stats.output_shape == (2, 10)
+
+
+def test_vgg_variants_are_data():
+    assert VGG11_NARROW == ((1, 16), (1, 32), (2, 64), (2, 128), (2, 128))
+    net = VGG(VGG11, image_size=224)
+    blocks = [m for m in net if isinstance(m, VGGBlock)]
+    assert [sum(isinstance(l, torch.nn.Conv2d) for l in b) for b in blocks] == [1, 1, 2, 2, 2]
+    assert net[6].in_features == 512 * 7 * 7  # sized for 224 by the model itself
+    assert VGG(VGG11, image_size=96)[6].in_features == 512 * 3 * 3
+
+
+def test_inception_concatenates_its_four_paths():
+    block = Inception(192, 64, (96, 128), (16, 32), 32)
+    assert block(torch.rand(2, 192, 28, 28)).shape == (2, 256, 28, 28)
+
+
+# Reduced resolutions that every architecture still accepts (AlexNet and NiN need ~64+).
+SMALL = {"alexnet": 96, "vgg11": 32, "vgg11_narrow": 32, "nin": 96, "googlenet": 48, "resnet18": 32, "densenet": 32}
+
+
+@pytest.mark.parametrize("name", ["lenet_bn", *SMALL], ids=lambda n: n)
+def test_a_few_real_training_steps_lower_the_loss(make_cfg, data_dir, name):
+    import hydra
+
+    overrides = [f"model={name}"] + ([f"data.resize={SMALL[name]}"] if name in SMALL else [])
+    cfg = make_cfg(*overrides, "data.batch_size=16")
+    torch.manual_seed(0)
+    net = build_net(cfg)
+    datamodule = hydra.utils.instantiate(cfg.data)
+    datamodule.setup()
+    x, y = datamodule.on_after_batch_transfer(next(iter(datamodule.val_dataloader())), 0)
+
+    def loss() -> float:
+        # Training mode (batch statistics, which 8 steps cannot put into BN's running averages),
+        # with the same dropout masks before and after.
+        torch.manual_seed(1)
+        with torch.no_grad():
+            return F.cross_entropy(net(x), y).item()
+
+    optimizer = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9)
+    before = loss()
+    for _ in range(8):  # fit one batch of real images
+        optimizer.zero_grad()
+        F.cross_entropy(net(x), y).backward()
+        optimizer.step()
+    after = loss()
+    assert torch.isfinite(torch.tensor(after)) and after < before, (before, after)

@@ -1,0 +1,47 @@
+import subprocess
+import sys
+
+import torch
+
+from d2lexp.inspect import count_macs, inception_comparison, inspect_model, meta_model
+from d2lexp.models.lenet import LeNet
+from d2lexp.models.vgg import VGG, VGG11
+
+
+def test_lenet_table_layer_by_layer():
+    stats = inspect_model(LeNet(), torch.zeros(1, 1, 28, 28))
+    rows = {layer.name: layer for layer in stats.layers}
+    assert rows["0"].output_shape == (1, 6, 28, 28) and rows["0"].params == 156
+    assert rows["0"].macs == 6 * 5 * 5 * 28 * 28  # out channels x kernel x output pixels
+    assert rows["3"].output_shape == (1, 16, 10, 10) and rows["3"].macs == 16 * 6 * 25 * 100
+    assert rows["5"].output_shape == (1, 16, 5, 5) and rows["5"].params == 0
+    assert rows["7"].macs == 400 * 120 and rows["11"].output_shape == (1, 10)
+    assert stats.params == 61_706 and stats.macs == 416_520 == sum(l.macs for l in stats.layers)
+
+
+def test_macs_are_per_example_and_free_on_meta():
+    assert count_macs(LeNet, torch.zeros(4, 1, 28, 28)) == 416_520
+    vgg = meta_model(lambda: VGG(VGG11))
+    assert next(vgg.parameters()).is_meta
+    assert inspect_model(vgg, torch.empty(1, 1, 224, 224, device="meta")).macs == 7_547_232_256
+
+
+def test_inception_comparison_matches_the_course():
+    assert inception_comparison() == [
+        ("Inception(192 -> 64 + 128 + 32 + 32)", 163_328, 128_049_152),
+        ("Conv2d 3x3, 192 -> 256", 442_368, 346_816_512),
+        ("Conv2d 5x5, 192 -> 256", 1_228_800, 963_379_200),
+    ]
+
+
+def test_inspect_command(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "d2lexp.inspect", "experiment=d2l/resnet18", "inspect.parameters=true"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert "ResNet: input 1x1x96x96" in out and "11,178,378 parameters" in out
+    assert "1x512x3x3" in out  # the last stage's output at 96x96
+    assert "1.stem" not in out and "0.0.weight" in out and "7x7" not in out.split("parameter")[0]
+    assert list(tmp_path.iterdir()) == []  # inspecting writes nothing

@@ -1,0 +1,57 @@
+"""A real sweep from the command line, and the comparison it leaves in the sweep folder."""
+
+import csv
+
+import pytest
+from PIL import Image
+
+from d2lexp.report import collect, markdown_table
+from tests.test_cli import run_cli
+
+QUICK = ["data.train_subset=3000", "data.test_subset=1000", "trainer.max_epochs=2", "callbacks.progress_bar=null"]
+
+
+@pytest.fixture(scope="module")
+def sweep(tmp_path_factory, data_dir):
+    """`python -m d2lexp -m experiment=d2l/softmax,d2l/lenet_bn data.batch_size=128,-1`: four jobs, two of them bad."""
+    cwd = tmp_path_factory.mktemp("sweep")
+    result = run_cli("-m", "experiment=d2l/softmax,d2l/lenet_bn", "data.batch_size=128,-1", *QUICK,
+                     cwd=cwd, data_dir=data_dir)  # fmt: skip
+    (sweep_dir,) = (cwd / "outputs" / "multirun").glob("*/*")
+    return result, sweep_dir
+
+
+def test_a_failed_job_does_not_stop_the_sweep(sweep):
+    result, sweep_dir = sweep
+    assert result.returncode == 1  # the sweep says some job failed...
+    rows = collect(sweep_dir)
+    assert [r["status"] for r in rows] == ["done", "failed", "done", "failed"]  # ...after running them all
+    assert "data.batch_size must be a positive integer" in rows[1]["error"]
+
+
+def test_markdown_and_csv_tables(sweep):
+    _, sweep_dir = sweep
+    md = (sweep_dir / "report.md").read_text()
+    assert "2 of 4 jobs done" in md and md.count("| done |") == 2 and md.count("| failed |") == 2
+    assert "| experiment=d2l/lenet_bn data.batch_size=128 | lenet_bn | 44,878 | 281,640 |" in md
+    with (sweep_dir / "report.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    assert [r["model"] for r in rows if r["status"] == "done"] == ["softmax", "lenet_bn"]
+    done = [r for r in rows if r["status"] == "done"]
+    assert all(float(r["test/acc"]) > 0.3 and int(r["epochs"]) == 2 and float(r["fit_seconds"]) > 0 for r in done)
+    assert int(done[0]["params"]) == 7_850 and int(done[0]["macs_per_example"]) == 7_840
+    assert md.startswith("# Sweep") and markdown_table(collect(sweep_dir)) in md
+
+
+def test_png_has_both_panels(sweep):
+    _, sweep_dir = sweep
+    image = Image.open(sweep_dir / "report.png")
+    assert image.size[0] > 1000 and image.size[1] > 400
+    pixels = image.convert("RGB").getcolors(1_000_000)
+    assert len(pixels) > 50  # curves, points and text, not a blank canvas
+
+
+def test_each_job_has_its_tensorboard_run(sweep):
+    _, sweep_dir = sweep
+    for job in ("0", "2"):
+        assert list((sweep_dir / job / "tensorboard").glob("events.out.tfevents.*"))
