@@ -61,3 +61,47 @@ def check_fits(checkpoint: dict[str, Any], module: nn.Module, path: str | Path) 
             f"ckpt_path={path} holds weights of {saved_model}, which do not fit the configured model ({details}). "
             "Resume with the same model settings the checkpoint was trained with."
         )
+
+
+def save(obj: Any, path: str | Path) -> Path:
+    """torch.save, atomically: a crash never leaves half a file where a good one was."""
+    path = Path(path).expanduser()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(obj, tmp)
+    tmp.replace(path)
+    return path
+
+
+def load(path: str | Path) -> Any:
+    """torch.load on the CPU under `weights_only=True` (tensors, dicts of tensors, state_dicts),
+    with a clear error for a missing or unreadable file."""
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise CheckpointError(f"{path} does not exist or is not a file.")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:
+        raise CheckpointError(
+            f"{path} cannot be read as a PyTorch file ({type(e).__name__}: {str(e).strip()[:200]}); "
+            "it may be truncated, or not written by torch.save."
+        ) from None
+
+
+def load_net(path: str | Path) -> nn.Module:
+    """The trained net of a d2lexp checkpoint as a bare `nn.Module` (eval mode, CPU), no Lightning needed.
+
+    The architecture is rebuilt from the config saved in the checkpoint; the weights are the
+    checkpoint's `net.*` entries.
+    """
+    from hydra.utils import instantiate
+
+    checkpoint = load_checkpoint(path)
+    config = checkpoint.get(CHECKPOINT_KEY)
+    if not config or "model" not in config:
+        raise CheckpointError(f"{path} holds no d2lexp config, so the architecture is unknown. {_HOW_TO_FIX}")
+    net = instantiate(config["model"])
+    prefix = "net."
+    state = {k[len(prefix) :]: v for k, v in checkpoint["state_dict"].items() if k.startswith(prefix)}
+    net.load_state_dict(state)
+    return net.eval()

@@ -72,9 +72,13 @@ def read_metrics(run_dir: str | Path) -> dict[str, Any]:
 def summary_line(record: dict[str, Any]) -> str:
     """'lenet: 10 epochs, train loss 0.469, train acc 0.823, test acc 0.779, 8,800 examples/s, fit 80.1 s'."""
     parts = [f"{record.get('model', '?')}: {record.get('status', '?')}", f"{record.get('epochs', '?')} epochs"]
-    for key, label in (("train/loss", "train loss"), ("train/acc", "train acc"), ("test/acc", "test acc")):
+    for key, label in (
+        ("train/loss", "train loss"), ("train/acc", "train acc"), ("test/acc", "test acc"),
+        ("param/w_error", "w error"), ("param/b_error", "b error"),
+    ):  # fmt: skip
         if record.get(key) is not None:
-            parts.append(f"{label} {record[key]:.3f}")
+            value = record[key]
+            parts.append(f"{label} {value:.3f}" if 1e-2 <= abs(value) < 1e3 else f"{label} {value:.2g}")
     for key in ("train_examples_per_second", "train_tokens_per_second"):
         if record.get(key):
             parts.append(f"{record[key]:,.0f} {key.split('_')[1]}/s")

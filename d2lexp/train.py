@@ -99,10 +99,12 @@ def _metric_values(trainer) -> dict[str, float]:
     return {k: v for k, v in ((k, to_float(v)) for k, v in trainer.callback_metrics.items()) if v is not None}
 
 
-def train(cfg: DictConfig, callbacks: list | None = None) -> dict[str, Any]:
+def train(cfg: DictConfig, callbacks: list | None = None, net: Any = None) -> dict[str, Any]:
     """Run the experiment `cfg` describes; return its record (also written to metrics.json).
 
-    `callbacks` are added before the configured ones (for programmatic use: benchmarks, notebooks).
+    For programmatic use (notebooks, benchmarks, tests): `callbacks` are added before the
+    configured ones, and `net` replaces the one `cfg.model` and `cfg.init` would build
+    (it is trained in place).
     """
     import lightning.pytorch as pl
 
@@ -119,7 +121,7 @@ def train(cfg: DictConfig, callbacks: list | None = None) -> dict[str, Any]:
     try:
         pl.seed_everything(cfg.seed, workers=True, verbose=False)
         datamodule = hydra.utils.instantiate(cfg.data)
-        net = build_net(cfg)
+        net = build_net(cfg) if net is None else net
         record.update(
             model=choices.get("model", type(net).__name__.lower()),
             experiment=choices.get("experiment"),

@@ -2,7 +2,9 @@
 
 Each factory returns `init(module)`, which touches the weights of linear and
 convolutional layers and leaves everything else (biases included, unless asked)
-at PyTorch's defaults, as the book's `init_weights` functions do.
+at PyTorch's defaults, as the book's `init_weights` functions do. A layer of one's own
+counts as linear or convolutional when its `weight` parameter has two or more
+dimensions (normalisation layers' weights have one).
 """
 
 from __future__ import annotations
@@ -12,13 +14,16 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-_WEIGHTED = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
-
 Init = Callable[[nn.Module], None]
 
 
 def _weighted(module: nn.Module) -> bool:
-    return isinstance(module, _WEIGHTED) and not isinstance(module, nn.modules.lazy.LazyModuleMixin)
+    weight = getattr(module, "weight", None)
+    return (
+        isinstance(weight, nn.Parameter)
+        and weight.dim() >= 2
+        and not isinstance(module, (nn.modules.lazy.LazyModuleMixin, nn.Embedding))
+    )
 
 
 def normal(std: float = 0.01, mean: float = 0.0, zero_bias: bool = False) -> Init:
@@ -27,7 +32,7 @@ def normal(std: float = 0.01, mean: float = 0.0, zero_bias: bool = False) -> Ini
     def init(module: nn.Module) -> None:
         if _weighted(module):
             nn.init.normal_(module.weight, mean=mean, std=std)
-            if zero_bias and module.bias is not None:
+            if zero_bias and getattr(module, "bias", None) is not None:
                 nn.init.zeros_(module.bias)
 
     return init
@@ -49,7 +54,7 @@ def constant(value: float = 1.0, bias: float = 0.0) -> Init:
     def init(module: nn.Module) -> None:
         if _weighted(module):
             nn.init.constant_(module.weight, value)
-            if module.bias is not None:
+            if getattr(module, "bias", None) is not None:
                 nn.init.constant_(module.bias, bias)
 
     return init

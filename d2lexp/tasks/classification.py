@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -10,7 +11,12 @@ from torch import nn
 from torchmetrics import MaxMetric, MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
 
-from d2lexp.tasks.base import OptimizerFactory, SchedulerFactory, Task
+from d2lexp.tasks.base import OptimizerFactory, Task
+
+
+def cross_entropy_on_logits(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Per-example cross-entropy of class scores (log-softmax inside: numerically stable)."""
+    return F.cross_entropy(logits, y, reduction="none")
 
 
 def has_conv2d(net: nn.Module) -> bool:
@@ -20,6 +26,8 @@ def has_conv2d(net: nn.Module) -> bool:
 class ClassificationTask(Task):
     """Cross-entropy training with accuracy, for any net mapping a batch to class logits.
 
+    The net's output may be logits (default loss: cross-entropy) or probabilities with a
+    matching `loss` (the hand-written `cross_entropy`); accuracy is the argmax either way.
     Metrics accumulate on the device and are reduced once per epoch, so no step
     waits for the host. Logged: train/loss, train/acc, val/loss, val/acc,
     val/acc_best, test/loss, test/acc (epoch values) and train/loss_step.
@@ -29,17 +37,18 @@ class ClassificationTask(Task):
         self,
         net: nn.Module,
         optimizer: OptimizerFactory,
-        scheduler: SchedulerFactory | None = None,
-        scheduler_interval: str = "epoch",
-        scheduler_monitor: str = "val/loss",
         num_classes: int = 10,
         channels_last: bool | str = "auto",
-        compile: bool = False,
+        loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
+        **options: Any,
     ) -> None:
-        super().__init__(net, optimizer, scheduler, scheduler_interval, scheduler_monitor, compile)
+        """`options`: the scheduler and compile settings every task takes (see `Task`)."""
+        super().__init__(net, optimizer, **options)
         self.channels_last = has_conv2d(net) if channels_last == "auto" else bool(channels_last)
         if self.channels_last:
             self.net = self.net.to(memory_format=torch.channels_last)
+        # Per-example losses from the net's output and the labels; default: cross-entropy on logits.
+        self.loss = loss or cross_entropy_on_logits
 
         def accuracy() -> MulticlassAccuracy:
             return MulticlassAccuracy(num_classes, average="micro", validate_args=False)
@@ -58,8 +67,7 @@ class ClassificationTask(Task):
     def _shared_step(self, batch: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         x, y = batch
         logits = self(x)
-        losses = F.cross_entropy(logits, y, reduction="none")
-        return losses, logits, y
+        return self.loss(logits, y), logits, y
 
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
         losses, logits, y = self._shared_step(batch)

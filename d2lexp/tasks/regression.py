@@ -1,0 +1,95 @@
+"""Training a regression net on a squared loss: the book's linear regression (ch. 3),
+and any other net whose targets are numbers."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torchmetrics import MeanMetric
+
+from d2lexp.tasks.base import OptimizerFactory, Task
+
+Loss = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+def mse(y_hat: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Element-wise squared error (nn.MSELoss without the reduction)."""
+    return F.mse_loss(y_hat, y.reshape(y_hat.shape), reduction="none")
+
+
+class RegressionTask(Task):
+    """Minimises `loss` (element-wise, e.g. the book's `squared_loss`), reduced by `reduction`.
+
+    Logs train/loss, val/loss, test/loss (mean per element). When the net can tell its
+    weights (`get_w_b()`, as the book's linear models) and the data knows the true ones
+    (`true_w`, `true_b`), it also logs how far off they are: param/w_error (largest
+    absolute difference), param/b_error and the estimates param/w_hat_<i>, param/b_hat.
+    """
+
+    def __init__(
+        self,
+        net: nn.Module,
+        optimizer: OptimizerFactory,
+        loss: Loss | None = None,
+        reduction: str = "mean",
+        **options: Any,
+    ) -> None:
+        """`options`: the scheduler and compile settings every task takes (see `Task`)."""
+        super().__init__(net, optimizer, **options)
+        if reduction not in ("mean", "sum"):
+            raise ValueError(f"task.reduction must be 'mean' or 'sum', got {reduction!r}")
+        self.loss = loss or mse
+        self.reduction = reduction
+        self.train_loss, self.val_loss, self.test_loss = (MeanMetric(nan_strategy="disable") for _ in range(3))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+    def _losses(self, batch: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+        x, y = batch
+        return self.loss(self(x), y)
+
+    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        losses = self._losses(batch)
+        self.train_loss.update(losses.detach().flatten())
+        loss = losses.mean() if self.reduction == "mean" else losses.sum()
+        self.log_step_loss(loss)
+        return loss
+
+    def on_train_epoch_end(self) -> None:
+        self.log("train/loss", self.train_loss.compute())
+        self.train_loss.reset()
+        self._log_parameter_error()
+
+    def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
+        self.val_loss.update(self._losses(batch).flatten())
+
+    def on_validation_epoch_end(self) -> None:
+        self.log("val/loss", self.val_loss.compute(), prog_bar=True)
+        self.val_loss.reset()
+
+    def test_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
+        self.test_loss.update(self._losses(batch).flatten())
+
+    def on_test_epoch_end(self) -> None:
+        self.log("test/loss", self.test_loss.compute())
+        self.test_loss.reset()
+
+    def _log_parameter_error(self) -> None:
+        datamodule = self.trainer.datamodule if self._trainer is not None else None
+        true_w = getattr(datamodule, "true_w", None)
+        if true_w is None or not hasattr(self.net, "get_w_b"):
+            return
+        w_hat, b_hat = self.net.get_w_b()
+        true_w = torch.as_tensor(true_w, dtype=w_hat.dtype, device=w_hat.device).flatten()
+        self.log("param/w_error", (w_hat - true_w).abs().max())
+        for i, value in enumerate(w_hat):
+            self.log(f"param/w_hat_{i}", value)
+        true_b = getattr(datamodule, "true_b", None)
+        if true_b is not None and b_hat is not None:
+            self.log("param/b_error", (b_hat.flatten() - float(true_b)).abs().max())
+            self.log("param/b_hat", b_hat.flatten()[0])
