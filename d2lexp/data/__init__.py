@@ -1,0 +1,1 @@
+"""Data modules and the in-memory tensor batching they share."""

@@ -1,0 +1,204 @@
+"""Fashion-MNIST as uint8 tensors in memory, batched by indexing (d2l ch. 4.2)."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import lightning.pytorch as pl
+import torch
+
+from d2lexp.data.idx import extract_gz, read_idx
+from d2lexp.data.loader import TensorBatchLoader, seeded_generator
+from d2lexp.data.transforms import ImageBatchTransform
+from d2lexp.errors import ConfigError, DataError
+
+log = logging.getLogger(__name__)
+
+# The book's text labels (d2l.get_fashion_mnist_labels), in class-index order.
+CLASS_NAMES = (
+    "t-shirt", "trouser", "pullover", "dress", "coat",
+    "sandal", "shirt", "sneaker", "bag", "ankle boot",
+)  # fmt: skip
+
+SPLIT_FILES = {
+    "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+    "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
+}
+SPLIT_SIZES = {"train": 60_000, "test": 10_000}
+
+
+def raw_folder(data_dir: str | Path) -> Path:
+    """Where torchvision keeps the files: `<data_dir>/FashionMNIST/raw/`."""
+    return Path(data_dir).expanduser() / "FashionMNIST" / "raw"
+
+
+def _missing_files(raw: Path) -> list[str]:
+    names = [name for pair in SPLIT_FILES.values() for name in pair]
+    return [n for n in names if not (raw / n).exists() and not (raw / f"{n}.gz").exists()]
+
+
+def ensure_fashion_mnist(data_dir: str | Path, download: bool = True) -> Path:
+    """Make sure the four IDX files are in `<data_dir>/FashionMNIST/raw/`; return that folder.
+
+    Files that are there only as `.gz` are extracted beside it (when the folder is
+    writable; otherwise they are read compressed). Missing files are fetched with
+    torchvision's own downloader.
+    """
+    raw = raw_folder(data_dir)
+    missing = _missing_files(raw)
+    if missing and download:
+        log.info("Fashion-MNIST not found in %s: downloading it with torchvision", raw)
+        try:
+            from torchvision.datasets import FashionMNIST
+
+            FashionMNIST(root=str(Path(data_dir).expanduser()), train=True, download=True)
+        except Exception as e:  # no network, a proxy, a full disk: all end the same way
+            reason = " ".join(f"{type(e).__name__}: {e}".split())  # one paragraph
+            raise DataError(
+                f"Fashion-MNIST is not in {raw} and downloading it failed ({reason}). "
+                "Point the run at a copy: set D2LEXP_DATA=/path/to/datasets or pass paths.data_dir=..., "
+                "a folder holding FashionMNIST/raw/ with the four IDX files (extracted or .gz); "
+                "or run once where the network is reachable."
+            ) from None
+        missing = _missing_files(raw)
+    if missing:
+        raise DataError(
+            f"Fashion-MNIST is not in {raw}: missing {', '.join(missing)}. Set D2LEXP_DATA=/path/to/datasets "
+            "or pass paths.data_dir=... (a folder holding FashionMNIST/raw/), or allow data.download=true "
+            "where the network is reachable."
+        )
+    for names in SPLIT_FILES.values():
+        for name in names:
+            if not (raw / name).exists():
+                extract_gz(raw / f"{name}.gz")
+    return raw
+
+
+def load_split(raw: Path, split: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """One split as (uint8 images [N, 1, 28, 28], int64 labels [N]), checked for consistency."""
+    image_file, label_file = SPLIT_FILES[split]
+    images, labels = read_idx(raw / image_file), read_idx(raw / label_file)
+    if images.dim() != 3 or images.dtype != torch.uint8 or tuple(images.shape[1:]) != (28, 28):
+        raise DataError(f"{raw / image_file} holds {tuple(images.shape)} {images.dtype}, not 28x28 uint8 images.")
+    if labels.dim() != 1 or len(labels) != len(images):
+        raise DataError(
+            f"{raw / label_file} has {len(labels)} labels for {len(images)} images in {raw / image_file}: "
+            "the two files come from different downloads. Replace both."
+        )
+    if len(labels) and int(labels.max()) >= len(CLASS_NAMES):
+        raise DataError(f"{raw / label_file} has label {int(labels.max())}; Fashion-MNIST has 10 classes.")
+    return images.unsqueeze(1), labels.long()
+
+
+class FashionMNISTDataModule(pl.LightningDataModule):
+    """Fashion-MNIST held as one uint8 tensor per split; batches are gathered by index.
+
+    Validation uses the test split, as the book reports "test acc" every epoch,
+    unless `val_size` > 0 holds out that many training images instead. Images
+    reach the model as float32 in [0, 1] (optionally normalised and resized),
+    converted on the model's device after transfer.
+    """
+
+    class_names = CLASS_NAMES
+
+    def __init__(
+        self,
+        data_dir: str = "./data",
+        batch_size: int = 256,
+        eval_batch_size: int | None = None,
+        val_size: int = 0,
+        resize: int | None = None,
+        normalize: bool = False,
+        mean: float = 0.2860,
+        std: float = 0.3530,
+        train_subset: int | None = None,
+        test_subset: int | None = None,
+        download: bool = True,
+        seed: int = 0,
+    ) -> None:
+        super().__init__()
+        _check_positive("data.batch_size", batch_size)
+        _check_positive("data.eval_batch_size", eval_batch_size, allow_none=True)
+        _check_positive("data.resize", resize, allow_none=True)
+        _check_positive("data.train_subset", train_subset, allow_none=True)
+        _check_positive("data.test_subset", test_subset, allow_none=True)
+        if not 0 <= val_size < SPLIT_SIZES["train"]:
+            raise ConfigError(f"data.val_size must be in [0, {SPLIT_SIZES['train']}), got {val_size}.")
+        self.data_dir = data_dir
+        self.batch_size = batch_size
+        self.eval_batch_size = eval_batch_size or batch_size
+        self.val_size = val_size
+        self.train_subset = train_subset
+        self.test_subset = test_subset
+        self.download = download
+        self.seed = seed
+        self.transform = ImageBatchTransform(
+            resize=resize, mean=mean if normalize else None, std=std if normalize else None
+        )
+        self.splits: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        """(C, H, W) of the images the model receives."""
+        size = self.transform.resize or 28
+        return (1, size, size)
+
+    def prepare_data(self) -> None:
+        ensure_fashion_mnist(self.data_dir, self.download)
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.splits:
+            return
+        raw = ensure_fashion_mnist(self.data_dir, self.download)
+        train_x, train_y = load_split(raw, "train")
+        test_x, test_y = load_split(raw, "test")
+        if self.val_size:
+            order = torch.randperm(len(train_y), generator=seeded_generator(self.seed, 1))
+            val_idx, train_idx = order[: self.val_size].sort().values, order[self.val_size :].sort().values
+            self.splits["val"] = (train_x[val_idx], train_y[val_idx])
+            train_x, train_y = train_x[train_idx], train_y[train_idx]
+        if self.train_subset:
+            train_x, train_y = train_x[: self.train_subset], train_y[: self.train_subset]
+        if self.test_subset:
+            test_x, test_y = test_x[: self.test_subset], test_y[: self.test_subset]
+        self.splits["train"] = (train_x, train_y)
+        self.splits["test"] = (test_x, test_y)
+        self.splits.setdefault("val", self.splits["test"])
+
+    def train_dataloader(self) -> TensorBatchLoader:
+        # Lightning's overfit_batches means: the same first batches every epoch.
+        shuffle = not (self.trainer is not None and self.trainer.overfit_batches)
+        return TensorBatchLoader(self.splits["train"], self.batch_size, shuffle=shuffle, seed=self.seed)
+
+    def val_dataloader(self) -> TensorBatchLoader:
+        return TensorBatchLoader(self.splits["val"], self.eval_batch_size)
+
+    def test_dataloader(self) -> TensorBatchLoader:
+        return TensorBatchLoader(self.splits["test"], self.eval_batch_size)
+
+    def predict_dataloader(self) -> TensorBatchLoader:
+        return self.test_dataloader()
+
+    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        if isinstance(batch, torch.Tensor):  # images alone (prediction, the model summary's example)
+            return self.transform(batch)
+        images, labels = batch
+        return self.transform(images), labels
+
+    def example_input(self) -> torch.Tensor:
+        """One blank image as a loader yields it (uint8, before the device-side transform)."""
+        return torch.zeros(1, 1, 28, 28, dtype=torch.uint8)
+
+    def sample_images(self, n: int = 18) -> tuple[torch.Tensor, list[str]]:
+        """The first `n` training images as floats [n, H, W] and their text labels."""
+        images, labels = self.splits["train"]
+        return images[:n, 0].float() / 255.0, [self.class_names[int(i)] for i in labels[:n]]
+
+
+def _check_positive(key: str, value: int | None, allow_none: bool = False) -> None:
+    if value is None and allow_none:
+        return
+    if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+        raise ConfigError(f"{key} must be a positive integer, got {value!r}.")
