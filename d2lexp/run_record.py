@@ -74,6 +74,7 @@ def summary_line(record: dict[str, Any]) -> str:
     parts = [f"{record.get('model', '?')}: {record.get('status', '?')}", f"{record.get('epochs', '?')} epochs"]
     for key, label in (
         ("train/loss", "train loss"), ("train/acc", "train acc"), ("test/acc", "test acc"),
+        ("train/ppl", "perplexity"), ("val/ppl", "val perplexity"),
         ("param/w_error", "w error"), ("param/b_error", "b error"),
     ):  # fmt: skip
         if record.get(key) is not None:
@@ -84,4 +85,6 @@ def summary_line(record: dict[str, Any]) -> str:
             parts.append(f"{record[key]:,.0f} {key.split('_')[1]}/s")
     if record.get("fit_seconds") is not None:
         parts.append(f"fit {record['fit_seconds']:.1f} s")
+    if record.get("sample"):
+        parts.append(repr(record["sample"]))
     return ", ".join(parts)

@@ -87,6 +87,15 @@ def quiet_lightning() -> None:
     warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")
     # d2lexp writes its step-level loss itself (Task.log_step_loss); this warning is about Lightning's.
     warnings.filterwarnings("ignore", message=r"The number of training batches .* logging interval")
+    # A data module without validation text returns an empty val loader on purpose.
+    warnings.filterwarnings("ignore", message=r"Total length of `list` across ranks is zero")
+
+
+def _has_test(task, datamodule) -> bool:
+    """Whether there is a test stage: the task evaluates and the data has a test split."""
+    from lightning.pytorch.utilities.model_helpers import is_overridden
+
+    return is_overridden("test_step", task) and is_overridden("test_dataloader", datamodule)
 
 
 def _count_parameters(net) -> int:
@@ -108,8 +117,6 @@ def train(cfg: DictConfig, callbacks: list | None = None, net: Any = None) -> di
     """
     import lightning.pytorch as pl
 
-    from d2lexp.callbacks.history import EpochHistory
-    from d2lexp.callbacks.throughput import Throughput
     from d2lexp.checkpoint import check_fits, load_checkpoint
     from d2lexp.inspect import count_macs
     from d2lexp.run_record import hparams_of, summary_line, write_metrics
@@ -147,21 +154,20 @@ def train(cfg: DictConfig, callbacks: list | None = None, net: Any = None) -> di
         if trainer.interrupted:
             raise KeyboardInterrupt
         metrics = _metric_values(trainer)
-        if cfg.get("test"):
+        if cfg.get("test") and _has_test(task, datamodule):
             trainer.test(task, datamodule=datamodule, verbose=False)
             metrics.update(_metric_values(trainer))
-        throughput = next(c for c in trainer.callbacks if isinstance(c, Throughput))
-        history = next(c for c in trainer.callbacks if isinstance(c, EpochHistory))
         checkpoint = trainer.checkpoint_callback
         record.update(
             status="done",
             epochs=trainer.current_epoch,
             **{k: v for k, v in sorted(metrics.items()) if not k.endswith("_step")},
-            **throughput.summary(),
             best_checkpoint=getattr(checkpoint, "best_model_path", None) or None,
             last_checkpoint=getattr(checkpoint, "last_model_path", None) or None,
-            history=history.as_columns(),
         )
+        for callback in trainer.callbacks:  # what callbacks measured: throughput, history, samples, ...
+            if callable(getattr(callback, "record", None)):
+                record.update(callback.record())
         _log_hparams(trainer, hparams_of(cfg, choices), record)
     except BaseException as e:
         record.update(status="interrupted" if isinstance(e, KeyboardInterrupt) else "failed", error=str(e) or type(e).__name__)
@@ -176,7 +182,10 @@ def _log_hparams(trainer, hparams: dict[str, Any], record: dict[str, Any]) -> No
     """One HParams entry per run, with its final metrics, in each TensorBoard logdir."""
     from lightning.pytorch.loggers import TensorBoardLogger
 
-    keys = ("train/loss", "train/acc", "val/acc", "val/acc_best", "test/acc", "test/loss", "train_examples_per_second")
+    keys = (
+        "train/loss", "train/acc", "train/ppl", "val/acc", "val/acc_best", "val/loss", "val/ppl", "test/acc",
+        "test/loss", "train_examples_per_second", "train_tokens_per_second", "param/w_error",
+    )  # fmt: skip
     metrics = {f"hparams/{k.replace('/', '_')}": record[k] for k in keys if record.get(k) is not None}
     for logger in trainer.loggers:
         if isinstance(logger, TensorBoardLogger) and trainer.is_global_zero:

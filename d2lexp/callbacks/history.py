@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import lightning.pytorch as pl
 
 
@@ -38,3 +40,6 @@ class EpochHistory(pl.Callback):
         """{"epoch": [0, 1, ...], "val/acc": [...], ...}: one list per metric."""
         keys = sorted({k for row in self.epochs for k in row}, key=lambda k: (k != "epoch", k))
         return {k: [row.get(k) for row in self.epochs] for k in keys}
+
+    def record(self) -> dict[str, Any]:
+        return {"history": self.as_columns()}

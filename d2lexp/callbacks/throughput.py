@@ -94,7 +94,7 @@ class Throughput(pl.Callback):
             seconds, items = seconds[1:], items[1:]
         return sum(items) / sum(seconds) if seconds and sum(seconds) > 0 else None
 
-    def summary(self) -> dict[str, float | None]:
+    def record(self) -> dict[str, float | None]:
         return {
             f"train_{self.unit}_per_second": self.items_per_second,
             "train_seconds": sum(self.epoch_seconds),

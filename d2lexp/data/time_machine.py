@@ -1,0 +1,162 @@
+"""H. G. Wells' The Time Machine as character tokens (d2l ch. 9.2-9.3), the corpus of the
+book's language models."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import re
+import tempfile
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import lightning.pytorch as pl
+import torch
+
+from d2lexp.data.text import SequenceLoader, Vocab, tokenize
+from d2lexp.errors import ConfigError, DataError
+
+log = logging.getLogger(__name__)
+
+URL = "http://d2l-data.s3-accelerate.amazonaws.com/timemachine.txt"  # the book's data hub
+SHA1 = "090b5e7e70c295757f55df93cb0a180b9691891a"
+
+
+def text_path(data_dir: str | Path) -> Path:
+    return Path(data_dir).expanduser() / "timemachine" / "timemachine.txt"
+
+
+def _sha1(data: bytes) -> str:
+    return hashlib.sha1(data).hexdigest()
+
+
+def ensure_time_machine(data_dir: str | Path, download: bool = True) -> Path:
+    """`<data_dir>/timemachine/timemachine.txt`, downloaded from the book's data hub if missing."""
+    path = text_path(data_dir)
+    if path.is_file():
+        return path
+    if not download:
+        raise DataError(
+            f"The Time Machine is not at {path}. Set D2LEXP_DATA=/path/to/datasets or pass paths.data_dir=... "
+            "(a folder holding timemachine/timemachine.txt), or allow data.download=true where the network is reachable."
+        )
+    log.info("Downloading The Time Machine from %s to %s", URL, path)
+    try:
+        with urllib.request.urlopen(URL, timeout=60) as response:
+            data = response.read()
+    except Exception as e:
+        reason = " ".join(f"{type(e).__name__}: {e}".split())
+        raise DataError(
+            f"The Time Machine is not at {path} and downloading it from {URL} failed ({reason}). "
+            "Point the run at a copy: set D2LEXP_DATA=/path/to/datasets or pass paths.data_dir=..., a folder "
+            "holding timemachine/timemachine.txt; or run once where the network is reachable."
+        ) from None
+    if _sha1(data) != SHA1:
+        raise DataError(f"The file downloaded from {URL} has SHA-1 {_sha1(data)}, not the book's {SHA1}; not saved.")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".part")
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
+    os.replace(tmp, path)
+    return path
+
+
+def read_time_machine(path: str | Path) -> list[str]:
+    """The book's cleaning: every run of non-letters becomes one space; lower case; per line."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise DataError(f"Cannot read {path} ({type(e).__name__}: {e}). Replace it with the book's file.") from None
+    return [re.sub("[^A-Za-z]+", " ", line).strip().lower() for line in text.splitlines()]
+
+
+def load_corpus(path: str | Path, max_tokens: int = -1) -> tuple[torch.Tensor, Vocab]:
+    """Character indices of the whole book (lines concatenated, as the book does) and the vocabulary."""
+    tokens = tokenize(read_time_machine(path), "char")
+    vocab = Vocab(tokens)
+    corpus = [vocab[token] for line in tokens for token in line]
+    if max_tokens > 0:
+        corpus = corpus[:max_tokens]
+    if len(corpus) < 2:
+        raise DataError(f"{path} holds no text to learn from; replace it with the book's file.")
+    return torch.tensor(corpus, dtype=torch.long), vocab
+
+
+class TimeMachineDataModule(pl.LightningDataModule):
+    """Character-level language-model minibatches of The Time Machine.
+
+    `sampling="sequential"`: row i of each minibatch continues row i of the previous one, so
+    a model may carry its hidden state across minibatches (`self.sequential` tells the task);
+    `"random"`: independent subsequences. `max_tokens` keeps the first tokens only (the book
+    uses 10,000). `val_fraction` > 0 holds out the end of the corpus for validation; the book
+    reports training perplexity only.
+    """
+
+    def __init__(
+        self,
+        data_dir: str = "./data",
+        batch_size: int = 32,
+        num_steps: int = 35,
+        sampling: str = "sequential",
+        max_tokens: int = 10_000,
+        val_fraction: float = 0.0,
+        download: bool = True,
+        seed: int = 0,
+    ) -> None:
+        super().__init__()
+        for key, value in (("data.batch_size", batch_size), ("data.num_steps", num_steps)):
+            if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+                raise ConfigError(f"{key} must be a positive integer, got {value!r}.")
+        if sampling not in ("sequential", "random"):
+            raise ConfigError(f"data.sampling must be 'sequential' or 'random', got {sampling!r}.")
+        if not 0.0 <= val_fraction < 1.0:
+            raise ConfigError(f"data.val_fraction must be in [0, 1), got {val_fraction!r}.")
+        self.data_dir, self.batch_size, self.num_steps = data_dir, batch_size, num_steps
+        self.sampling, self.max_tokens, self.val_fraction = sampling, max_tokens, val_fraction
+        self.download, self.seed = download, seed
+        self.vocab: Vocab | None = None
+        self.corpus: dict[str, torch.Tensor] = {}
+
+    @property
+    def sequential(self) -> bool:
+        """Whether a minibatch continues the previous one (the hidden state may carry over)."""
+        return self.sampling == "sequential"
+
+    def prepare_data(self) -> None:
+        ensure_time_machine(self.data_dir, self.download)
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.corpus:
+            return
+        corpus, vocab = load_corpus(ensure_time_machine(self.data_dir, self.download), self.max_tokens)
+        self.vocab = self.vocab or vocab  # a vocabulary restored from a checkpoint wins
+        num_val = int(len(corpus) * self.val_fraction)
+        self.corpus["train"] = corpus[: len(corpus) - num_val]
+        self.corpus["val"] = corpus[len(corpus) - num_val :]
+        needed = self.batch_size * self.num_steps + 1
+        if len(self.corpus["train"]) < needed:
+            raise ConfigError(
+                f"The corpus has {len(self.corpus['train'])} training tokens, fewer than one minibatch needs "
+                f"({needed} = data.batch_size x data.num_steps + 1). Raise data.max_tokens or lower those."
+            )
+
+    def train_dataloader(self) -> SequenceLoader:
+        return SequenceLoader(self.corpus["train"], self.batch_size, self.num_steps, self.sequential, self.seed)
+
+    def val_dataloader(self) -> Any:
+        if len(self.corpus["val"]) < self.batch_size * self.num_steps + 1:
+            return []
+        return SequenceLoader(self.corpus["val"], self.batch_size, self.num_steps, sequential=True, seed=self.seed)
+
+    def example_input(self) -> torch.Tensor:
+        return torch.zeros(1, self.num_steps, dtype=torch.long)
+
+    def state_dict(self) -> dict[str, Any]:
+        """Saved in checkpoints: the vocabulary, so text can be generated from a checkpoint alone."""
+        return {"idx_to_token": list(self.vocab.idx_to_token)} if self.vocab else {}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        if state_dict.get("idx_to_token"):
+            self.vocab = Vocab.from_tokens_list(state_dict["idx_to_token"])

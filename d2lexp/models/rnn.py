@@ -1,0 +1,41 @@
+"""Character-level language models with PyTorch's recurrent layers (d2l ch. 9.6, 10.1, 10.2).
+
+nn.RNN / nn.GRU / nn.LSTM run the whole sequence in one fused kernel (cuDNN on a GPU);
+inputs are one-hot vectors made on the device, as in the book.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+State = torch.Tensor | tuple[torch.Tensor, torch.Tensor]
+
+_LAYERS = {"rnn": nn.RNN, "gru": nn.GRU, "lstm": nn.LSTM}
+
+
+class RNNLM(nn.Module):
+    """One-hot tokens -> recurrent layer -> linear head over the vocabulary.
+
+    forward(X (batch, steps) token ids, state) -> (logits (batch, steps, vocab), new state).
+    """
+
+    def __init__(self, vocab_size: int, num_hiddens: int = 256, cell: str = "rnn", num_layers: int = 1) -> None:
+        super().__init__()
+        if cell not in _LAYERS:
+            raise ValueError(f"cell must be one of {sorted(_LAYERS)}, got {cell!r}")
+        self.vocab_size, self.num_hiddens, self.cell, self.num_layers = vocab_size, num_hiddens, cell, num_layers
+        self.rnn = _LAYERS[cell](vocab_size, num_hiddens, num_layers=num_layers)  # time-major, like the book
+        self.linear = nn.Linear(num_hiddens, vocab_size)
+
+    def begin_state(self, batch_size: int, device: torch.device | str = "cpu") -> State:
+        zeros = torch.zeros(self.num_layers, batch_size, self.num_hiddens, device=device)
+        return (zeros, zeros.clone()) if self.cell == "lstm" else zeros
+
+    def forward(self, X: torch.Tensor, state: State | None = None) -> tuple[torch.Tensor, State]:
+        if state is None:
+            state = self.begin_state(X.shape[0], X.device)
+        inputs = F.one_hot(X.T, self.vocab_size).float()  # (steps, batch, vocab)
+        Y, state = self.rnn(inputs, state)
+        return self.linear(Y).transpose(0, 1), state

@@ -1,0 +1,58 @@
+"""Generate text with a trained language model:
+
+    python -m d2lexp.predict ckpt_path=outputs/<date>/<time>/checkpoints/last.ckpt prefix="time traveller" num_chars=50
+
+The net is rebuilt from the config saved in the checkpoint and the vocabulary comes from
+the checkpoint too: no data and no training config are needed.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+import hydra
+import torch
+from omegaconf import DictConfig
+
+from d2lexp.errors import CheckpointError, D2lexpError
+from d2lexp.train import CONF_DIR
+
+log = logging.getLogger("d2lexp")
+
+
+def load_vocab(checkpoint: dict):  # -> Vocab
+    from d2lexp.data.text import Vocab
+
+    for value in checkpoint.values():
+        if isinstance(value, dict) and value.get("idx_to_token"):
+            return Vocab.from_tokens_list(value["idx_to_token"])
+    raise CheckpointError("This checkpoint holds no vocabulary: it was not written by a language-model run.")
+
+
+def generate(ckpt_path: str, prefix: str, num_chars: int, device: str = "cpu") -> str:
+    from d2lexp.checkpoint import load_checkpoint, load_net
+    from d2lexp.tasks.language_model import predict_chars
+
+    vocab = load_vocab(load_checkpoint(ckpt_path))
+    net = load_net(ckpt_path).to(device)
+    unknown = sorted({c for c in prefix if vocab[c] == vocab.unk})
+    if unknown:
+        log.warning("Characters not in the vocabulary are read as <unk>: %s", "".join(unknown))
+    return predict_chars(net, vocab, prefix, num_chars, torch.device(device))
+
+
+@hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="predict")
+def main(cfg: DictConfig) -> None:
+    if not cfg.prefix:
+        log.error("prefix must be at least one character, e.g. prefix=\"time traveller\".")
+        sys.exit(1)
+    try:
+        print(generate(cfg.ckpt_path, cfg.prefix, cfg.num_chars, cfg.device))
+    except D2lexpError as e:
+        log.error("%s", e)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

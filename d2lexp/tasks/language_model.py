@@ -1,0 +1,116 @@
+"""Training a character-level language model (d2l ch. 9.5): cross-entropy over the
+vocabulary, perplexity, and the hidden state carried across minibatches when they continue
+each other."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torchmetrics import MeanMetric
+
+from d2lexp.errors import ConfigError
+from d2lexp.tasks.base import OptimizerFactory, Task
+
+State = torch.Tensor | tuple[torch.Tensor, ...]
+
+
+def detach_state(state: State) -> State:
+    return tuple(s.detach() for s in state) if isinstance(state, tuple) else state.detach()
+
+
+def _batch_size(state: State) -> int:
+    first = state[0] if isinstance(state, tuple) else state
+    return first.shape[-2]
+
+
+@torch.no_grad()
+def predict_chars(net: nn.Module, vocab: Any, prefix: str, num_chars: int, device: torch.device | str = "cpu") -> str:
+    """The book's `predict_ch8`: read `prefix` through the net (warm-up), then append the most
+    likely next character `num_chars` times, feeding each back in."""
+    was_training = net.training
+    net.eval()
+    try:
+        state = net.begin_state(batch_size=1, device=device)
+        outputs = [vocab[prefix[0]]]
+        for char in prefix[1:]:
+            _, state = net(torch.tensor([[outputs[-1]]], device=device), state)
+            outputs.append(vocab[char])
+        for _ in range(num_chars):
+            logits, state = net(torch.tensor([[outputs[-1]]], device=device), state)
+            outputs.append(int(logits.reshape(-1).argmax()))
+        return "".join(vocab.to_tokens(outputs))
+    finally:
+        net.train(was_training)
+
+
+class LanguageModelTask(Task):
+    """Next-token cross-entropy for nets with `forward(X, state) -> (logits, state)` and `begin_state`.
+
+    When the data says its minibatches continue each other (`datamodule.sequential`, the
+    book's sequential partitioning) the hidden state carries over from one minibatch to the
+    next, detached so gradients stop at the boundary; otherwise (random sampling) it starts
+    from zeros every minibatch. Logs train/loss and train/ppl (perplexity = exp of the mean
+    per-token loss), and val/ loss and ppl when there is validation text. Gradient clipping
+    is Lightning's own (`trainer.gradient_clip_val`).
+    """
+
+    def __init__(self, net: nn.Module, optimizer: OptimizerFactory, **options: Any) -> None:
+        super().__init__(net, optimizer, **options)
+        self.train_loss, self.val_loss = MeanMetric(nan_strategy="disable"), MeanMetric(nan_strategy="disable")
+        self._state: dict[str, State | None] = {"train": None, "val": None}
+
+    def setup(self, stage: str) -> None:
+        vocab = getattr(self.trainer.datamodule, "vocab", None)
+        size = getattr(self.net, "vocab_size", None)
+        if vocab is not None and size is not None and size != len(vocab):
+            raise ConfigError(
+                f"model.vocab_size={size} but the data's vocabulary has {len(vocab)} tokens; "
+                f"set model.vocab_size={len(vocab)}."
+            )
+
+    def _carries_state(self) -> bool:
+        return bool(getattr(self.trainer.datamodule, "sequential", False)) if self._trainer is not None else False
+
+    def forward(self, X: torch.Tensor, state: State | None = None) -> tuple[torch.Tensor, State]:
+        return self.net(X, state)
+
+    def _token_losses(self, batch: tuple[torch.Tensor, torch.Tensor], stage: str) -> torch.Tensor:
+        X, Y = batch
+        state = self._state[stage]
+        if state is None or not self._carries_state() or _batch_size(state) != X.shape[0]:
+            state = None  # the net starts from zeros
+        else:
+            state = detach_state(state)
+        logits, self._state[stage] = self(X, state)
+        return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), Y.reshape(-1), reduction="none")
+
+    def on_train_epoch_start(self) -> None:
+        self._state["train"] = None
+
+    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        losses = self._token_losses(batch, "train")
+        self.train_loss.update(losses.detach())
+        loss = losses.mean()
+        self.log_step_loss(loss)
+        return loss
+
+    def on_train_epoch_end(self) -> None:
+        mean = self.train_loss.compute()
+        self.log("train/loss", mean)
+        self.log("train/ppl", torch.exp(mean), prog_bar=True)
+        self.train_loss.reset()
+
+    def on_validation_epoch_start(self) -> None:
+        self._state["val"] = None
+
+    def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
+        self.val_loss.update(self._token_losses(batch, "val"))
+
+    def on_validation_epoch_end(self) -> None:
+        mean = self.val_loss.compute()
+        self.log("val/loss", mean)
+        self.log("val/ppl", torch.exp(mean), prog_bar=True)
+        self.val_loss.reset()
