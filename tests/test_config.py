@@ -26,7 +26,10 @@ def test_default_config_is_lenet_on_fashion_mnist(make_cfg):
 
 
 # Models that do not take Fashion-MNIST images, and the data they go with.
-MODEL_DATA = {"linreg": "synthetic_regression", "linreg_scratch": "synthetic_regression", "edge_kernel_scratch": "edge_detection"}
+MODEL_DATA = {
+    "linreg": "synthetic_regression", "linreg_scratch": "synthetic_regression", "edge_kernel_scratch": "edge_detection",
+    "sequence_mlp": "sine", **{f"{cell}{kind}": "time_machine" for cell in ("rnn", "gru", "lstm") for kind in ("", "_scratch")},
+}  # fmt: skip
 
 
 @pytest.mark.parametrize("option", options("model"))
@@ -35,6 +38,7 @@ def test_model_options(make_cfg, option):
     net = meta_model(lambda: build_net(cfg))  # shapes only: the big CNNs cost nothing here
     example = model_example(cfg).to("meta")  # at the resolution the model config asks for
     output = net(torch.cat([example, example]))
+    output = output[0] if isinstance(output, tuple) else output  # language models also return their state
     assert output.shape[0] == 2
     if "num_classes" in cfg.model:
         assert output.shape == (2, cfg.model.num_classes)
