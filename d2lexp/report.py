@@ -42,6 +42,7 @@ COLUMNS: list[tuple[str, str, str]] = [
     ("epochs", "epochs", "{}"),
     ("fit s", "fit_seconds", "{:.1f}"),
     ("examples/s", "train_examples_per_second", "{:,.0f}"),
+    ("peak GiB", "peak_memory_gb", "{:.1f}"),
     ("status", "status", "{}"),
 ]
 

@@ -116,6 +116,7 @@ def train(cfg: DictConfig, callbacks: list | None = None, net: Any = None) -> di
     (it is trained in place).
     """
     import lightning.pytorch as pl
+    import torch
 
     from d2lexp.checkpoint import check_fits, load_checkpoint
     from d2lexp.inspect import count_macs
@@ -127,6 +128,7 @@ def train(cfg: DictConfig, callbacks: list | None = None, net: Any = None) -> di
     record: dict[str, Any] = {"status": "running", "output_dir": str(output_dir)}
     try:
         pl.seed_everything(cfg.seed, workers=True, verbose=False)
+        torch.set_float32_matmul_precision(cfg.get("matmul_precision") or "highest")
         datamodule = hydra.utils.instantiate(cfg.data)
         net = build_net(cfg) if net is None else net
         record.update(

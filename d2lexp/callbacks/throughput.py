@@ -25,7 +25,8 @@ class Throughput(pl.Callback):
     counted from batch shapes (no device access): `examples` = the batch's
     first dimension, `tokens` = every element of the input. The first epoch
     includes warm-up (cuDNN autotuning, `torch.compile`), so the run-level
-    figure `items_per_second` excludes it whenever more than one epoch ran.
+    figure `items_per_second` excludes it whenever more than one epoch ran. On a GPU
+    it also records the peak memory allocated during the run.
     """
 
     def __init__(self, unit: str = "examples") -> None:
@@ -44,6 +45,11 @@ class Throughput(pl.Callback):
     def _count(self, batch: Any) -> int:
         x = batch[0] if isinstance(batch, (tuple, list)) else batch
         return int(x.numel()) if self.unit == "tokens" else int(x.shape[0])
+
+    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if pl_module.device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(pl_module.device)
+        self._device = pl_module.device
 
     def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         synchronize(pl_module.device)
@@ -95,9 +101,13 @@ class Throughput(pl.Callback):
         return sum(items) / sum(seconds) if seconds and sum(seconds) > 0 else None
 
     def record(self) -> dict[str, float | None]:
-        return {
+        record = {
             f"train_{self.unit}_per_second": self.items_per_second,
             "train_seconds": sum(self.epoch_seconds),
             "first_step_seconds": self.first_step_seconds,
             "startup_seconds": self.startup_seconds,
         }
+        device = getattr(self, "_device", None)
+        if device is not None and device.type == "cuda":
+            record["peak_memory_gb"] = torch.cuda.max_memory_allocated(device) / 2**30
+        return record

@@ -10,7 +10,7 @@ import lightning.pytorch as pl
 import torch
 
 from d2lexp.data.idx import extract_gz, read_idx
-from d2lexp.data.loader import TensorBatchLoader, seeded_generator
+from d2lexp.data.loader import TensorBatchLoader, accelerator_device, seeded_generator
 from d2lexp.data.transforms import ImageBatchTransform
 from d2lexp.errors import ConfigError, DataError
 
@@ -98,7 +98,8 @@ class FashionMNISTDataModule(pl.LightningDataModule):
     Validation uses the test split, as the book reports "test acc" every epoch,
     unless `val_size` > 0 holds out that many training images instead. Images
     reach the model as float32 in [0, 1] (optionally normalised and resized),
-    converted on the model's device after transfer.
+    converted on the model's device after transfer. On a GPU (`on_device="auto"`)
+    the splits live there, and batches are gathered there.
     """
 
     class_names = CLASS_NAMES
@@ -117,6 +118,7 @@ class FashionMNISTDataModule(pl.LightningDataModule):
         test_subset: int | None = None,
         download: bool = True,
         seed: int = 0,
+        on_device: bool | str = "auto",
     ) -> None:
         super().__init__()
         _check_positive("data.batch_size", batch_size)
@@ -134,6 +136,7 @@ class FashionMNISTDataModule(pl.LightningDataModule):
         self.test_subset = test_subset
         self.download = download
         self.seed = seed
+        self.on_device = on_device
         self.transform = ImageBatchTransform(
             resize=resize, mean=mean if normalize else None, std=std if normalize else None
         )
@@ -166,6 +169,9 @@ class FashionMNISTDataModule(pl.LightningDataModule):
         self.splits["train"] = (train_x, train_y)
         self.splits["test"] = (test_x, test_y)
         self.splits.setdefault("val", self.splits["test"])
+        device = accelerator_device(self, self.on_device)
+        if device.type != "cpu":  # each split crosses to the accelerator once, as uint8
+            self.splits = {name: tuple(t.to(device) for t in split) for name, split in self.splits.items()}
 
     def train_dataloader(self) -> TensorBatchLoader:
         # Lightning's overfit_batches means: the same first batches every epoch.
@@ -194,7 +200,7 @@ class FashionMNISTDataModule(pl.LightningDataModule):
     def sample_images(self, n: int = 18) -> tuple[torch.Tensor, list[str]]:
         """The first `n` training images as floats [n, H, W] and their text labels."""
         images, labels = self.splits["train"]
-        return images[:n, 0].float() / 255.0, [self.class_names[int(i)] for i in labels[:n]]
+        return images[:n, 0].float().cpu() / 255.0, [self.class_names[int(i)] for i in labels[:n].tolist()]
 
 
 def _check_positive(key: str, value: int | None, allow_none: bool = False) -> None:

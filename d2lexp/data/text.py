@@ -77,8 +77,9 @@ def seq_data_iter_random(
     offset = int(torch.randint(0, num_steps, (1,), generator=generator))
     corpus = corpus[offset:]
     num_subseqs = (len(corpus) - 1) // num_steps
-    starts = torch.arange(0, num_subseqs * num_steps, num_steps)[torch.randperm(num_subseqs, generator=generator)]
-    window = torch.arange(num_steps)
+    order = torch.randperm(num_subseqs, generator=generator)
+    starts = (torch.arange(0, num_subseqs * num_steps, num_steps)[order]).to(corpus.device)
+    window = torch.arange(num_steps, device=corpus.device)
     for i in range(0, batch_size * (num_subseqs // batch_size), batch_size):
         index = starts[i : i + batch_size, None] + window
         yield corpus[index], corpus[index + 1]

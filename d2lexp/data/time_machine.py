@@ -15,6 +15,7 @@ from typing import Any
 import lightning.pytorch as pl
 import torch
 
+from d2lexp.data.loader import accelerator_device
 from d2lexp.data.text import SequenceLoader, Vocab, tokenize
 from d2lexp.errors import ConfigError, DataError
 
@@ -104,6 +105,7 @@ class TimeMachineDataModule(pl.LightningDataModule):
         val_fraction: float = 0.0,
         download: bool = True,
         seed: int = 0,
+        on_device: bool | str = "auto",
     ) -> None:
         super().__init__()
         for key, value in (("data.batch_size", batch_size), ("data.num_steps", num_steps)):
@@ -115,7 +117,7 @@ class TimeMachineDataModule(pl.LightningDataModule):
             raise ConfigError(f"data.val_fraction must be in [0, 1), got {val_fraction!r}.")
         self.data_dir, self.batch_size, self.num_steps = data_dir, batch_size, num_steps
         self.sampling, self.max_tokens, self.val_fraction = sampling, max_tokens, val_fraction
-        self.download, self.seed = download, seed
+        self.download, self.seed, self.on_device = download, seed, on_device
         self.vocab: Vocab | None = None
         self.corpus: dict[str, torch.Tensor] = {}
 
@@ -132,6 +134,7 @@ class TimeMachineDataModule(pl.LightningDataModule):
             return
         corpus, vocab = load_corpus(ensure_time_machine(self.data_dir, self.download), self.max_tokens)
         self.vocab = self.vocab or vocab  # a vocabulary restored from a checkpoint wins
+        corpus = corpus.to(accelerator_device(self, self.on_device))  # minibatches are cut where the model runs
         num_val = int(len(corpus) * self.val_fraction)
         self.corpus["train"] = corpus[: len(corpus) - num_val]
         self.corpus["val"] = corpus[len(corpus) - num_val :]

@@ -1,0 +1,166 @@
+"""The CNN chapter on whatever device this runs (a GPU, or the CPU): for each preset at its
+resolution, batch size and precision, three rates in training examples per second of wall
+time over whole epochs (data included), warm-up and compilation excluded, the device
+synchronised around every timed region:
+
+1. d2lexp: the real pipeline (`experiment=d2l/<preset>`, `trainer=gpu` on a GPU);
+2. ceiling: the same net, precision, memory format and batch size in a minimal loop over
+   synthetic tensors already on the device: the most any framework could get here;
+3. book-style: the book's recipe: torchvision's FashionMNIST with Resize + ToTensor in a
+   DataLoader(num_workers=4), fp32, per-batch float() accumulation.
+
+It also reports d2lexp's peak memory and the achieved TFLOP/s, from the FLOPs torch's
+counter gives one example (training = 3 x the forward FLOPs).
+"""
+
+from __future__ import annotations
+
+import statistics
+import tempfile
+import time
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from benchmarks.common import d2lexp_config, log
+
+PRESETS = ["lenet", "alexnet", "vgg", "nin", "googlenet", "lenet_bn", "resnet18", "densenet"]
+
+
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def device_overrides(device: torch.device) -> list[str]:
+    return ["trainer=gpu"] if device.type == "cuda" else ["trainer.accelerator=cpu"]
+
+
+def ceiling_rate(cfg: Any, device: torch.device, batches: int, repeats: int = 3) -> float:
+    """The minimal loop: synthetic batches on the device, autocast as d2lexp's precision."""
+    from d2lexp.train import build_net
+
+    net = build_net(cfg).to(device).to(memory_format=torch.channels_last)
+    if cfg.task.get("compile"):
+        net = torch.compile(net)
+    optimizer = torch.optim.SGD(net.parameters(), lr=cfg.optimizer.lr)
+    size = cfg.data.resize or 28
+    x = torch.rand(cfg.data.batch_size, 1, size, size, device=device).contiguous(memory_format=torch.channels_last)
+    y = torch.randint(0, 10, (cfg.data.batch_size,), device=device)
+    bf16 = str(cfg.trainer.precision).startswith("bf16")
+
+    def step() -> None:
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+            loss = F.cross_entropy(net(x), y)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+    for _ in range(5):  # warm-up: autotuning, allocator, compilation
+        step()
+    rates = []
+    for _ in range(repeats):
+        synchronize(device)
+        start = time.perf_counter()
+        for _ in range(batches):
+            step()
+        synchronize(device)
+        rates.append(batches * cfg.data.batch_size / (time.perf_counter() - start))
+    return statistics.median(rates)
+
+
+def book_style_rate(cfg: Any, device: torch.device, data_dir: str, batches: int | None) -> float:
+    """d2l's train_ch6 on this device: PIL Resize + ToTensor per image in 4 workers, fp32."""
+    import torchvision
+    from torch.utils.data import DataLoader
+    from torchvision import transforms
+
+    from d2lexp.train import build_net
+
+    steps = [transforms.ToTensor()]
+    if cfg.data.resize:
+        steps.insert(0, transforms.Resize(cfg.data.resize))
+    dataset = torchvision.datasets.FashionMNIST(data_dir, train=True, transform=transforms.Compose(steps), download=False)
+    loader = DataLoader(dataset, cfg.data.batch_size, shuffle=True, num_workers=4)
+    net = build_net(cfg).to(device)
+    optimizer = torch.optim.SGD(net.parameters(), lr=cfg.optimizer.lr)
+    loss = torch.nn.CrossEntropyLoss()
+
+    def epoch(limit: int | None) -> tuple[int, float]:
+        metric = [0.0, 0.0, 0]
+        start = time.perf_counter()
+        for i, (X, y) in enumerate(loader):
+            if limit is not None and i >= limit:
+                break
+            X, y = X.to(device), y.to(device)
+            optimizer.zero_grad()
+            y_hat = net(X)
+            l = loss(y_hat, y)
+            l.backward()
+            optimizer.step()
+            with torch.no_grad():
+                metric[0] += float(l * X.shape[0])
+                metric[1] += float((y_hat.argmax(1) == y).sum())
+                metric[2] += X.shape[0]
+        synchronize(device)
+        return metric[2], time.perf_counter() - start
+
+    epoch(min(10, batches or 10))  # warm-up: cuDNN, allocator
+    count, seconds = epoch(batches)  # a new epoch: the workers start again, as in the book
+    return count / seconds
+
+
+def counted_flops(cfg: Any) -> int:
+    """Forward FLOPs for one example, from torch's counter on the meta device."""
+    import hydra
+
+    from d2lexp.inspect import count_macs, model_example
+
+    return 2 * count_macs(lambda: hydra.utils.instantiate(cfg.model), model_example(cfg))
+
+
+def run(args: Any) -> dict[str, Any]:
+    from d2lexp.train import train
+
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
+    log(f"\nThe CNN presets on {name} (torch {torch.__version__})")
+    results: dict[str, Any] = {}
+    for preset in args.cnn_presets:
+        limit = [f"trainer.limit_train_batches={args.cnn_batches}"] if args.cnn_batches else []
+        overrides = [f"experiment=d2l/{preset}", f"paths.data_dir={args.data_dir}", *device_overrides(device),
+                     "test=false", "trainer.limit_val_batches=0", *limit, *args.override]  # fmt: skip
+        cfg = d2lexp_config(overrides)
+        with tempfile.TemporaryDirectory() as tmp:
+            record = train(d2lexp_config([*overrides, "trainer.max_epochs=2", f"paths.output_dir={tmp}"]))
+        d2lexp = record["train_examples_per_second"]
+        batches = args.cnn_batches or 60_000 // cfg.data.batch_size
+        ceiling = ceiling_rate(cfg, device, batches=min(batches, 100))
+        book = book_style_rate(cfg, device, args.data_dir, args.cnn_batches)
+        flops = counted_flops(cfg)
+        results[preset] = {
+            "resolution": cfg.data.resize or 28,
+            "batch_size": cfg.data.batch_size,
+            "precision": str(cfg.trainer.precision),
+            "d2lexp": d2lexp,
+            "ceiling": ceiling,
+            "book_style": book,
+            "d2lexp_vs_ceiling": d2lexp / ceiling,
+            "d2lexp_vs_book_style": d2lexp / book,
+            "peak_memory_gb": record.get("peak_memory_gb"),
+            "forward_flops_per_example": flops,
+            "achieved_tflops": 3 * flops * d2lexp / 1e12,
+        }
+        log(f"  {preset}: d2lexp {d2lexp:,.0f}, ceiling {ceiling:,.0f}, book-style {book:,.0f} examples/s")
+    log(
+        "\n| model | resolution | d2lexp ex/s | ceiling ex/s | book-style ex/s | d2lexp/ceiling | d2lexp/book-style "
+        "| peak memory | TFLOP/s |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|"
+    )
+    for preset, r in results.items():
+        memory = f"{r['peak_memory_gb']:.1f} GiB" if r["peak_memory_gb"] else "-"
+        log(
+            f"| {preset} | {r['resolution']} | {r['d2lexp']:,.0f} | {r['ceiling']:,.0f} | {r['book_style']:,.0f} | "
+            f"{r['d2lexp_vs_ceiling']:.2f}x | {r['d2lexp_vs_book_style']:.2f}x | {memory} | {r['achieved_tflops']:.2f} |"
+        )
+    return {"device": name, "presets": results}

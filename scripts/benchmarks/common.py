@@ -1,0 +1,119 @@
+"""What every suite shares: finding the data, composing d2lexp's real config, and running
+d2lexp step about step with a reference loop in one process."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, Protocol
+
+import torch
+
+REPO = Path(__file__).resolve().parents[2]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+
+def log(line: str = "") -> None:
+    print(line, flush=True)
+
+
+def default_data_dir() -> str:
+    for candidate in (os.environ.get("D2LEXP_DATA"), REPO.parent / "shared" / "datasets", REPO / "data"):
+        if candidate and (Path(candidate) / "FashionMNIST" / "raw").is_dir():
+            return str(candidate)
+    return str(REPO / "data")
+
+
+def d2lexp_config(overrides: list[str]):  # -> DictConfig
+    from hydra import compose, initialize_config_dir
+
+    from d2lexp.train import CONF_DIR
+
+    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+        return compose(config_name="config", overrides=overrides)
+
+
+@contextlib.contextmanager
+def num_threads(n: int | None) -> Iterator[None]:
+    previous = torch.get_num_threads()
+    if n:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
+class Reference(Protocol):
+    """A loop to compare d2lexp with: one epoch of batches, and one training step on a batch."""
+
+    def batches(self) -> Iterator[Any]: ...
+
+    def step(self, batch: Any) -> int:  # items (examples or tokens) trained on
+        ...
+
+
+def interleave_with_d2lexp(
+    overrides: list[str], reference: Reference, rounds: int, count: Callable[[Any], int], threads: int | None = None
+) -> tuple[list[float], list[float], dict[str, Any]]:
+    """Train d2lexp (its real pipeline, `overrides` on the real config) for 1 + `rounds`
+    epochs with one reference step before each of its steps.
+
+    The machine's speed drifts (other tenants, clocks) by more than the differences being
+    measured, so the two run step about step in one process: the time between two
+    consecutive reference steps is exactly one whole d2lexp iteration (data, transfer, step,
+    hooks, logging, progress bar); summed over an epoch, both see the same machine. The first
+    epoch is warm-up. Returns the per-epoch rates (d2lexp, reference) and d2lexp's record.
+    """
+    import lightning.pytorch as pl
+
+    from d2lexp.train import train
+
+    d2lexp_rates: list[float] = []
+    reference_rates: list[float] = []
+
+    class Interleave(pl.Callback):  # listed first: its hooks run before d2lexp's own
+        def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+            self.batches = reference.batches()
+            self.mark: float | None = None
+            self.d2lexp = [0, 0.0]  # items, seconds
+            self.reference = [0, 0.0]
+            self.pending = 0
+
+        def on_train_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, batch_idx: int) -> None:
+            now = time.perf_counter()
+            if self.mark is not None:  # one whole d2lexp iteration since the last reference step
+                self.d2lexp[0] += self.pending
+                self.d2lexp[1] += now - self.mark
+            ref_batch = next(self.batches, None)
+            if ref_batch is None:  # the reference's epoch ended first: start its next one
+                self.batches = reference.batches()
+                ref_batch = next(self.batches)
+            self.reference[0] += reference.step(ref_batch)
+            self.mark = time.perf_counter()
+            self.reference[1] += self.mark - now
+            self.pending = count(batch)
+
+        def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+            if trainer.current_epoch >= 1:
+                d2lexp_rates.append(self.d2lexp[0] / self.d2lexp[1])
+                reference_rates.append(self.reference[0] / self.reference[1])
+
+    with num_threads(threads):
+        record = train(d2lexp_config(overrides), callbacks=[Interleave()])
+    return d2lexp_rates, reference_rates, record
+
+
+def time_command(command: list[str], env: dict[str, str]) -> tuple[float, str]:
+    start = time.perf_counter()
+    result = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True)
+    seconds = time.perf_counter() - start
+    if result.returncode:
+        raise RuntimeError(f"{' '.join(command)} failed:\n{result.stderr[-3000:]}")
+    return seconds, result.stdout + result.stderr

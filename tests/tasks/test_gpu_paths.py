@@ -1,0 +1,93 @@
+"""The GPU paths, checked on the CPU: data that lives on the model's device, device-side
+batching and resizing, channels_last, and no host read-back inside training steps."""
+
+import lightning.pytorch as pl
+import pytest
+import torch
+
+from d2lexp.data.fashion_mnist import FashionMNISTDataModule
+from d2lexp.data.loader import TensorBatchLoader, accelerator_device
+from d2lexp.train import build_net, build_task, train
+from tests.conftest import compose_config
+
+CUDA = torch.cuda.is_available()
+
+
+class FakeTrainer:
+    class strategy:  # noqa: N801  (mimics trainer.strategy.root_device)
+        root_device = torch.device("cpu")
+
+
+def test_data_goes_where_the_trainer_runs():
+    dm = FashionMNISTDataModule()
+    assert accelerator_device(dm, "auto") == torch.device("cpu")  # no trainer yet
+    dm._trainer = FakeTrainer()
+    assert accelerator_device(dm, "auto") == torch.device("cpu")  # auto: accelerators only
+    assert accelerator_device(dm, True) == torch.device("cpu") and accelerator_device(dm, False) == torch.device("cpu")
+    if CUDA:
+        FakeTrainer.strategy.root_device = torch.device("cuda:0")
+        assert accelerator_device(dm, "auto").type == "cuda"
+
+
+@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not CUDA, reason="needs a GPU"))])
+def test_batches_are_gathered_on_the_tensors_device(device):
+    x = torch.arange(100, device=device)
+    loader = TensorBatchLoader([x, x * 2], batch_size=16, shuffle=True, seed=0)
+    for a, b in loader:
+        assert a.device.type == device and torch.equal(b, a * 2)
+
+
+def test_resize_and_channels_last_happen_on_the_batch(make_cfg, data_dir):
+    cfg = make_cfg("experiment=d2l/resnet18", "data.resize=32")
+    task = build_task(cfg, build_net(cfg))
+    conv = next(m for m in task.net.modules() if isinstance(m, torch.nn.Conv2d))
+    assert conv.weight.is_contiguous(memory_format=torch.channels_last)
+    dm = FashionMNISTDataModule(data_dir=str(data_dir), resize=32, batch_size=8)
+    dm.setup()
+    x, _ = dm.on_after_batch_transfer(next(iter(dm.train_dataloader())), 0)
+    assert x.shape == (8, 1, 32, 32) and x.dtype == torch.float32
+    assert task(x).shape == (8, 10)
+
+
+def test_training_steps_never_read_values_back_to_the_host(make_cfg, monkeypatch):
+    """On a GPU, reading a tensor's value (item, float, bool, tolist, .cpu()) waits for the
+    device. Outside the steps that write the step loss, no training step may do it."""
+    reads: list[str] = []
+    originals = {name: getattr(torch.Tensor, name) for name in ("item", "__float__", "__int__", "__bool__", "tolist", "cpu", "numpy")}
+
+    def spy(name):
+        def method(self, *args, **kwargs):
+            reads.append(name)
+            return originals[name](self, *args, **kwargs)
+
+        return method
+
+    per_step: list[int] = []
+
+    class Watch(pl.Callback):
+        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+            reads.clear()
+            for name in originals:
+                monkeypatch.setattr(torch.Tensor, name, spy(name))
+
+        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+            monkeypatch.undo()
+            if (trainer.global_step - 1) % trainer.log_every_n_steps:  # global_step already counts this step
+                per_step.append(len(reads))
+
+    cfg = make_cfg("experiment=d2l/lenet", "data.train_subset=2560", "data.test_subset=512", "trainer.max_epochs=1",
+                   "trainer.log_every_n_steps=4", "callbacks.progress_bar=null")  # fmt: skip
+    train(cfg, callbacks=[Watch()])
+    assert len(per_step) >= 7 and sum(per_step) == 0, per_step
+
+
+@pytest.mark.skipif(not CUDA, reason="needs a GPU")
+def test_gpu_preset_runs_bf16_on_the_gpu(make_cfg):
+    record = train(make_cfg("experiment=d2l/lenet", "trainer=gpu", "data.train_subset=5120", "trainer.max_epochs=1"))
+    assert record["status"] == "done" and record["peak_memory_gb"] > 0
+
+
+def test_gpu_preset_settings():
+    cfg = compose_config(["trainer=gpu"])
+    assert cfg.trainer.accelerator == "gpu" and cfg.trainer.precision == "bf16-mixed" and cfg.trainer.benchmark
+    assert cfg.data.on_device == "auto" and cfg.task.channels_last == "auto" and cfg.matmul_precision == "high"

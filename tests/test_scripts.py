@@ -1,0 +1,35 @@
+"""The benchmark and the GPU check run end to end (timings are not tested: they are the
+scripts' output, measured side by side, never asserted)."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import REPO
+
+
+def run(args: list[str], data_dir, tmp_path, timeout: int = 600) -> subprocess.CompletedProcess:
+    env = {**os.environ, "D2LEXP_DATA": str(data_dir), "PYTHONUNBUFFERED": "1"}
+    return subprocess.run(args, cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def test_cnn_benchmark_runs_and_writes_json(data_dir, tmp_path):
+    out = tmp_path / "bench.json"
+    result = run([sys.executable, "scripts/benchmark.py", "cnn", "--cnn-presets", "lenet", "--cnn-batches", "3",
+                  "--json", str(out)], data_dir, tmp_path)  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    row = json.loads(out.read_text())["cnn"]["presets"]["lenet"]
+    assert row["resolution"] == 28 and row["batch_size"] == 256 and row["forward_flops_per_example"] == 833_040
+    assert all(row[k] > 0 for k in ("d2lexp", "ceiling", "book_style"))
+    assert "| lenet | 28 |" in result.stdout
+
+
+@pytest.mark.slow
+def test_gpu_check_smoke_runs_every_preset(data_dir, tmp_path):
+    result = run(["bash", "scripts/gpu_check.sh", "--smoke", str(tmp_path)], data_dir, tmp_path, timeout=1200)
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = (tmp_path / "presets_report.md").read_text()
+    assert report.count("| done |") == 8 and (tmp_path / "benchmark.json").is_file()
