@@ -1,14 +1,18 @@
-"""Typed schemas for the config groups users edit most, registered with Hydra.
+"""Typed schemas for the config groups users edit most (trainer, data, optimizer), registered
+with Hydra.
 
-A yaml file in `conf/trainer/` lists `/schema@_here_: trainer` in its defaults,
-so a value of the wrong type (`trainer.max_epochs=abc`) or a misspelt key fails
-while the config is composed, naming the key, before any work starts.
+A yaml file such as `conf/trainer/default.yaml` lists `/schema@_here_: trainer` in its
+defaults, so a value of the wrong type (`trainer.max_epochs=abc`, `data.batch_size=abc`)
+or a misspelt key fails while the config is composed, naming the key, before any work
+starts. Out-of-range values (`data.batch_size=-1`, `optimizer.lr=-1`) are refused by the
+data module and the optimizer as they are built, also before any work starts. A test
+keeps every schema's fields in step with the constructor it describes.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, Optional
+from dataclasses import dataclass, field
+from typing import Any, List, Optional
 
 from hydra.core.config_store import ConfigStore
 
@@ -55,10 +59,82 @@ class TrainerSchema:
     default_root_dir: Optional[str] = None
 
 
+@dataclass
+class FashionMNISTSchema:
+    _target_: str = "d2lexp.data.fashion_mnist.FashionMNISTDataModule"
+    data_dir: str = "./data"
+    batch_size: int = 256
+    eval_batch_size: Optional[int] = None
+    val_size: int = 0
+    resize: Optional[int] = None
+    normalize: bool = False
+    mean: float = 0.2860
+    std: float = 0.3530
+    train_subset: Optional[int] = None
+    test_subset: Optional[int] = None
+    download: bool = True
+    seed: int = 0
+    on_device: Any = "auto"
+
+
+@dataclass
+class TimeMachineSchema:
+    _target_: str = "d2lexp.data.time_machine.TimeMachineDataModule"
+    data_dir: str = "./data"
+    batch_size: int = 32
+    num_steps: int = 35
+    sampling: str = "sequential"
+    max_tokens: int = 10_000
+    val_fraction: float = 0.0
+    download: bool = True
+    seed: int = 0
+    on_device: Any = "auto"
+
+
+@dataclass
+class SGDSchema:
+    _target_: str = "torch.optim.SGD"
+    _partial_: bool = True
+    lr: float = 0.1
+    momentum: float = 0.0
+    dampening: float = 0.0
+    weight_decay: float = 0.0
+    nesterov: bool = False
+
+
+@dataclass
+class AdamSchema:
+    _target_: str = "torch.optim.Adam"
+    _partial_: bool = True
+    lr: float = 0.001
+    betas: List[float] = field(default_factory=lambda: [0.9, 0.999])
+    eps: float = 1e-8
+    weight_decay: float = 0.0
+    amsgrad: bool = False
+
+
+@dataclass
+class ScratchSGDSchema:
+    _target_: str = "d2lexp.scratch.optim.SGD"
+    _partial_: bool = True
+    lr: float = 0.1
+
+
+SCHEMAS: dict[str, type] = {
+    "trainer": TrainerSchema,
+    "fashion_mnist": FashionMNISTSchema,
+    "time_machine": TimeMachineSchema,
+    "sgd": SGDSchema,
+    "adam": AdamSchema,
+    "sgd_scratch": ScratchSGDSchema,
+}
+
+
 def register_schemas() -> None:
     """Make the schemas visible to Hydra's composition (idempotent)."""
     cs = ConfigStore.instance()
-    cs.store(group="schema", name="trainer", node=TrainerSchema)
+    for name, node in SCHEMAS.items():
+        cs.store(group="schema", name=name, node=node)
 
 
 register_schemas()

@@ -39,17 +39,32 @@ def build_net(cfg: DictConfig):
     """The net from `cfg.model`, initialised by `cfg.init`."""
     from hydra.utils import instantiate
 
-    net = instantiate(cfg.model)
+    net = instantiate(cfg.model, _convert_="all")
     if cfg.get("init") is not None:
-        net.apply(instantiate(cfg.init))
+        net.apply(instantiate(cfg.init, _convert_="all"))
     return net
 
 
 def build_task(cfg: DictConfig, net):
     from hydra.utils import instantiate
 
-    scheduler = instantiate(cfg.scheduler) if cfg.get("scheduler") is not None else None
-    return instantiate(cfg.task, net=net, optimizer=instantiate(cfg.optimizer), scheduler=scheduler)
+    scheduler = instantiate(cfg.scheduler, _convert_="all") if cfg.get("scheduler") is not None else None
+    optimizer = checked_optimizer(instantiate(cfg.optimizer, _convert_="all"))
+    return instantiate(cfg.task, net=net, optimizer=optimizer, scheduler=scheduler, _convert_="all")
+
+
+def checked_optimizer(factory):
+    """The optimizer factory, after building it once on a dummy parameter: PyTorch checks its
+    values then (a negative lr, momentum > 1, ...), so a bad one stops the run before any work."""
+    import torch
+
+    from d2lexp.errors import ConfigError
+
+    try:
+        factory([torch.nn.Parameter(torch.zeros(1))])
+    except (ValueError, TypeError) as e:
+        raise ConfigError(f"The optimizer settings are not valid: {e}. Fix the optimizer.* values.") from None
+    return factory
 
 
 def build_callbacks(cfg: DictConfig) -> list:
@@ -59,7 +74,7 @@ def build_callbacks(cfg: DictConfig) -> list:
     from d2lexp.callbacks.run_config import RunConfigInCheckpoint
     from d2lexp.callbacks.throughput import Throughput
 
-    callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c is not None]
+    callbacks = [instantiate(c, _convert_="all") for c in (cfg.get("callbacks") or {}).values() if c is not None]
     # What metrics.json records is measured by these, whatever the callbacks group holds.
     if not any(isinstance(c, Throughput) for c in callbacks):
         callbacks.append(Throughput())
@@ -70,7 +85,7 @@ def build_callbacks(cfg: DictConfig) -> list:
 def build_loggers(cfg: DictConfig) -> list:
     from hydra.utils import instantiate
 
-    return [instantiate(c) for c in (cfg.get("logger") or {}).values() if c is not None]
+    return [instantiate(c, _convert_="all") for c in (cfg.get("logger") or {}).values() if c is not None]
 
 
 def quiet_lightning() -> None:
@@ -129,7 +144,7 @@ def train(cfg: DictConfig, callbacks: list | None = None, net: Any = None) -> di
     try:
         pl.seed_everything(cfg.seed, workers=True, verbose=False)
         torch.set_float32_matmul_precision(cfg.get("matmul_precision") or "highest")
-        datamodule = hydra.utils.instantiate(cfg.data)
+        datamodule = hydra.utils.instantiate(cfg.data, _convert_="all")
         net = build_net(cfg) if net is None else net
         record.update(
             model=choices.get("model", type(net).__name__.lower()),
@@ -148,7 +163,9 @@ def train(cfg: DictConfig, callbacks: list | None = None, net: Any = None) -> di
             check_fits(load_checkpoint(ckpt_path), task, ckpt_path)
         callbacks = [*(callbacks or []), *build_callbacks(cfg)]
         loggers = build_loggers(cfg)
-        trainer: pl.Trainer = hydra.utils.instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+        trainer: pl.Trainer = hydra.utils.instantiate(
+            cfg.trainer, callbacks=callbacks, logger=loggers or False, _convert_="all"
+        )
 
         start = time.perf_counter()
         trainer.fit(task, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
