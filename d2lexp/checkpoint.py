@@ -13,8 +13,34 @@ from d2lexp.errors import CheckpointError
 
 _HOW_TO_FIX = (
     "Point ckpt_path at a .ckpt file that a d2lexp run wrote (e.g. outputs/<date>/<time>/checkpoints/last.ckpt), "
-    "or leave ckpt_path out to start from scratch."
+    "a run folder, or `last` (the newest run's last checkpoint); or leave ckpt_path out to start from scratch."
 )
+
+
+def find_checkpoint(spec: str | Path, log_dir: str | Path, exclude: str | Path | None = None) -> Path:
+    """The checkpoint a `ckpt_path` value means.
+
+    - "last": the newest `checkpoints/last.ckpt` of any run under `log_dir` (but `exclude`,
+      the run being started), i.e. the run that stopped last, killed or not;
+    - a run folder: its `checkpoints/last.ckpt`;
+    - a file: itself.
+    """
+    if str(spec) == "last":
+        root, skip = Path(log_dir).expanduser(), Path(exclude).resolve() if exclude else None
+        found = [p for p in root.glob("**/checkpoints/last.ckpt") if not (skip and skip in p.resolve().parents)]
+        if not found:
+            raise CheckpointError(
+                f"ckpt_path=last: no run under {root} has a checkpoints/last.ckpt to resume from. "
+                "Give the checkpoint file or the run folder instead (ckpt_path=outputs/<date>/<time>)."
+            )
+        return max(found, key=lambda p: p.stat().st_mtime)
+    path = Path(spec).expanduser()
+    if path.is_dir():
+        for candidate in (path / "checkpoints" / "last.ckpt", path / "last.ckpt"):
+            if candidate.is_file():
+                return candidate
+        raise CheckpointError(f"ckpt_path={path} is a folder without checkpoints/last.ckpt. {_HOW_TO_FIX}")
+    return path
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
@@ -37,8 +63,8 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
 
 def check_fits(checkpoint: dict[str, Any], module: nn.Module, path: str | Path) -> None:
     """Fail clearly if the checkpoint's weights are not those of `module` (another model or size)."""
-    saved = checkpoint["state_dict"]
-    expected = module.state_dict()
+    saved = {k: v for k, v in checkpoint["state_dict"].items() if k.startswith("net.")}
+    expected = {k: v for k, v in module.state_dict().items() if k.startswith("net.")}
     missing = [k for k in expected if k not in saved]
     unexpected = [k for k in saved if k not in expected]
     reshaped = [

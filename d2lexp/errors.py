@@ -16,3 +16,7 @@ class DataError(D2lexpError):
 
 class CheckpointError(D2lexpError):
     """A checkpoint cannot be read or does not fit the configured model."""
+
+
+class TrainingDiverged(D2lexpError):
+    """The loss stopped being a finite number; the run stopped early (status "diverged")."""

@@ -150,10 +150,15 @@ def write_report(sweep_dir: str | Path) -> dict[str, Path]:
 
 
 class SweepReport(Callback):
-    """Hydra callback: at the end of a multirun, write the comparison into the sweep folder.
+    """Hydra callback: at the end of a multirun, write the comparison into the sweep folder
+    (and make that folder at the start, for sweepers that store their state there).
 
     A sweep with a job that did not finish exits with status 1 after the report is written.
     """
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        # Sweepers that keep state in the sweep folder (Optuna's study database) need it first.
+        Path(config.hydra.sweep.dir).mkdir(parents=True, exist_ok=True)
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         sweep_dir = Path(config.hydra.sweep.dir)

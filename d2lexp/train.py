@@ -8,6 +8,7 @@ weights and records the run (metrics.json, TensorBoard HParams, a summary line).
 from __future__ import annotations
 
 import logging
+import math
 import sys
 import time
 from pathlib import Path
@@ -71,6 +72,7 @@ def build_callbacks(cfg: DictConfig) -> list:
     from hydra.utils import instantiate
 
     from d2lexp.callbacks.history import EpochHistory
+    from d2lexp.callbacks.resume import RandomState
     from d2lexp.callbacks.run_config import RunConfigInCheckpoint
     from d2lexp.callbacks.throughput import Throughput
 
@@ -78,7 +80,7 @@ def build_callbacks(cfg: DictConfig) -> list:
     # What metrics.json records is measured by these, whatever the callbacks group holds.
     if not any(isinstance(c, Throughput) for c in callbacks):
         callbacks.append(Throughput())
-    callbacks += [EpochHistory(), RunConfigInCheckpoint(OmegaConf.to_container(cfg, resolve=True))]
+    callbacks += [EpochHistory(), RandomState(), RunConfigInCheckpoint(OmegaConf.to_container(cfg, resolve=True))]
     return callbacks
 
 
@@ -102,6 +104,8 @@ def quiet_lightning() -> None:
     warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")
     # d2lexp writes its step-level loss itself (Task.log_step_loss); this warning is about Lightning's.
     warnings.filterwarnings("ignore", message=r"The number of training batches .* logging interval")
+    # d2lexp logs torchmetrics results, which are already reduced over all processes.
+    warnings.filterwarnings("ignore", message=r"It is recommended to use `self.log\(.*sync_dist=True\)")
     # A data module without validation text returns an empty val loader on purpose.
     warnings.filterwarnings("ignore", message=r"Total length of `list` across ranks is zero")
 
@@ -133,14 +137,26 @@ def train(cfg: DictConfig, callbacks: list | None = None, net: Any = None) -> di
     import lightning.pytorch as pl
     import torch
 
-    from d2lexp.checkpoint import check_fits, load_checkpoint
+    from lightning.pytorch.utilities import rank_zero_only
+
+    from d2lexp.checkpoint import check_fits, find_checkpoint, load_checkpoint
+    from d2lexp.errors import TrainingDiverged
     from d2lexp.inspect import count_macs
+    from d2lexp.outputs import UNWRITABLE, unwritable
     from d2lexp.run_record import hparams_of, summary_line, write_metrics
 
     quiet_lightning()
     output_dir = Path(cfg.paths.output_dir)
     choices = hydra_choices()
-    record: dict[str, Any] = {"status": "running", "output_dir": str(output_dir)}
+    record: dict[str, Any] = {"status": "running", "output_dir": str(output_dir), "started_at": time.time()}
+
+    def save(record: dict[str, Any]) -> None:  # one metrics.json per run, from the first process
+        if rank_zero_only.rank == 0:
+            try:
+                write_metrics(output_dir, record)
+            except OSError as e:  # a full or read-only disk: say so, do not hide the first error
+                log.error("Could not write %s/metrics.json: %s", output_dir, e.strerror or e)
+
     try:
         pl.seed_everything(cfg.seed, workers=True, verbose=False)
         torch.set_float32_matmul_precision(cfg.get("matmul_precision") or "highest")
@@ -159,13 +175,15 @@ def train(cfg: DictConfig, callbacks: list | None = None, net: Any = None) -> di
             record["macs_per_example"] = count_macs(lambda: hydra.utils.instantiate(cfg.model), example)
         ckpt_path = None
         if cfg.get("ckpt_path"):
-            ckpt_path = str(Path(cfg.ckpt_path).expanduser())
+            ckpt_path = str(find_checkpoint(cfg.ckpt_path, cfg.paths.log_dir, exclude=output_dir))
             check_fits(load_checkpoint(ckpt_path), task, ckpt_path)
+            record["resumed_from"] = ckpt_path
         callbacks = [*(callbacks or []), *build_callbacks(cfg)]
         loggers = build_loggers(cfg)
         trainer: pl.Trainer = hydra.utils.instantiate(
             cfg.trainer, callbacks=callbacks, logger=loggers or False, _convert_="all"
         )
+        refuse_relaunching_sweeps(trainer)
 
         start = time.perf_counter()
         trainer.fit(task, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
@@ -173,13 +191,15 @@ def train(cfg: DictConfig, callbacks: list | None = None, net: Any = None) -> di
         if trainer.interrupted:
             raise KeyboardInterrupt
         metrics = _metric_values(trainer)
-        if cfg.get("test") and _has_test(task, datamodule):
+        if cfg.get("test") and _has_test(task, datamodule) and not task.diverged:
             trainer.test(task, datamodule=datamodule, verbose=False)
             metrics.update(_metric_values(trainer))
         checkpoint = trainer.checkpoint_callback
         record.update(
-            status="done",
+            status="diverged" if task.diverged else "done",
             epochs=trainer.current_epoch,
+            global_step=trainer.global_step,
+            world_size=trainer.world_size,
             **{k: v for k, v in sorted(metrics.items()) if not k.endswith("_step")},
             best_checkpoint=getattr(checkpoint, "best_model_path", None) or None,
             last_checkpoint=getattr(checkpoint, "last_model_path", None) or None,
@@ -188,13 +208,47 @@ def train(cfg: DictConfig, callbacks: list | None = None, net: Any = None) -> di
             if callable(getattr(callback, "record", None)):
                 record.update(callback.record())
         _log_hparams(trainer, hparams_of(cfg, choices), record)
+        if task.diverged:
+            record["error"] = task.diverged
+            raise TrainingDiverged(f"{record['model']} diverged: {task.diverged}")
     except BaseException as e:
-        record.update(status="interrupted" if isinstance(e, KeyboardInterrupt) else "failed", error=str(e) or type(e).__name__)
-        write_metrics(output_dir, record)
+        status = {KeyboardInterrupt: "interrupted", TrainingDiverged: "diverged"}.get(type(e), "failed")
+        record.update(status=status, error=record.get("error") or str(e) or type(e).__name__)
+        save(record)
+        if isinstance(e, OSError) and e.errno in UNWRITABLE:
+            raise unwritable(getattr(e, "filename", None) or output_dir, e) from None
         raise
-    write_metrics(output_dir, record)
-    log.info("%s -> %s", summary_line(record), output_dir)
+    record["finished_at"] = time.time()
+    save(record)
+    if rank_zero_only.rank == 0:
+        log.info("%s -> %s", summary_line(record), output_dir)
     return record
+
+
+def refuse_relaunching_sweeps(trainer) -> None:
+    """Hydra multirun with a strategy that starts its other processes by re-running the
+    command (Lightning's `ddp`) would make those processes re-run the whole sweep, each with
+    other hyperparameters (Lightning issue #11300). Refuse it, naming what works instead."""
+    from lightning.pytorch.strategies.launchers.subprocess_script import _SubprocessScriptLauncher
+
+    from d2lexp.errors import ConfigError
+
+    strategy = trainer.strategy
+    launcher = getattr(strategy, "launcher", None)
+    environment = getattr(strategy, "cluster_environment", None)
+    relaunches = (
+        isinstance(launcher, _SubprocessScriptLauncher)
+        and environment is not None
+        and not environment.creates_processes_externally
+        and (trainer.num_devices > 1 or trainer.num_nodes > 1)
+    )
+    if relaunches and _in_multirun():
+        raise ConfigError(
+            "A -m sweep cannot use trainer.strategy=ddp on one machine: Lightning starts the other processes by "
+            "re-running the command, and each would re-run the whole sweep with other settings (Lightning issue "
+            "#11300). Use trainer.strategy=ddp_spawn for a local sweep, or run the sweep under SLURM with one task "
+            "per GPU (hydra/launcher=slurm trainer=slurm), where SLURM starts every process."
+        )
 
 
 def _log_hparams(trainer, hparams: dict[str, Any], record: dict[str, Any]) -> None:
@@ -234,12 +288,12 @@ def main(cfg: DictConfig) -> float | None:
     except D2lexpError as e:
         log.error("%s", e)
         if _in_multirun():
-            return None
+            return math.nan  # a failed trial, for sweepers that optimise the returned value
         sys.exit(1)
     except Exception:
         if not _in_multirun():
             raise
         log.exception("This job failed; the sweep goes on.")
-        return None
+        return math.nan
     value = record.get(cfg.objective.metric)
-    return float(value) if value is not None else None
+    return float(value) if value is not None else math.nan

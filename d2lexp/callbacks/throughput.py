@@ -50,6 +50,7 @@ class Throughput(pl.Callback):
         if pl_module.device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(pl_module.device)
         self._device = pl_module.device
+        self._world_size = trainer.world_size  # every process trains its own share of each epoch
 
     def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         synchronize(pl_module.device)
@@ -85,7 +86,7 @@ class Throughput(pl.Callback):
         self.epoch_seconds.append(seconds)
         self.epoch_items.append(self._items)
         if seconds > 0:
-            pl_module.log(f"train/{self.unit}_per_second", self._items / seconds)
+            pl_module.log(f"train/{self.unit}_per_second", self._items * trainer.world_size / seconds)
 
     @property
     def startup_seconds(self) -> float | None:
@@ -101,8 +102,9 @@ class Throughput(pl.Callback):
         return sum(items) / sum(seconds) if seconds and sum(seconds) > 0 else None
 
     def record(self) -> dict[str, float | None]:
+        rate = self.items_per_second
         record = {
-            f"train_{self.unit}_per_second": self.items_per_second,
+            f"train_{self.unit}_per_second": rate * getattr(self, "_world_size", 1) if rate else rate,
             "train_seconds": sum(self.epoch_seconds),
             "first_step_seconds": self.first_step_seconds,
             "startup_seconds": self.startup_seconds,

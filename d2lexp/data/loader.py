@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -85,7 +86,43 @@ class EpochSampler:
         return order
 
 
-class TensorBatchLoader:
+class ResumableLoader:
+    """Base of d2lexp's loaders: an epoch's batches depend only on (seed, epoch), and the
+    loader can stop and resume mid-epoch.
+
+    Lightning saves `state_dict()` (epoch, batches handed out) in every checkpoint and
+    gives it back through `load_state_dict` on resuming; the next epoch's iteration then
+    skips the batches already trained on, so a resumed run sees exactly the batches an
+    uninterrupted one would. Subclasses define `_batches(start)`.
+    """
+
+    def __init__(self, sampler: EpochSampler) -> None:
+        self.sampler = sampler
+        self.batch_sampler = None  # Lightning inspects DataLoader-like objects for both attributes
+        self._handed_out = 0
+        self._resume_at: tuple[int, int] | None = None
+
+    def _batches(self, start: int) -> Iterator[Any]:
+        raise NotImplementedError
+
+    def __iter__(self) -> Iterator[Any]:
+        start = 0
+        if self._resume_at is not None and self._resume_at[0] == self.sampler.epoch:
+            start = self._resume_at[1]
+        self._resume_at = None
+        self._handed_out = start
+        for batch in self._batches(start):
+            self._handed_out += 1
+            yield batch
+
+    def state_dict(self) -> dict[str, int]:
+        return {"epoch": self.sampler.epoch, "batches": self._handed_out}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        self._resume_at = (int(state["epoch"]), int(state["batches"]))
+
+
+class TensorBatchLoader(ResumableLoader):
     """Iterate over aligned tensors in minibatches; an iterable Lightning accepts as a dataloader.
 
     Unshuffled, single-process batches are views (slices) of the tensors, so
@@ -102,23 +139,22 @@ class TensorBatchLoader:
     ) -> None:
         if not tensors or any(len(t) != len(tensors[0]) for t in tensors):
             raise ValueError("TensorBatchLoader needs tensors of equal length")
+        super().__init__(EpochSampler(len(tensors[0]), shuffle=shuffle, seed=seed))
         self.tensors = tuple(tensors)
         self.batch_size = batch_size
         self.drop_last = drop_last
-        self.sampler = EpochSampler(len(tensors[0]), shuffle=shuffle, seed=seed)
-        self.batch_sampler = None  # Lightning inspects DataLoader-like objects for both attributes
 
     def __len__(self) -> int:
         n = self.sampler.num_local_items()
         return n // self.batch_size if self.drop_last else math.ceil(n / self.batch_size)
 
-    def __iter__(self) -> Iterator[tuple[torch.Tensor, ...]]:
+    def _batches(self, start: int) -> Iterator[tuple[torch.Tensor, ...]]:
         order = self.sampler.indices()
         if order is not None:
             order = order.to(self.tensors[0].device, non_blocking=True)
         n = len(order) if order is not None else len(self.tensors[0])
         stop = n - n % self.batch_size if self.drop_last else n
-        for start in range(0, stop, self.batch_size):
+        for start in range(start * self.batch_size, stop, self.batch_size):
             if order is None:
                 yield tuple(t[start : start + self.batch_size] for t in self.tensors)
             else:

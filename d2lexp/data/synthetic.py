@@ -4,6 +4,7 @@ close the learned ones come."""
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Iterator, Sequence
 from typing import Any
@@ -11,27 +12,26 @@ from typing import Any
 import lightning.pytorch as pl
 import torch
 
-from d2lexp.data.loader import EpochSampler, TensorBatchLoader, epoch_generator, seeded_generator
+from d2lexp.data.loader import EpochSampler, ResumableLoader, TensorBatchLoader, epoch_generator, seeded_generator
 from d2lexp.errors import ConfigError
 from d2lexp.scratch.conv import corr2d
 from d2lexp.scratch.linear_regression import data_iter, synthetic_data
 
 
-class ScratchDataIter:
+class ScratchDataIter(ResumableLoader):
     """The book's hand-written `data_iter` as a loader: a fresh shuffle each epoch, seeded by
     (seed, epoch) through the same `sampler.set_epoch` hook Lightning calls on every loader."""
 
     def __init__(self, features: torch.Tensor, labels: torch.Tensor, batch_size: int, seed: int) -> None:
+        super().__init__(EpochSampler(len(labels), shuffle=True, seed=seed))
         self.features, self.labels, self.batch_size = features, labels, batch_size
-        self.sampler = EpochSampler(len(labels), shuffle=True, seed=seed)
-        self.batch_sampler = None
 
     def __len__(self) -> int:
         return math.ceil(len(self.labels) / self.batch_size)
 
-    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    def _batches(self, start: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         generator = epoch_generator(self.sampler.seed, self.sampler.epoch)
-        return data_iter(self.batch_size, self.features, self.labels, generator=generator)
+        return itertools.islice(data_iter(self.batch_size, self.features, self.labels, generator=generator), start, None)
 
 
 class SyntheticRegressionDataModule(pl.LightningDataModule):

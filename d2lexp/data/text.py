@@ -4,11 +4,12 @@ cutting a long corpus into minibatches of subsequences."""
 from __future__ import annotations
 
 import collections
+import itertools
 from collections.abc import Iterable, Iterator, Sequence
 
 import torch
 
-from d2lexp.data.loader import EpochSampler, epoch_generator
+from d2lexp.data.loader import EpochSampler, ResumableLoader, epoch_generator
 
 
 def tokenize(lines: Sequence[str], token: str = "char") -> list[list[str]]:
@@ -98,25 +99,23 @@ def seq_data_iter_sequential(
         yield Xs[:, i : i + num_steps], Ys[:, i : i + num_steps]
 
 
-class SequenceLoader:
+class SequenceLoader(ResumableLoader):
     """Minibatches of (inputs, targets) from a token tensor, by either scheme, reshuffled each
     epoch by (seed, epoch) through the `sampler.set_epoch` hook Lightning calls."""
 
     def __init__(self, corpus: torch.Tensor, batch_size: int, num_steps: int, sequential: bool, seed: int = 0) -> None:
+        super().__init__(EpochSampler(len(corpus), shuffle=True, seed=seed))
         self.corpus, self.batch_size, self.num_steps, self.sequential = corpus, batch_size, num_steps, sequential
-        self.sampler = EpochSampler(len(corpus), shuffle=True, seed=seed)
-        self.batch_sampler = None
 
     def __len__(self) -> int:
         if self.sequential:  # the offset can cost one window: count the worst case
             return ((len(self.corpus) - self.num_steps - 1) // self.batch_size) // self.num_steps
         return ((len(self.corpus) - self.num_steps) // self.num_steps) // self.batch_size
 
-    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    def _batches(self, start: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         generator = epoch_generator(self.sampler.seed, self.sampler.epoch)
         scheme = seq_data_iter_sequential if self.sequential else seq_data_iter_random
-        batches = scheme(self.corpus, self.batch_size, self.num_steps, generator)
         # A fixed number of batches per epoch, whatever the offset: Lightning counts on len().
-        for _, batch in zip(range(len(self)), batches):
-            yield batch
+        batches = itertools.islice(scheme(self.corpus, self.batch_size, self.num_steps, generator), len(self))
+        return itertools.islice(batches, start, None)
 

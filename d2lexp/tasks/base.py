@@ -1,14 +1,17 @@
 """What every d2lexp task shares: the injected optimizer and scheduler, optional
-`torch.compile`, and a step-level loss curve that costs no per-step sync."""
+`torch.compile`, a step-level loss curve that costs no per-step sync, stopping on a
+non-finite loss, and exact mid-epoch resumption of the epoch's running metrics."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable
 from typing import Any
 
 import lightning.pytorch as pl
 import torch
 from torch import nn
+from torchmetrics import Metric
 
 OptimizerFactory = Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer]
 SchedulerFactory = Callable[[torch.optim.Optimizer], Any]
@@ -36,6 +39,47 @@ class Task(pl.LightningModule):
         self.scheduler_interval = scheduler_interval
         self.scheduler_monitor = scheduler_monitor
         self.compile = compile
+        self.diverged: str | None = None  # why training stopped, if the loss stopped being finite
+        self._train_metrics: tuple[Metric, ...] = ()
+        self._resumed_epoch: int | None = None
+
+    def track_train_metrics(self, *metrics: Metric) -> None:
+        """Metrics that accumulate over a training epoch. They are saved in checkpoints, so a
+        run resumed mid-epoch goes on with the sums it had, and reset when an epoch starts
+        (unless the run resumes inside that very epoch)."""
+        for metric in metrics:
+            metric.persistent(True)
+        self._train_metrics = metrics
+
+    def resuming_mid_epoch(self) -> bool:
+        """True in the epoch a run resumed inside of (from a checkpoint written mid-epoch)."""
+        return self._resumed_epoch == self.current_epoch
+
+    def on_train_epoch_start(self) -> None:
+        if not self.resuming_mid_epoch():
+            for metric in self._train_metrics:
+                metric.reset()
+
+    def on_train_epoch_end(self) -> None:
+        self._resumed_epoch = None
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["d2lexp_task"] = {"epoch": self.current_epoch}
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self._resumed_epoch = checkpoint.get("d2lexp_task", {}).get("epoch")
+
+    def check_finite(self, value: float, what: str) -> bool:
+        """Stop training, clearly, when a loss stops being a finite number."""
+        if math.isfinite(value):
+            return True
+        if self.diverged is None:
+            self.diverged = (
+                f"the {what} became {value} at step {self.global_step} (epoch {self.current_epoch}); training stopped. "
+                "Lower optimizer.lr, clip gradients (trainer.gradient_clip_val=1) or change the init."
+            )
+            self.trainer.should_stop = True
+        return False
 
     def __setattr__(self, name: str, value: Any) -> None:
         # Lightning sets `_current_fx_name` around every hook, some 50 times a step;
@@ -69,8 +113,9 @@ class Task(pl.LightningModule):
         the device only on the steps that are written.
         """
         every = self.trainer.log_every_n_steps
-        if not self.loggers or not every or self.global_step % every:
+        if not every or self.global_step % every:
             return
         value = loss.detach().float().item()
-        for logger in self.loggers:
-            logger.log_metrics({name: value}, step=self.global_step)
+        if self.check_finite(value, "training loss"):
+            for logger in self.loggers:
+                logger.log_metrics({name: value}, step=self.global_step)

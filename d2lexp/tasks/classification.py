@@ -58,6 +58,7 @@ class ClassificationTask(Task):
         self.train_acc, self.val_acc, self.test_acc = accuracy(), accuracy(), accuracy()
         self.val_acc_best = MaxMetric(nan_strategy="disable")
         self.val_acc_best.persistent(True)  # saved in checkpoints, so a resumed run remembers its best
+        self.track_train_metrics(self.train_loss, self.train_acc)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.channels_last and x.dim() == 4:
@@ -79,10 +80,11 @@ class ClassificationTask(Task):
         return loss
 
     def on_train_epoch_end(self) -> None:
-        self.log("train/loss", self.train_loss.compute())
+        super().on_train_epoch_end()
+        loss = self.train_loss.compute()
+        self.log("train/loss", loss)
         self.log("train/acc", self.train_acc.compute())
-        self.train_loss.reset()
-        self.train_acc.reset()
+        self.check_finite(float(loss), "mean training loss of the epoch")
 
     def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
         losses, logits, y = self._shared_step(batch)

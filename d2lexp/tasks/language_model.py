@@ -17,8 +17,11 @@ from d2lexp.tasks.base import OptimizerFactory, Task
 State = torch.Tensor | tuple[torch.Tensor, ...]
 
 
-def detach_state(state: State) -> State:
-    return tuple(s.detach() for s in state) if isinstance(state, tuple) else state.detach()
+def detach_state(state: State, device: torch.device | None = None) -> State:
+    """The state cut from the graph (gradients stop here), on `device` if given."""
+    if isinstance(state, (tuple, list)):
+        return tuple(s.detach().to(device) if device else s.detach() for s in state)
+    return state.detach().to(device) if device else state.detach()
 
 
 def _batch_size(state: State) -> int:
@@ -60,6 +63,7 @@ class LanguageModelTask(Task):
     def __init__(self, net: nn.Module, optimizer: OptimizerFactory, **options: Any) -> None:
         super().__init__(net, optimizer, **options)
         self.train_loss, self.val_loss = MeanMetric(nan_strategy="disable"), MeanMetric(nan_strategy="disable")
+        self.track_train_metrics(self.train_loss)
         self._state: dict[str, State | None] = {"train": None, "val": None}
 
     def setup(self, stage: str) -> None:
@@ -83,12 +87,23 @@ class LanguageModelTask(Task):
         if state is None or not self._carries_state() or _batch_size(state) != X.shape[0]:
             state = None  # the net starts from zeros
         else:
-            state = detach_state(state)
+            state = detach_state(state, X.device)
         logits, self._state[stage] = self(X, state)
         return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), Y.reshape(-1), reduction="none")
 
     def on_train_epoch_start(self) -> None:
-        self._state["train"] = None
+        if not self.resuming_mid_epoch():  # else: the state restored with the checkpoint carries on
+            self._state["train"] = None
+        super().on_train_epoch_start()
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        super().on_save_checkpoint(checkpoint)
+        if self._state["train"] is not None and self._carries_state():
+            checkpoint["d2lexp_task"]["hidden_state"] = detach_state(self._state["train"])
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        super().on_load_checkpoint(checkpoint)
+        self._state["train"] = checkpoint.get("d2lexp_task", {}).get("hidden_state")
 
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
         losses = self._token_losses(batch, "train")
@@ -98,10 +113,11 @@ class LanguageModelTask(Task):
         return loss
 
     def on_train_epoch_end(self) -> None:
+        super().on_train_epoch_end()
         mean = self.train_loss.compute()
         self.log("train/loss", mean)
         self.log("train/ppl", torch.exp(mean), prog_bar=True)
-        self.train_loss.reset()
+        self.check_finite(float(mean), "mean training loss of the epoch")
 
     def on_validation_epoch_start(self) -> None:
         self._state["val"] = None

@@ -45,6 +45,7 @@ class RegressionTask(Task):
         self.loss = loss or mse
         self.reduction = reduction
         self.train_loss, self.val_loss, self.test_loss = (MeanMetric(nan_strategy="disable") for _ in range(3))
+        self.track_train_metrics(self.train_loss)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
@@ -61,8 +62,10 @@ class RegressionTask(Task):
         return loss
 
     def on_train_epoch_end(self) -> None:
-        self.log("train/loss", self.train_loss.compute())
-        self.train_loss.reset()
+        super().on_train_epoch_end()
+        loss = self.train_loss.compute()
+        self.log("train/loss", loss)
+        self.check_finite(float(loss), "mean training loss of the epoch")
         self._log_parameter_error()
 
     def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
