@@ -33,7 +33,7 @@ def find_checkpoint(spec: str | Path, log_dir: str | Path, exclude: str | Path |
                 f"ckpt_path=last: no run under {root} has a checkpoints/last.ckpt to resume from. "
                 "Give the checkpoint file or the run folder instead (ckpt_path=outputs/<date>/<time>)."
             )
-        return max(found, key=lambda p: p.stat().st_mtime)
+        return max(found, key=lambda p: p.stat().st_mtime).resolve()
     path = Path(spec).expanduser()
     if path.is_dir():
         for candidate in (path / "checkpoints" / "last.ckpt", path / "last.ckpt"):

@@ -184,6 +184,7 @@ def train(cfg: DictConfig, callbacks: list | None = None, net: Any = None) -> di
             cfg.trainer, callbacks=callbacks, logger=loggers or False, _convert_="all"
         )
         refuse_relaunching_sweeps(trainer)
+        save(record)  # "running": a run killed from now on shows as interrupted in reports
 
         start = time.perf_counter()
         trainer.fit(task, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)

@@ -1,0 +1,170 @@
+"""Runs that go wrong lose nothing: a killed run resumes exactly, a diverging run stops
+clearly, bad files and unwritable folders are refused with one paragraph."""
+
+import errno
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+from d2lexp.errors import D2lexpError
+from d2lexp.run_record import read_metrics
+from d2lexp.train import train
+from tests.test_cli import run_cli
+
+RUN = ["experiment=d2l/lenet", "optimizer=adam", "optimizer.lr=0.01", "data.train_subset=6000", "data.test_subset=1000",
+       "data.batch_size=100", "trainer.max_epochs=3", "callbacks.progress_bar=null", "callbacks.model_summary=null",
+       "seed=11"]  # fmt: skip
+EVERY_5_STEPS = ["callbacks.resume_checkpoint.train_time_interval=null", "callbacks.resume_checkpoint.every_n_train_steps=5"]
+
+
+def test_a_killed_run_resumes_to_exactly_the_uninterrupted_result(tmp_path, data_dir):
+    env = {**os.environ, "D2LEXP_DATA": str(data_dir), "PYTHONUNBUFFERED": "1"}
+    killed = tmp_path / "outputs" / "killed"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "d2lexp", *RUN, *EVERY_5_STEPS, f"hydra.run.dir={killed}"],
+        cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    last = killed / "checkpoints" / "last.ckpt"
+    deadline = time.time() + 300
+    while time.time() < deadline:  # kill it in the middle of the second epoch
+        if last.exists():
+            try:
+                step = torch.load(last, weights_only=True)["global_step"]
+            except Exception:  # being written
+                step = 0
+            if 60 < step < 120 and step % 60:
+                break
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert process.returncode == -signal.SIGKILL
+    assert json.loads((killed / "metrics.json").read_text())["status"] == "running"  # it never got to finish
+    checkpoint = torch.load(last, weights_only=True)
+    assert checkpoint["epoch"] == 1 and 0 < checkpoint["global_step"] % 60  # mid-epoch
+
+    resumed = run_cli(*RUN, *EVERY_5_STEPS, "ckpt_path=last", "hydra.run.dir=outputs/resumed", cwd=tmp_path, data_dir=data_dir)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    straight = run_cli(*RUN, "hydra.run.dir=outputs/straight", cwd=tmp_path, data_dir=data_dir)
+    assert straight.returncode == 0, straight.stderr[-3000:]
+    a = read_metrics(tmp_path / "outputs" / "resumed")
+    b = read_metrics(tmp_path / "outputs" / "straight")
+    assert a["resumed_from"] == str(last)
+    for key in ("train/loss", "train/acc", "val/acc", "val/acc_best", "test/acc", "test/loss"):
+        assert a[key] == b[key], key  # exactly: same data order, weights, optimizer, metric sums
+    weights_a = torch.load(tmp_path / "outputs/resumed/checkpoints/last.ckpt", weights_only=True)["state_dict"]
+    weights_b = torch.load(tmp_path / "outputs/straight/checkpoints/last.ckpt", weights_only=True)["state_dict"]
+    assert all(torch.equal(weights_a[k], weights_b[k]) for k in weights_b if k.startswith("net."))
+
+
+def test_a_diverging_run_stops_with_a_clear_status(tmp_path, data_dir):
+    result = run_cli("experiment=d2l/mlp", "optimizer.lr=1e9", "data.train_subset=2000", "trainer.max_epochs=5",
+                     "trainer.log_every_n_steps=2", "callbacks.progress_bar=null", "hydra.run.dir=run",
+                     cwd=tmp_path, data_dir=data_dir)  # fmt: skip
+    assert result.returncode == 1
+    output = result.stdout + result.stderr
+    assert "mlp diverged: the training loss became nan" in output and "Lower optimizer.lr" in output
+    assert "Traceback" not in output
+    record = read_metrics(tmp_path / "run")
+    assert record["status"] == "diverged" and record["epochs"] < 5 and "test/acc" not in record
+
+
+def test_a_diverging_job_shows_in_the_sweep_report(tmp_path, data_dir):
+    result = run_cli("-m", "experiment=d2l/mlp", "optimizer.lr=0.1,1e9", "data.train_subset=2000",
+                     "data.test_subset=500", "trainer.max_epochs=2", "trainer.log_every_n_steps=1",
+                     "callbacks.progress_bar=null", cwd=tmp_path, data_dir=data_dir)  # fmt: skip
+    assert result.returncode == 1
+    report = next((tmp_path / "outputs" / "multirun").glob("*/*/report.md")).read_text()
+    assert "| done |" in report and "| diverged |" in report
+
+
+def digest(folder):
+    return {p.relative_to(folder): hashlib.sha1(p.read_bytes()).hexdigest() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture
+def earlier_run(tmp_path, data_dir):
+    folder = tmp_path / "outputs" / "earlier"
+    result = run_cli("experiment=d2l/softmax", "data.train_subset=1000", "data.test_subset=500", "trainer.max_epochs=1",
+                     "callbacks.progress_bar=null", f"hydra.run.dir={folder}", cwd=tmp_path, data_dir=data_dir)  # fmt: skip
+    assert result.returncode == 0
+    return folder, digest(folder)
+
+
+def test_a_truncated_checkpoint_is_refused_and_nothing_is_lost(tmp_path, data_dir, earlier_run):
+    folder, before = earlier_run
+    broken = tmp_path / "broken.ckpt"
+    broken.write_bytes((folder / "checkpoints" / "last.ckpt").read_bytes()[:5000])
+    result = run_cli("experiment=d2l/softmax", f"ckpt_path={broken}", cwd=tmp_path, data_dir=data_dir)
+    output = result.stdout + result.stderr
+    assert result.returncode == 1 and "cannot be read as a checkpoint" in output and "Traceback" not in output
+    assert digest(folder) == before
+
+
+def test_a_truncated_data_file_is_refused(tmp_path, data_dir, earlier_run):
+    folder, before = earlier_run
+    raw = tmp_path / "data" / "FashionMNIST" / "raw"
+    raw.mkdir(parents=True)
+    for name in ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"):
+        (raw / name).write_bytes((data_dir / "FashionMNIST" / "raw" / name).read_bytes())
+    (raw / "t10k-labels-idx1-ubyte").write_bytes((raw / "t10k-labels-idx1-ubyte").read_bytes()[:4000])
+    result = run_cli("experiment=d2l/softmax", f"paths.data_dir={tmp_path / 'data'}", "data.download=false",
+                     cwd=tmp_path)  # fmt: skip
+    output = result.stdout + result.stderr
+    assert result.returncode == 1 and "t10k-labels-idx1-ubyte is corrupt or truncated" in output
+    assert "Traceback" not in output and digest(folder) == before
+
+
+def test_a_read_only_output_folder_is_refused_before_anything_runs(tmp_path, data_dir, earlier_run):
+    folder, before = earlier_run
+    read_only = "/sys/d2lexp-outputs"  # sysfs: read-only even for root
+    try:
+        os.mkdir(read_only)
+        os.rmdir(read_only)
+        pytest.skip("/sys is writable here; no read-only folder to test with")
+    except OSError:
+        pass
+    result = run_cli("experiment=d2l/softmax", f"paths.log_dir={read_only}", cwd=tmp_path, data_dir=data_dir)
+    output = result.stdout + result.stderr
+    assert result.returncode == 1 and f"Cannot write to {read_only}" in output and "paths.log_dir=" in output
+    assert "Traceback" not in output and digest(folder) == before
+
+
+def test_a_full_disk_while_saving_is_a_clear_error(make_cfg, tmp_path, monkeypatch, earlier_run):
+    folder, before = earlier_run
+    import lightning.fabric.plugins.io.torch_io as torch_io
+
+    def disk_full(checkpoint, path):  # what a full disk does to Lightning's checkpoint writer
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+
+    monkeypatch.setattr(torch_io, "_atomic_save", disk_full)
+    cfg = make_cfg("experiment=d2l/softmax", "data.train_subset=1000", "data.test_subset=500", "trainer.max_epochs=1",
+                   output_dir=tmp_path / "outputs" / "full")  # fmt: skip
+    with pytest.raises(D2lexpError, match="No space left on device. Point the runs elsewhere"):
+        train(cfg)
+    assert read_metrics(tmp_path / "outputs" / "full")["status"] == "failed"
+    assert digest(folder) == before
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("data.batch_size=-1", "data.batch_size must be a positive integer, got -1"),
+        ("data.batch_size=abc", "data.batch_size"),
+        ("data.batchsize=64", "data.batchsize"),
+        ("optimizer.lr=-0.1", "The optimizer settings are not valid: Invalid learning rate: -0.1"),
+        ("optimizer.momentum=abc", "optimizer.momentum"),
+    ],
+)
+def test_bad_values_fail_before_any_work(tmp_path, override, message):
+    result = run_cli("experiment=d2l/lenet", override, "paths.data_dir=/nonexistent", cwd=tmp_path)
+    output = result.stdout + result.stderr
+    assert result.returncode == 1 and message in output
+    assert "Fashion-MNIST is not in" not in output  # it stopped before looking at the data
+    assert "Traceback" not in output
