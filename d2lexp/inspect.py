@@ -23,7 +23,7 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from d2lexp import config as _schemas  # noqa: F401  (registers the typed schemas with Hydra)
-from d2lexp.train import CONF_DIR
+from d2lexp.train import CONF_DIR, instantiate
 
 
 @dataclass(frozen=True)
@@ -165,7 +165,7 @@ def format_parameters(net: nn.Module) -> str:
 def model_example(cfg: DictConfig) -> torch.Tensor:
     """One example as the model receives it: the data module's dummy batch after its
     device-side transform (e.g. resized to 224)."""
-    datamodule = hydra.utils.instantiate(cfg.data)
+    datamodule = instantiate(cfg.data, _convert_="all")
     return datamodule.on_after_batch_transfer(datamodule.example_input(), 0)
 
 
@@ -178,7 +178,7 @@ def main(cfg: DictConfig) -> None:
         return
     if cfg.inspect.compare is not None:
         raise SystemExit(f"inspect.compare={cfg.inspect.compare!r}: the only comparison is 'inception'.")
-    net = meta_model(lambda: hydra.utils.instantiate(cfg.model))
+    net = meta_model(lambda: instantiate(cfg.model, _convert_="all"))
     stats = inspect_model(net, model_example(cfg).to("meta"), depth=cfg.inspect.depth)
     print(format_model_stats(stats, type(net).__name__))
     if cfg.inspect.parameters:

@@ -25,6 +25,19 @@ CONF_DIR = str(Path(__file__).resolve().parent.parent / "conf")
 log = logging.getLogger("d2lexp")
 
 
+def instantiate(node: Any, **kwargs: Any) -> Any:
+    """hydra.utils.instantiate, letting d2lexp's own errors through unwrapped: a data module
+    that refuses `batch_size=-1` speaks for itself instead of behind InstantiationException."""
+    from hydra.errors import InstantiationException
+
+    try:
+        return hydra.utils.instantiate(node, **kwargs)
+    except InstantiationException as e:
+        if isinstance(e.__cause__, D2lexpError):
+            raise e.__cause__ from None
+        raise
+
+
 def hydra_choices() -> dict[str, str]:
     """The config-group options of this run (model=lenet, ...), when run under Hydra."""
     from hydra.core.hydra_config import HydraConfig
@@ -38,8 +51,6 @@ def hydra_choices() -> dict[str, str]:
 
 def build_net(cfg: DictConfig):
     """The net from `cfg.model`, initialised by `cfg.init`."""
-    from hydra.utils import instantiate
-
     net = instantiate(cfg.model, _convert_="all")
     if cfg.get("init") is not None:
         net.apply(instantiate(cfg.init, _convert_="all"))
@@ -47,8 +58,6 @@ def build_net(cfg: DictConfig):
 
 
 def build_task(cfg: DictConfig, net):
-    from hydra.utils import instantiate
-
     scheduler = instantiate(cfg.scheduler, _convert_="all") if cfg.get("scheduler") is not None else None
     optimizer = checked_optimizer(instantiate(cfg.optimizer, _convert_="all"))
     return instantiate(cfg.task, net=net, optimizer=optimizer, scheduler=scheduler, _convert_="all")
@@ -56,7 +65,7 @@ def build_task(cfg: DictConfig, net):
 
 def checked_optimizer(factory):
     """The optimizer factory, after building it once on a dummy parameter: PyTorch checks its
-    values then (a negative lr, momentum > 1, ...), so a bad one stops the run before any work."""
+    values then (a negative lr or momentum, ...), so a bad one stops the run before any work."""
     import torch
 
     from d2lexp.errors import ConfigError
@@ -69,8 +78,6 @@ def checked_optimizer(factory):
 
 
 def build_callbacks(cfg: DictConfig) -> list:
-    from hydra.utils import instantiate
-
     from d2lexp.callbacks.history import EpochHistory
     from d2lexp.callbacks.resume import RandomState
     from d2lexp.callbacks.run_config import RunConfigInCheckpoint
@@ -85,8 +92,6 @@ def build_callbacks(cfg: DictConfig) -> list:
 
 
 def build_loggers(cfg: DictConfig) -> list:
-    from hydra.utils import instantiate
-
     return [instantiate(c, _convert_="all") for c in (cfg.get("logger") or {}).values() if c is not None]
 
 
@@ -160,7 +165,7 @@ def train(cfg: DictConfig, callbacks: list | None = None, net: Any = None) -> di
     try:
         pl.seed_everything(cfg.seed, workers=True, verbose=False)
         torch.set_float32_matmul_precision(cfg.get("matmul_precision") or "highest")
-        datamodule = hydra.utils.instantiate(cfg.data, _convert_="all")
+        datamodule = instantiate(cfg.data, _convert_="all")
         net = build_net(cfg) if net is None else net
         record.update(
             model=choices.get("model", type(net).__name__.lower()),
@@ -172,7 +177,7 @@ def train(cfg: DictConfig, callbacks: list | None = None, net: Any = None) -> di
         if hasattr(datamodule, "example_input"):  # lets the model summary show shapes and FLOPs
             task.example_input_array = datamodule.example_input()
             example = datamodule.on_after_batch_transfer(datamodule.example_input(), 0)
-            record["macs_per_example"] = count_macs(lambda: hydra.utils.instantiate(cfg.model), example)
+            record["macs_per_example"] = count_macs(lambda: instantiate(cfg.model), example)
         ckpt_path = None
         if cfg.get("ckpt_path"):
             ckpt_path = str(find_checkpoint(cfg.ckpt_path, cfg.paths.log_dir, exclude=output_dir))
@@ -180,7 +185,7 @@ def train(cfg: DictConfig, callbacks: list | None = None, net: Any = None) -> di
             record["resumed_from"] = ckpt_path
         callbacks = [*(callbacks or []), *build_callbacks(cfg)]
         loggers = build_loggers(cfg)
-        trainer: pl.Trainer = hydra.utils.instantiate(
+        trainer: pl.Trainer = instantiate(
             cfg.trainer, callbacks=callbacks, logger=loggers or False, _convert_="all"
         )
         refuse_relaunching_sweeps(trainer)
@@ -196,6 +201,7 @@ def train(cfg: DictConfig, callbacks: list | None = None, net: Any = None) -> di
             trainer.test(task, datamodule=datamodule, verbose=False)
             metrics.update(_metric_values(trainer))
         checkpoint = trainer.checkpoint_callback
+        newest = [c.best_model_path for c in trainer.checkpoint_callbacks if c.filename == "last" and c.best_model_path]
         record.update(
             status="diverged" if task.diverged else "done",
             epochs=trainer.current_epoch,
@@ -203,7 +209,7 @@ def train(cfg: DictConfig, callbacks: list | None = None, net: Any = None) -> di
             world_size=trainer.world_size,
             **{k: v for k, v in sorted(metrics.items()) if not k.endswith("_step")},
             best_checkpoint=getattr(checkpoint, "best_model_path", None) or None,
-            last_checkpoint=getattr(checkpoint, "last_model_path", None) or None,
+            last_checkpoint=newest[0] if newest else None,
         )
         for callback in trainer.callbacks:  # what callbacks measured: throughput, history, samples, ...
             if callable(getattr(callback, "record", None)):

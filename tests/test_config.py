@@ -69,10 +69,25 @@ def test_data_options(make_cfg, option):
     assert isinstance(instantiate(make_cfg(f"data={option}").data), pl.LightningDataModule)
 
 
-@pytest.mark.parametrize("option", options("trainer"))
+@pytest.mark.parametrize("option", [o for o in options("trainer") if o != "slurm"])
 def test_trainer_options(make_cfg, option):
     cfg = make_cfg(f"trainer={option}")
     assert isinstance(instantiate(cfg.trainer, logger=False), pl.Trainer)
+
+
+def test_slurm_trainer_follows_the_launcher(data_dir, tmp_path):
+    """trainer=slurm takes its devices and nodes from hydra/launcher=slurm: one task per GPU."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.hydra_config import HydraConfig
+
+    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+        cfg = compose("config", return_hydra_config=True, overrides=[
+            "hydra/launcher=slurm", "trainer=slurm", "hydra.launcher.nodes=2", "hydra.launcher.gpus_per_node=4",
+            f"paths.output_dir={tmp_path}", "hydra.sweep.dir=sweep", "hydra.job.num=0",
+        ])  # fmt: skip
+    HydraConfig.instance().set_config(cfg)
+    assert cfg.hydra.launcher.tasks_per_node == 4 and cfg.hydra.launcher._target_.endswith("SlurmLauncher")
+    assert cfg.trainer.devices == 4 and cfg.trainer.num_nodes == 2 and cfg.trainer.strategy == "ddp"
 
 
 @pytest.mark.parametrize("option", options("logger"))

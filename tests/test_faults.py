@@ -19,7 +19,7 @@ from d2lexp.train import train
 from tests.test_cli import run_cli
 
 RUN = ["experiment=d2l/lenet", "optimizer=adam", "optimizer.lr=0.01", "data.train_subset=6000", "data.test_subset=1000",
-       "data.batch_size=100", "trainer.max_epochs=3", "callbacks.progress_bar=null", "callbacks.model_summary=null",
+       "data.batch_size=100", "trainer.max_epochs=2", "callbacks.progress_bar=null", "callbacks.model_summary=null",
        "seed=11"]  # fmt: skip
 EVERY_5_STEPS = ["callbacks.resume_checkpoint.train_time_interval=null", "callbacks.resume_checkpoint.every_n_train_steps=5"]
 
@@ -88,11 +88,12 @@ def digest(folder):
     return {p.relative_to(folder): hashlib.sha1(p.read_bytes()).hexdigest() for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
-@pytest.fixture
-def earlier_run(tmp_path, data_dir):
-    folder = tmp_path / "outputs" / "earlier"
+@pytest.fixture(scope="module")
+def earlier_run(tmp_path_factory, data_dir):
+    """A finished run whose files must come out of every failure below untouched."""
+    folder = tmp_path_factory.mktemp("earlier") / "run"
     result = run_cli("experiment=d2l/softmax", "data.train_subset=1000", "data.test_subset=500", "trainer.max_epochs=1",
-                     "callbacks.progress_bar=null", f"hydra.run.dir={folder}", cwd=tmp_path, data_dir=data_dir)  # fmt: skip
+                     "callbacks.progress_bar=null", f"hydra.run.dir={folder}", cwd=folder.parent, data_dir=data_dir)  # fmt: skip
     assert result.returncode == 0
     return folder, digest(folder)
 
@@ -155,11 +156,10 @@ def test_a_full_disk_while_saving_is_a_clear_error(make_cfg, tmp_path, monkeypat
 @pytest.mark.parametrize(
     "override, message",
     [
-        ("data.batch_size=-1", "data.batch_size must be a positive integer, got -1"),
-        ("data.batch_size=abc", "data.batch_size"),
-        ("data.batchsize=64", "data.batchsize"),
-        ("optimizer.lr=-0.1", "The optimizer settings are not valid: Invalid learning rate: -0.1"),
+        ("data.batch_size=abc", "data.batch_size"),  # wrong type: refused while the config is composed
+        ("data.batchsize=64", "data.batchsize"),  # misspelt key
         ("optimizer.momentum=abc", "optimizer.momentum"),
+        ("optimizer.lr=-0.1", "The optimizer settings are not valid: Invalid learning rate: -0.1"),  # out of range
     ],
 )
 def test_bad_values_fail_before_any_work(tmp_path, override, message):
@@ -168,3 +168,18 @@ def test_bad_values_fail_before_any_work(tmp_path, override, message):
     assert result.returncode == 1 and message in output
     assert "Fashion-MNIST is not in" not in output  # it stopped before looking at the data
     assert "Traceback" not in output
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("data.batch_size=-1", "data.batch_size must be a positive integer, got -1"),
+        ("data.val_size=-5", "data.val_size must be in [0, 60000), got -5"),
+        ("optimizer.momentum=-0.5", "The optimizer settings are not valid: Invalid momentum value: -0.5"),
+    ],
+)
+def test_out_of_range_values_fail_before_the_data_is_read(make_cfg, override, message, tmp_path):
+    cfg = make_cfg("experiment=d2l/lenet", override, "paths.data_dir=/nonexistent")
+    with pytest.raises(D2lexpError) as err:
+        train(cfg)
+    assert message in str(err.value)

@@ -94,6 +94,9 @@ def test_checkpoints_load_with_weights_only(lenet_run):
     assert (out / "checkpoints" / "last.ckpt").is_file() and record["best_checkpoint"].endswith(".ckpt")
     checkpoint = torch.load(out / "checkpoints" / "last.ckpt", weights_only=True)
     assert checkpoint["epoch"] == 1 and "net.0.weight" in checkpoint["state_dict"]
+    # last.ckpt is the newest state whether or not the last epoch was the best
+    assert record["last_checkpoint"] == str(out / "checkpoints" / "last.ckpt")
+    assert checkpoint["global_step"] == record["global_step"]
     assert checkpoint[CHECKPOINT_KEY]["model"]["_target_"] == "d2lexp.models.lenet.LeNet"
 
 
