@@ -105,6 +105,14 @@ class Task(pl.LightningModule):
         }
         return {"optimizer": optimizer, "lr_scheduler": scheduler}
 
+    def log_epoch_loss(self, running_loss: Metric) -> torch.Tensor:
+        """Log the epoch's mean training loss as `train/loss` (one sync per epoch) and stop
+        training if it is not a finite number."""
+        loss = running_loss.compute()
+        self.log("train/loss", loss)
+        self.check_finite(float(loss), "mean training loss of the epoch")
+        return loss
+
     def log_step_loss(self, loss: torch.Tensor, name: str = "train/loss_step") -> None:
         """Write the batch loss to the loggers every `log_every_n_steps` steps.
 

@@ -81,10 +81,8 @@ class ClassificationTask(Task):
 
     def on_train_epoch_end(self) -> None:
         super().on_train_epoch_end()
-        loss = self.train_loss.compute()
-        self.log("train/loss", loss)
+        self.log_epoch_loss(self.train_loss)
         self.log("train/acc", self.train_acc.compute())
-        self.check_finite(float(loss), "mean training loss of the epoch")
 
     def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
         losses, logits, y = self._shared_step(batch)

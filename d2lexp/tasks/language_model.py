@@ -114,10 +114,8 @@ class LanguageModelTask(Task):
 
     def on_train_epoch_end(self) -> None:
         super().on_train_epoch_end()
-        mean = self.train_loss.compute()
-        self.log("train/loss", mean)
+        mean = self.log_epoch_loss(self.train_loss)
         self.log("train/ppl", torch.exp(mean), prog_bar=True)
-        self.check_finite(float(mean), "mean training loss of the epoch")
 
     def on_validation_epoch_start(self) -> None:
         self._state["val"] = None

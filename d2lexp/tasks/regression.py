@@ -63,9 +63,7 @@ class RegressionTask(Task):
 
     def on_train_epoch_end(self) -> None:
         super().on_train_epoch_end()
-        loss = self.train_loss.compute()
-        self.log("train/loss", loss)
-        self.check_finite(float(loss), "mean training loss of the epoch")
+        self.log_epoch_loss(self.train_loss)
         self._log_parameter_error()
 
     def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:

@@ -23,7 +23,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from benchmarks.common import d2lexp_config, log
+from benchmarks.common import book_train_epoch, d2lexp_config, log
 
 PRESETS = ["lenet", "alexnet", "vgg", "nin", "googlenet", "lenet_bn", "resnet18", "densenet"]
 
@@ -85,26 +85,12 @@ def book_style_rate(cfg: Any, device: torch.device, data_dir: str, batches: int 
     loader = DataLoader(dataset, cfg.data.batch_size, shuffle=True, num_workers=4)
     net = build_net(cfg).to(device)
     optimizer = torch.optim.SGD(net.parameters(), lr=cfg.optimizer.lr)
-    loss = torch.nn.CrossEntropyLoss()
 
-    def epoch(limit: int | None) -> tuple[int, float]:
-        metric = [0.0, 0.0, 0]
+    def epoch(limit: int | None) -> tuple[float, float]:
         start = time.perf_counter()
-        for i, (X, y) in enumerate(loader):
-            if limit is not None and i >= limit:
-                break
-            X, y = X.to(device), y.to(device)
-            optimizer.zero_grad()
-            y_hat = net(X)
-            l = loss(y_hat, y)
-            l.backward()
-            optimizer.step()
-            with torch.no_grad():
-                metric[0] += float(l * X.shape[0])
-                metric[1] += float((y_hat.argmax(1) == y).sum())
-                metric[2] += X.shape[0]
+        examples = book_train_epoch(net, loader, optimizer, device, limit)[2]
         synchronize(device)
-        return metric[2], time.perf_counter() - start
+        return examples, time.perf_counter() - start
 
     epoch(min(10, batches or 10))  # warm-up: cuDNN, allocator
     count, seconds = epoch(batches)  # a new epoch: the workers start again, as in the book

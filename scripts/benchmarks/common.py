@@ -30,6 +30,35 @@ def default_data_dir() -> str:
     return str(REPO / "data")
 
 
+def book_train_epoch(
+    net: torch.nn.Module,
+    loader: Iterator[tuple[torch.Tensor, torch.Tensor]],
+    optimizer: torch.optim.Optimizer,
+    device: torch.device | None = None,
+    limit: int | None = None,
+) -> list[float]:
+    """One epoch of the book's train_epoch_ch3/train_ch6 loop, host sync per batch included:
+    returns its Accumulator(3), [loss sum, correct predictions, examples]."""
+    loss = torch.nn.CrossEntropyLoss()
+    metric = [0.0, 0.0, 0.0]
+    net.train()
+    for i, (X, y) in enumerate(loader):
+        if limit is not None and i >= limit:
+            break
+        if device is not None:
+            X, y = X.to(device), y.to(device)
+        optimizer.zero_grad()
+        y_hat = net(X)
+        l = loss(y_hat, y)
+        l.backward()
+        optimizer.step()
+        with torch.no_grad():
+            metric[0] += float(l * X.shape[0])
+            metric[1] += float((y_hat.argmax(axis=1).type(y.dtype) == y).type(y.dtype).sum())
+            metric[2] += X.shape[0]
+    return metric
+
+
 def d2lexp_config(overrides: list[str]):  # -> DictConfig
     from hydra import compose, initialize_config_dir
 

@@ -31,7 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from benchmarks.common import interleave_with_d2lexp, log, num_threads, time_command
+from benchmarks.common import book_train_epoch, interleave_with_d2lexp, log, num_threads, time_command
 
 BATCH, LR = 256, 0.9  # the book's LeNet settings
 
@@ -160,26 +160,14 @@ def book_style_train(data_dir: str, epochs: int, evaluate: bool = True) -> list[
     test_iter = DataLoader(test_set, BATCH, shuffle=False, num_workers=4)
     net = book_lenet()
     optimizer = torch.optim.SGD(net.parameters(), lr=LR)
-    loss = nn.CrossEntropyLoss()
 
     def accuracy(y_hat: torch.Tensor, y: torch.Tensor) -> float:
         return float((y_hat.argmax(axis=1).type(y.dtype) == y).type(y.dtype).sum())
 
     timings = []
     for _ in range(epochs):
-        metric = [0.0, 0.0, 0.0]  # the book's Accumulator(3): loss sum, correct, examples
-        net.train()
         start = time.perf_counter()
-        for X, y in train_iter:
-            optimizer.zero_grad()
-            y_hat = net(X)
-            l = loss(y_hat, y)
-            l.backward()
-            optimizer.step()
-            with torch.no_grad():
-                metric[0] += float(l * X.shape[0])
-                metric[1] += accuracy(y_hat, y)
-                metric[2] += X.shape[0]
+        metric = book_train_epoch(net, train_iter, optimizer)
         timings.append((int(metric[2]), time.perf_counter() - start))
         if evaluate:
             net.eval()
