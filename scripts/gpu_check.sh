@@ -1,40 +1,65 @@
 #!/usr/bin/env bash
-# The GPU check, in one call: the CNN benchmark (d2lexp vs ceiling vs book-style), then every
-# CNN preset of the book for its full 10 epochs with trainer=gpu, and a table of test accuracy,
-# fit seconds, examples/s and peak memory per preset (the sweep report).
+# The GPU check, in one call: every CNN preset of the book for its full 10 epochs with
+# trainer=gpu and their table (test accuracy, fit seconds, examples/s, peak memory: the sweep
+# report); the peak memory of the largest net (full VGG-11 at 224, batch 128); then the CNN
+# benchmark (d2lexp vs ceiling vs book-style). The presets come first: they are the headline.
 #
-#   scripts/gpu_check.sh [OUT_DIR]            # on a GPU machine (results under OUT_DIR, default $OUT or outputs/gpu_check)
-#   scripts/gpu_check.sh --smoke [OUT_DIR]    # anywhere, the CPU included: a few batches per preset, to prove it runs
+#   scripts/gpu_check.sh [OUT_DIR]                    # on a GPU (results under OUT_DIR, default $OUT or outputs/gpu_check)
+#   scripts/gpu_check.sh --bench-batches 100 [OUT_DIR] # benchmark epochs cut to 100 batches (a time-boxed GPU lease)
+#   scripts/gpu_check.sh --smoke [OUT_DIR]            # anywhere, the CPU included: a few batches per preset, to prove it runs
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 SMOKE=0
-if [[ "${1:-}" == "--smoke" ]]; then SMOKE=1; shift; fi
+BENCH_ARGS=()
+while [[ "${1:-}" == --* ]]; do
+  case "$1" in
+    --smoke) SMOKE=1; shift ;;
+    --bench-batches) BENCH_ARGS+=(--cnn-batches "$2"); shift 2 ;;
+    *) echo "unknown option $1" >&2; exit 2 ;;
+  esac
+done
 OUT_DIR="${1:-${OUT:-outputs/gpu_check}}"
 mkdir -p "$OUT_DIR"
 PRESETS="lenet,alexnet,vgg,nin,googlenet,lenet_bn,resnet18,densenet"
 export PYTHONUNBUFFERED=1
+PY="${PYTHON:-$(command -v python || command -v python3)}"  # some images have only python3
+python() { "$PY" "$@"; }
 
 if (( SMOKE )); then
   BENCH_ARGS=(--cnn-batches 2 --cnn-presets lenet alexnet resnet18)
   RUN_ARGS=(trainer.accelerator=cpu trainer.max_epochs=1 trainer.limit_train_batches=2
             trainer.limit_val_batches=1 trainer.limit_test_batches=1 data.batch_size=16)
+  BIG_ARGS=(trainer.accelerator=cpu data.batch_size=4 trainer.limit_train_batches=2)
   TRAINER=()
 else
-  BENCH_ARGS=()
   RUN_ARGS=()
+  BIG_ARGS=(data.batch_size=128 trainer.limit_train_batches=30)
   TRAINER=(trainer=gpu)
   nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$OUT_DIR/gpu.txt"
 fi
-
-echo "== benchmark"
-python scripts/benchmark.py cnn "${BENCH_ARGS[@]}" --json "$OUT_DIR/benchmark.json" 2>&1 \
-  | grep -v '^[│┃┏┡└]' | tee "$OUT_DIR/benchmark.txt"
+QUIET=(callbacks.progress_bar=null)
+NO_TABLES='^[│┃┏┡└]'  # Rich's model-summary boxes: long, and the report says it better
 
 echo "== the CNN presets, 10 epochs each"
 SECONDS=0
-python -m d2lexp -m "experiment=$(sed 's/[^,]*/d2l\/&/g' <<< "$PRESETS")" "${TRAINER[@]}" "${RUN_ARGS[@]}" \
-  callbacks.progress_bar=null hydra.sweep.dir="$OUT_DIR/presets" 2>&1 | grep -v '^[│┃┏┡└]' > "$OUT_DIR/presets.log" \
+python -m d2lexp -m "experiment=$(sed 's/[^,]*/d2l\/&/g' <<< "$PRESETS")" "${TRAINER[@]}" "${RUN_ARGS[@]}" "${QUIET[@]}" \
+  hydra.sweep.dir="$OUT_DIR/presets" 2>&1 | grep -v "$NO_TABLES" > "$OUT_DIR/presets.log" \
   || echo "some preset failed: see $OUT_DIR/presets.log and the report"
 echo "all presets: $SECONDS s of wall time" | tee "$OUT_DIR/presets_time.txt"
 python -m d2lexp.report "$OUT_DIR/presets" | tee "$OUT_DIR/presets_report.md"
+
+echo "== the largest net: full VGG-11 at 224"
+python -m d2lexp model=vgg11 "${TRAINER[@]}" "${BIG_ARGS[@]}" trainer.max_epochs=1 trainer.limit_val_batches=2 test=false \
+  callbacks.model_checkpoint=null callbacks.last_checkpoint=null "${QUIET[@]}" hydra.run.dir="$OUT_DIR/vgg11_full" 2>&1 \
+  | grep -v "$NO_TABLES" | tail -3
+python - "$OUT_DIR/vgg11_full/metrics.json" <<'EOF' | tee "$OUT_DIR/vgg11_full.txt"
+import json, sys
+r = json.load(open(sys.argv[1]))
+print(f"full VGG-11 at 224: status {r['status']}, peak memory "
+      f"{r.get('peak_memory_gb') or 0:.1f} GiB, {r.get('train_examples_per_second', 0):,.0f} examples/s")
+EOF
+
+echo "== benchmark"
+python scripts/benchmark.py cnn "${BENCH_ARGS[@]}" --json "$OUT_DIR/benchmark.json" 2>&1 \
+  | grep -v "$NO_TABLES" | tee "$OUT_DIR/benchmark.txt"

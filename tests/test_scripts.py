@@ -33,3 +33,4 @@ def test_gpu_check_smoke_runs_every_preset(data_dir, tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     report = (tmp_path / "presets_report.md").read_text()
     assert report.count("| done |") == 8 and (tmp_path / "benchmark.json").is_file()
+    assert "full VGG-11 at 224: status done" in (tmp_path / "vgg11_full.txt").read_text()

@@ -1,6 +1,8 @@
 """The GPU paths, checked on the CPU: data that lives on the model's device, device-side
 batching and resizing, channels_last, and no host read-back inside training steps."""
 
+import warnings
+
 import lightning.pytorch as pl
 import pytest
 import torch
@@ -83,8 +85,36 @@ def test_training_steps_never_read_values_back_to_the_host(make_cfg, monkeypatch
 
 @pytest.mark.skipif(not CUDA, reason="needs a GPU")
 def test_gpu_preset_runs_bf16_on_the_gpu(make_cfg):
-    record = train(make_cfg("experiment=d2l/lenet", "trainer=gpu", "data.train_subset=5120", "trainer.max_epochs=1"))
+    # trainer.accelerator=gpu again: the test settings' accelerator=cpu outranks the preset
+    record = train(make_cfg("experiment=d2l/lenet", "trainer=gpu", "trainer.accelerator=gpu", "data.train_subset=5120",
+                            "trainer.max_epochs=1"))  # fmt: skip
     assert record["status"] == "done" and record["peak_memory_gb"] > 0
+
+
+@pytest.mark.skipif(not CUDA, reason="needs a GPU")
+def test_gpu_training_steps_never_wait_for_the_device(make_cfg):
+    """CUDA's own detector of synchronising calls, on the real GPU pipeline: apart from the
+    steps that write the step loss (and the first ones, where cuDNN autotunes), no training
+    step makes the host wait for the device."""
+    per_step: list[list[str]] = []
+
+    class Watch(pl.Callback):  # listed first: its batch-start hook runs before the others'
+        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+            self.catcher = warnings.catch_warnings(record=True)
+            self.caught = self.catcher.__enter__()
+            warnings.simplefilter("always")
+            torch.cuda.set_sync_debug_mode("warn")
+
+        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+            torch.cuda.set_sync_debug_mode("default")
+            self.catcher.__exit__(None, None, None)
+            if trainer.global_step > 3 and (trainer.global_step - 1) % trainer.log_every_n_steps:
+                per_step.append([str(w.message)[:200] for w in self.caught if "synchroniz" in str(w.message)])
+
+    cfg = make_cfg("experiment=d2l/lenet", "trainer=gpu", "trainer.accelerator=gpu", "data.train_subset=5120",
+                   "data.test_subset=512", "trainer.max_epochs=1", "trainer.log_every_n_steps=4")  # fmt: skip
+    train(cfg, callbacks=[Watch()])
+    assert len(per_step) >= 10 and not any(per_step), per_step
 
 
 def test_gpu_preset_settings():
