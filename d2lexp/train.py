@@ -219,8 +219,14 @@ def train(cfg: DictConfig, callbacks: list | None = None, net: Any = None) -> di
             record["error"] = task.diverged
             raise TrainingDiverged(f"{record['model']} diverged: {task.diverged}")
     except BaseException as e:
-        status = {KeyboardInterrupt: "interrupted", TrainingDiverged: "diverged"}.get(type(e), "failed")
-        record.update(status=status, error=record.get("error") or str(e) or type(e).__name__)
+        status, error = "failed", str(e) or type(e).__name__
+        if isinstance(e, TrainingDiverged):
+            status = "diverged"
+        elif isinstance(e, KeyboardInterrupt):
+            status = "interrupted"
+        elif isinstance(e, SystemExit):  # Lightning's SIGTERMException: a scheduler's time limit, `kill`, `timeout`
+            status, error = "interrupted", "stopped by a signal (SIGTERM)"
+        record.update(status=status, error=record.get("error") or error)
         save(record)
         if isinstance(e, OSError) and e.errno in UNWRITABLE:
             raise unwritable(getattr(e, "filename", None) or output_dir, e) from None

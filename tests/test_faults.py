@@ -84,6 +84,22 @@ def test_a_diverging_job_shows_in_the_sweep_report(tmp_path, data_dir):
     assert "| done |" in report and "| diverged |" in report
 
 
+def test_a_terminated_run_is_recorded_as_interrupted(make_cfg, tmp_path):
+    """SIGTERM (a time limit, `timeout`, `kill`) reaches Lightning's loop as SIGTERMException."""
+    import lightning.pytorch as pl
+    from lightning.pytorch.utilities.exceptions import SIGTERMException
+
+    class Terminate(pl.Callback):
+        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+            if batch_idx == 3:
+                raise SIGTERMException(1)
+
+    with pytest.raises(SIGTERMException):
+        train(make_cfg("experiment=d2l/softmax", "data.train_subset=2000"), callbacks=[Terminate()])
+    record = read_metrics(tmp_path / "run")
+    assert record["status"] == "interrupted" and "SIGTERM" in record["error"]
+
+
 def digest(folder):
     return {p.relative_to(folder): hashlib.sha1(p.read_bytes()).hexdigest() for p in sorted(folder.rglob("*")) if p.is_file()}
 
