@@ -142,12 +142,6 @@ class FashionMNISTDataModule(pl.LightningDataModule):
         )
         self.splits: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
 
-    @property
-    def image_shape(self) -> tuple[int, int, int]:
-        """(C, H, W) of the images the model receives."""
-        size = self.transform.resize or 28
-        return (1, size, size)
-
     def prepare_data(self) -> None:
         ensure_fashion_mnist(self.data_dir, self.download)
 

@@ -30,6 +30,11 @@ def default_data_dir() -> str:
     return str(REPO / "data")
 
 
+def book_accuracy(y_hat: torch.Tensor, y: torch.Tensor) -> float:
+    """The book's `accuracy`: the number of correct predictions, read back to the host."""
+    return float((y_hat.argmax(axis=1).type(y.dtype) == y).type(y.dtype).sum())
+
+
 def book_train_epoch(
     net: torch.nn.Module,
     loader: Iterator[tuple[torch.Tensor, torch.Tensor]],
@@ -54,7 +59,7 @@ def book_train_epoch(
         optimizer.step()
         with torch.no_grad():
             metric[0] += float(l * X.shape[0])
-            metric[1] += float((y_hat.argmax(axis=1).type(y.dtype) == y).type(y.dtype).sum())
+            metric[1] += book_accuracy(y_hat, y)
             metric[2] += X.shape[0]
     return metric
 

@@ -31,7 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from benchmarks.common import book_train_epoch, interleave_with_d2lexp, log, num_threads, time_command
+from benchmarks.common import book_accuracy, book_train_epoch, interleave_with_d2lexp, log, num_threads, time_command
 
 BATCH, LR = 256, 0.9  # the book's LeNet settings
 
@@ -161,9 +161,6 @@ def book_style_train(data_dir: str, epochs: int, evaluate: bool = True) -> list[
     net = book_lenet()
     optimizer = torch.optim.SGD(net.parameters(), lr=LR)
 
-    def accuracy(y_hat: torch.Tensor, y: torch.Tensor) -> float:
-        return float((y_hat.argmax(axis=1).type(y.dtype) == y).type(y.dtype).sum())
-
     timings = []
     for _ in range(epochs):
         start = time.perf_counter()
@@ -174,7 +171,7 @@ def book_style_train(data_dir: str, epochs: int, evaluate: bool = True) -> list[
             correct = total = 0.0
             with torch.no_grad():
                 for X, y in test_iter:
-                    correct += accuracy(net(X), y)
+                    correct += book_accuracy(net(X), y)
                     total += y.numel()
             print(
                 f"epoch loss {metric[0] / metric[2]:.3f}, train acc {metric[1] / metric[2]:.3f}, "
