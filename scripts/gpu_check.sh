@@ -6,28 +6,37 @@
 #
 #   scripts/gpu_check.sh [OUT_DIR]                    # on a GPU (results under OUT_DIR, default $OUT or outputs/gpu_check)
 #   scripts/gpu_check.sh --bench-batches 100 [OUT_DIR] # benchmark epochs cut to 100 batches (a time-boxed GPU lease)
+#   scripts/gpu_check.sh --presets densenet,vgg ...   # only these presets for 10 epochs (default: all eight)
+#   scripts/gpu_check.sh --profile-steps 20 ...       # the benchmark also profiles 20 steps per net: where the time goes
+#   scripts/gpu_check.sh --compile reduce-overhead ... # then benchmark the launch-bound nets again with task.compile=MODE
 #   scripts/gpu_check.sh --smoke [OUT_DIR]            # anywhere, the CPU included: a few batches per preset, to prove it runs
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 SMOKE=0
 BENCH_ARGS=()
+PRESETS="lenet,alexnet,vgg,nin,googlenet,lenet_bn,resnet18,densenet"
+COMPILE=""
+COMPILE_PRESETS=(lenet lenet_bn googlenet)  # the nets whose steps are bound by kernel launches
 while [[ "${1:-}" == --* ]]; do
   case "$1" in
     --smoke) SMOKE=1; shift ;;
     --bench-batches) BENCH_ARGS+=(--cnn-batches "$2"); shift 2 ;;
+    --presets) PRESETS="$2"; shift 2 ;;
+    --profile-steps) BENCH_ARGS+=(--cnn-profile-steps "$2"); shift 2 ;;
+    --compile) COMPILE="$2"; shift 2 ;;
     *) echo "unknown option $1" >&2; exit 2 ;;
   esac
 done
 OUT_DIR="${1:-${OUT:-outputs/gpu_check}}"
 mkdir -p "$OUT_DIR"
-PRESETS="lenet,alexnet,vgg,nin,googlenet,lenet_bn,resnet18,densenet"
 export PYTHONUNBUFFERED=1
 PY="${PYTHON:-$(command -v python || command -v python3)}"  # some images have only python3
 python() { "$PY" "$@"; }
 
 if (( SMOKE )); then
-  BENCH_ARGS=(--cnn-batches 2 --cnn-presets lenet alexnet resnet18)
+  BENCH_ARGS=(--cnn-batches 2 --cnn-presets lenet alexnet resnet18 --cnn-profile-steps 2)
+  COMPILE_PRESETS=(lenet)
   RUN_ARGS=(trainer.accelerator=cpu trainer.max_epochs=1 trainer.limit_train_batches=2
             trainer.limit_val_batches=1 trainer.limit_test_batches=1 data.batch_size=16)
   BIG_ARGS=(trainer.accelerator=cpu data.batch_size=4 trainer.limit_train_batches=2)
@@ -63,3 +72,10 @@ EOF
 echo "== benchmark"
 python scripts/benchmark.py cnn "${BENCH_ARGS[@]}" --json "$OUT_DIR/benchmark.json" 2>&1 \
   | grep -v "$NO_TABLES" | tee "$OUT_DIR/benchmark.txt"
+
+if [[ -n "$COMPILE" ]]; then
+  echo "== benchmark with task.compile=$COMPILE (compile time is the first_step_seconds, outside the rates)"
+  python scripts/benchmark.py cnn "${BENCH_ARGS[@]}" --cnn-presets "${COMPILE_PRESETS[@]}" --cnn-profile-steps 0 --skip-book-style \
+    --override "task.compile=$COMPILE" --json "$OUT_DIR/benchmark_compile.json" 2>&1 \
+    | grep -v "$NO_TABLES" | tee "$OUT_DIR/benchmark_compile.txt"
+fi

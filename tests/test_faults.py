@@ -192,6 +192,7 @@ def test_bad_values_fail_before_any_work(tmp_path, override, message):
         ("data.batch_size=-1", "data.batch_size must be a positive integer, got -1"),
         ("data.val_size=-5", "data.val_size must be in [0, 60000), got -5"),
         ("optimizer.momentum=-0.5", "The optimizer settings are not valid: Invalid momentum value: -0.5"),
+        ("task.compile=fast", "task.compile='fast' is not a compile setting"),
     ],
 )
 def test_out_of_range_values_fail_before_the_data_is_read(make_cfg, override, message, tmp_path):

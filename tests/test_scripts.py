@@ -19,12 +19,17 @@ def run(args: list[str], data_dir, tmp_path, timeout: int = 600) -> subprocess.C
 def test_cnn_benchmark_runs_and_writes_json(data_dir, tmp_path):
     out = tmp_path / "bench.json"
     result = run([sys.executable, "scripts/benchmark.py", "cnn", "--cnn-presets", "lenet", "--cnn-batches", "3",
-                  "--json", str(out)], data_dir, tmp_path)  # fmt: skip
+                  "--cnn-profile-steps", "3", "--json", str(out)], data_dir, tmp_path)  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
     row = json.loads(out.read_text())["cnn"]["presets"]["lenet"]
     assert row["resolution"] == 28 and row["batch_size"] == 256 and row["forward_flops_per_example"] == 833_040
     assert all(row[k] > 0 for k in ("d2lexp", "ceiling", "book_style"))
     assert "| lenet | 28 |" in result.stdout
+    # the step profile: three steps of each loop, with LeNet's convolutions among the host's costliest ops
+    for loop in ("d2lexp", "ceiling"):
+        profile = row["profile"][loop]
+        assert profile["steps"] == 3 and profile["device_ms_per_step"] is None  # the CPU: no device
+        assert any("convolution" in op for op in profile["top_host_ops_ms_per_step"]), profile
 
 
 @pytest.mark.slow

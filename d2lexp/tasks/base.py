@@ -13,8 +13,31 @@ import torch
 from torch import nn
 from torchmetrics import Metric
 
+from d2lexp.errors import ConfigError
+
 OptimizerFactory = Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer]
 SchedulerFactory = Callable[[torch.optim.Optimizer], Any]
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+
+
+def compile_options(setting: bool | str | None) -> dict[str, str] | None:
+    """`torch.compile`'s keyword arguments for a task's `compile` setting, None for no compiling.
+
+    false/null: eager; true: torch.compile's defaults; or one of its modes by name.
+    `reduce-overhead` replays the net's forward and backward as CUDA graphs, which takes
+    away the per-kernel launch cost that bounds small nets on a GPU.
+    """
+    if setting is None or setting is False:
+        return None
+    if setting is True:
+        return {}
+    if isinstance(setting, str) and setting in COMPILE_MODES:
+        return {"mode": setting}
+    raise ConfigError(
+        f"task.compile={setting!r} is not a compile setting. Use false (no torch.compile), true "
+        f"(torch.compile's defaults) or one of its modes: {', '.join(COMPILE_MODES)}; for example "
+        "task.compile=reduce-overhead for CUDA graphs on a GPU."
+    )
 
 
 class Task(pl.LightningModule):
@@ -30,15 +53,16 @@ class Task(pl.LightningModule):
         scheduler: SchedulerFactory | None = None,
         scheduler_interval: str = "epoch",
         scheduler_monitor: str = "val/loss",
-        compile: bool = False,
+        compile: bool | str = False,
     ) -> None:
+        """`compile`: see `compile_options`."""
         super().__init__()
         self.net = net
         self.optimizer_factory = optimizer
         self.scheduler_factory = scheduler
         self.scheduler_interval = scheduler_interval
         self.scheduler_monitor = scheduler_monitor
-        self.compile = compile
+        self.compile_options = compile_options(compile)
         self.diverged: str | None = None  # why training stopped, if the loss stopped being finite
         self._train_metrics: tuple[Metric, ...] = ()
         self._resumed_epoch: int | None = None
@@ -90,8 +114,8 @@ class Task(pl.LightningModule):
             super().__setattr__(name, value)
 
     def configure_model(self) -> None:
-        if self.compile and not getattr(self.net, "_d2lexp_compiled", False):
-            self.net.compile()  # in place: state_dict keys stay those of the plain net
+        if self.compile_options is not None and not getattr(self.net, "_d2lexp_compiled", False):
+            self.net.compile(**self.compile_options)  # in place: state_dict keys stay those of the plain net
             self.net._d2lexp_compiled = True
 
     def configure_optimizers(self) -> Any:

@@ -10,7 +10,9 @@ synchronised around every timed region:
    DataLoader(num_workers=4), fp32, per-batch float() accumulation.
 
 It also reports d2lexp's peak memory and the achieved TFLOP/s, from the FLOPs torch's
-counter gives one example (training = 3 x the forward FLOPs).
+counter gives one example (training = 3 x the forward FLOPs), and with
+`--cnn-profile-steps N` where each step's time goes (step_profile.py): the device's busy
+time per step against the wall time, for d2lexp and the ceiling.
 """
 
 from __future__ import annotations
@@ -18,12 +20,15 @@ from __future__ import annotations
 import statistics
 import tempfile
 import time
+from collections.abc import Callable
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 
 from benchmarks.common import book_train_epoch, d2lexp_config, log
+from benchmarks.step_profile import profile_d2lexp, profile_loop
+from d2lexp.tasks.base import compile_options
 
 PRESETS = ["lenet", "alexnet", "vgg", "nin", "googlenet", "lenet_bn", "resnet18", "densenet"]
 
@@ -37,13 +42,14 @@ def device_overrides(device: torch.device) -> list[str]:
     return ["trainer=gpu"] if device.type == "cuda" else ["trainer.accelerator=cpu"]
 
 
-def ceiling_rate(cfg: Any, device: torch.device, batches: int, repeats: int = 3) -> float:
-    """The minimal loop: synthetic batches on the device, autocast as d2lexp's precision."""
+def ceiling_step(cfg: Any, device: torch.device) -> Callable[[], None]:
+    """One step of the minimal loop: synthetic batches on the device, autocast as d2lexp's precision."""
     from d2lexp.train import build_net
 
     net = build_net(cfg).to(device).to(memory_format=torch.channels_last)
-    if cfg.task.get("compile"):
-        net = torch.compile(net)
+    options = compile_options(cfg.task.get("compile"))
+    if options is not None:
+        net = torch.compile(net, **options)
     optimizer = torch.optim.SGD(net.parameters(), lr=cfg.optimizer.lr)
     size = cfg.data.resize or 28
     x = torch.rand(cfg.data.batch_size, 1, size, size, device=device).contiguous(memory_format=torch.channels_last)
@@ -59,6 +65,12 @@ def ceiling_rate(cfg: Any, device: torch.device, batches: int, repeats: int = 3)
 
     for _ in range(5):  # warm-up: autotuning, allocator, compilation
         step()
+    return step
+
+
+def ceiling_rate(cfg: Any, device: torch.device, batches: int, repeats: int = 3) -> float:
+    """Training examples per second of the minimal loop (median of `repeats` timed runs)."""
+    step = ceiling_step(cfg, device)
     rates = []
     for _ in range(repeats):
         synchronize(device)
@@ -106,6 +118,26 @@ def counted_flops(cfg: Any) -> int:
     return 2 * count_macs(lambda: hydra.utils.instantiate(cfg.model), model_example(cfg))
 
 
+def log_profiles(results: dict[str, Any]) -> None:
+    """Where each step's time goes: wall time (unprofiled) against the device's busy time."""
+    log(
+        "\n| model | d2lexp ms/step | its device ms/step | ceiling ms/step | its device ms/step "
+        "| d2lexp host waits/step | d2lexp launches/step | ceiling launches/step |\n|---|---:|---:|---:|---:|---:|---:|---:|"
+    )
+    for preset, r in results.items():
+        ours, ceiling = r["profile"]["d2lexp"], r["profile"]["ceiling"]
+        waits = sum(ours["host_waits_per_step"].values())
+
+        def busy(profile: dict[str, Any]) -> str:
+            return "-" if profile["device_ms_per_step"] is None else f"{profile['device_ms_per_step']:.2f}"
+
+        log(
+            f"| {preset} | {1e3 * r['batch_size'] / r['d2lexp']:.2f} | {busy(ours)} | "
+            f"{1e3 * r['batch_size'] / r['ceiling']:.2f} | {busy(ceiling)} | {waits:.2f} | "
+            f"{ours['device_launches_per_step']:.0f} | {ceiling['device_launches_per_step']:.0f} |"
+        )
+
+
 def run(args: Any) -> dict[str, Any]:
     from d2lexp.train import train
 
@@ -123,30 +155,46 @@ def run(args: Any) -> dict[str, Any]:
         d2lexp = record["train_examples_per_second"]
         batches = args.cnn_batches or 60_000 // cfg.data.batch_size
         ceiling = ceiling_rate(cfg, device, batches=min(batches, 100))
-        book = book_style_rate(cfg, device, args.data_dir, args.cnn_batches)
+        book = None if args.skip_book_style else book_style_rate(cfg, device, args.data_dir, args.cnn_batches)
         flops = counted_flops(cfg)
         results[preset] = {
             "resolution": cfg.data.resize or 28,
             "batch_size": cfg.data.batch_size,
             "precision": str(cfg.trainer.precision),
+            "compile": cfg.task.get("compile"),
             "d2lexp": d2lexp,
             "ceiling": ceiling,
             "book_style": book,
             "d2lexp_vs_ceiling": d2lexp / ceiling,
-            "d2lexp_vs_book_style": d2lexp / book,
+            "d2lexp_vs_book_style": d2lexp / book if book else None,
+            "first_step_seconds": record.get("first_step_seconds"),  # compilation and autotuning, not in the rates
             "peak_memory_gb": record.get("peak_memory_gb"),
             "forward_flops_per_example": flops,
             "achieved_tflops": 3 * flops * d2lexp / 1e12,
         }
-        log(f"  {preset}: d2lexp {d2lexp:,.0f}, ceiling {ceiling:,.0f}, book-style {book:,.0f} examples/s")
+        book_text = f"{book:,.0f}" if book else "not run"
+        log(f"  {preset}: d2lexp {d2lexp:,.0f}, ceiling {ceiling:,.0f}, book-style {book_text} examples/s; "
+            f"first step {record.get('first_step_seconds') or 0:.1f} s")  # fmt: skip
+        if args.cnn_profile_steps:
+            warmup, steps = 10, args.cnn_profile_steps
+            window = [*overrides, "trainer.max_epochs=1", f"trainer.limit_train_batches={warmup + steps + 1}"]
+            with tempfile.TemporaryDirectory() as tmp:
+                d2lexp_profile = profile_d2lexp(d2lexp_config([*window, f"paths.output_dir={tmp}"]), device, warmup, steps)
+            results[preset]["profile"] = {
+                "d2lexp": d2lexp_profile,
+                "ceiling": profile_loop(ceiling_step(cfg, device), device, steps),
+            }
     log(
         "\n| model | resolution | d2lexp ex/s | ceiling ex/s | book-style ex/s | d2lexp/ceiling | d2lexp/book-style "
         "| peak memory | TFLOP/s |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|"
     )
     for preset, r in results.items():
         memory = f"{r['peak_memory_gb']:.1f} GiB" if r["peak_memory_gb"] else "-"
+        book, vs_book = (f"{r['book_style']:,.0f}", f"{r['d2lexp_vs_book_style']:.2f}x") if r["book_style"] else ("-", "-")
         log(
-            f"| {preset} | {r['resolution']} | {r['d2lexp']:,.0f} | {r['ceiling']:,.0f} | {r['book_style']:,.0f} | "
-            f"{r['d2lexp_vs_ceiling']:.2f}x | {r['d2lexp_vs_book_style']:.2f}x | {memory} | {r['achieved_tflops']:.2f} |"
+            f"| {preset} | {r['resolution']} | {r['d2lexp']:,.0f} | {r['ceiling']:,.0f} | {book} | "
+            f"{r['d2lexp_vs_ceiling']:.2f}x | {vs_book} | {memory} | {r['achieved_tflops']:.2f} |"
         )
+    if args.cnn_profile_steps:
+        log_profiles(results)
     return {"device": name, "presets": results}

@@ -1,0 +1,30 @@
+"""What every task shares: here, compiling the net with torch.compile."""
+
+import pytest
+import torch
+
+from d2lexp.errors import ConfigError
+from d2lexp.tasks.base import compile_options
+from d2lexp.train import train
+
+
+def test_compile_settings_map_to_torch_compile_arguments():
+    assert compile_options(False) is None and compile_options(None) is None
+    assert compile_options(True) == {}
+    assert compile_options("reduce-overhead") == {"mode": "reduce-overhead"}
+    with pytest.raises(ConfigError, match="one of its modes: default, reduce-overhead"):
+        compile_options("fastest")
+
+
+def test_a_compiled_net_learns_and_saves_plain_weights(make_cfg):
+    """torch.compile on the CPU (Inductor's C++ code): the run learns as an eager one does, and
+    its checkpoints hold the plain net's keys, so they load into an uncompiled net."""
+    cfg = make_cfg("experiment=d2l/softmax", "task.compile=true", "data.train_subset=10000", "data.test_subset=2000",
+                   "trainer.max_epochs=1")  # fmt: skip
+    torch._dynamo.reset()
+    torch._dynamo.utils.counters.clear()
+    record = train(cfg)
+    assert torch._dynamo.utils.counters["stats"]["unique_graphs"] >= 1  # the net really ran compiled
+    assert record["status"] == "done" and record["test/acc"] > 0.6, record  # chance is 0.1
+    state = torch.load(record["last_checkpoint"], weights_only=True)["state_dict"]
+    assert state and not any("_orig_mod" in key for key in state), list(state)
