@@ -118,6 +118,10 @@ def counted_flops(cfg: Any) -> int:
     return 2 * count_macs(lambda: hydra.utils.instantiate(cfg.model), model_example(cfg))
 
 
+def _busy(profile: dict[str, Any]) -> str:
+    return "-" if profile["device_ms_per_step"] is None else f"{profile['device_ms_per_step']:.2f}"
+
+
 def log_profiles(results: dict[str, Any]) -> None:
     """Where each step's time goes: wall time (unprofiled) against the device's busy time."""
     log(
@@ -127,13 +131,9 @@ def log_profiles(results: dict[str, Any]) -> None:
     for preset, r in results.items():
         ours, ceiling = r["profile"]["d2lexp"], r["profile"]["ceiling"]
         waits = sum(ours["host_waits_per_step"].values())
-
-        def busy(profile: dict[str, Any]) -> str:
-            return "-" if profile["device_ms_per_step"] is None else f"{profile['device_ms_per_step']:.2f}"
-
         log(
-            f"| {preset} | {1e3 * r['batch_size'] / r['d2lexp']:.2f} | {busy(ours)} | "
-            f"{1e3 * r['batch_size'] / r['ceiling']:.2f} | {busy(ceiling)} | {waits:.2f} | "
+            f"| {preset} | {1e3 * r['batch_size'] / r['d2lexp']:.2f} | {_busy(ours)} | "
+            f"{1e3 * r['batch_size'] / r['ceiling']:.2f} | {_busy(ceiling)} | {waits:.2f} | "
             f"{ours['device_launches_per_step']:.0f} | {ceiling['device_launches_per_step']:.0f} |"
         )
 
