@@ -11,6 +11,7 @@ import logging
 import math
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -200,16 +201,17 @@ def train(cfg: DictConfig, callbacks: list | None = None, net: Any = None) -> di
         if cfg.get("test") and _has_test(task, datamodule) and not task.diverged:
             trainer.test(task, datamodule=datamodule, verbose=False)
             metrics.update(_metric_values(trainer))
-        checkpoint = trainer.checkpoint_callback
-        newest = [c.best_model_path for c in trainer.checkpoint_callbacks if c.filename == "last" and c.best_model_path]
+        def checkpoint_path(keeps: Callable[[Any], bool]) -> str | None:
+            return next((c.best_model_path for c in trainer.checkpoint_callbacks if keeps(c) and c.best_model_path), None)
+
         record.update(
             status="diverged" if task.diverged else "done",
             epochs=trainer.current_epoch,
             global_step=trainer.global_step,
             world_size=trainer.world_size,
             **{k: v for k, v in sorted(metrics.items()) if not k.endswith("_step")},
-            best_checkpoint=getattr(checkpoint, "best_model_path", None) or None,
-            last_checkpoint=newest[0] if newest else None,
+            best_checkpoint=checkpoint_path(lambda c: c.monitor is not None),  # the best epoch by the objective
+            last_checkpoint=checkpoint_path(lambda c: c.filename == "last"),  # the newest state
         )
         for callback in trainer.callbacks:  # what callbacks measured: throughput, history, samples, ...
             if callable(getattr(callback, "record", None)):

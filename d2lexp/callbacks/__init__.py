@@ -1,1 +1,3 @@
-"""Lightning callbacks d2lexp adds to every run: throughput, sample images, run config."""
+"""Lightning callbacks of d2lexp runs: throughput, sample images, generated text, sequence
+predictions, epoch history, the run config and random states in checkpoints, and a cheaper
+ModelCheckpoint."""

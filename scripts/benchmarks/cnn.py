@@ -28,14 +28,10 @@ import torch.nn.functional as F
 
 from benchmarks.common import book_train_epoch, d2lexp_config, log
 from benchmarks.step_profile import profile_d2lexp, profile_loop
+from d2lexp.callbacks.throughput import synchronize
 from d2lexp.tasks.base import compile_options
 
 PRESETS = ["lenet", "alexnet", "vgg", "nin", "googlenet", "lenet_bn", "resnet18", "densenet"]
-
-
-def synchronize(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def device_overrides(device: torch.device) -> list[str]:
@@ -68,9 +64,8 @@ def ceiling_step(cfg: Any, device: torch.device) -> Callable[[], None]:
     return step
 
 
-def ceiling_rate(cfg: Any, device: torch.device, batches: int, repeats: int = 3) -> float:
-    """Training examples per second of the minimal loop (median of `repeats` timed runs)."""
-    step = ceiling_step(cfg, device)
+def ceiling_rate(step: Callable[[], None], batch_size: int, device: torch.device, batches: int, repeats: int = 3) -> float:
+    """Training examples per second of the minimal loop's `step` (median of `repeats` timed runs)."""
     rates = []
     for _ in range(repeats):
         synchronize(device)
@@ -78,7 +73,7 @@ def ceiling_rate(cfg: Any, device: torch.device, batches: int, repeats: int = 3)
         for _ in range(batches):
             step()
         synchronize(device)
-        rates.append(batches * cfg.data.batch_size / (time.perf_counter() - start))
+        rates.append(batches * batch_size / (time.perf_counter() - start))
     return statistics.median(rates)
 
 
@@ -154,7 +149,8 @@ def run(args: Any) -> dict[str, Any]:
             record = train(d2lexp_config([*overrides, "trainer.max_epochs=2", f"paths.output_dir={tmp}"]))
         d2lexp = record["train_examples_per_second"]
         batches = args.cnn_batches or 60_000 // cfg.data.batch_size
-        ceiling = ceiling_rate(cfg, device, batches=min(batches, 100))
+        minimal_step = ceiling_step(cfg, device)
+        ceiling = ceiling_rate(minimal_step, cfg.data.batch_size, device, batches=min(batches, 100))
         book = None if args.skip_book_style else book_style_rate(cfg, device, args.data_dir, args.cnn_batches)
         flops = counted_flops(cfg)
         results[preset] = {
@@ -182,7 +178,7 @@ def run(args: Any) -> dict[str, Any]:
                 d2lexp_profile = profile_d2lexp(d2lexp_config([*window, f"paths.output_dir={tmp}"]), device, warmup, steps)
             results[preset]["profile"] = {
                 "d2lexp": d2lexp_profile,
-                "ceiling": profile_loop(ceiling_step(cfg, device), device, steps),
+                "ceiling": profile_loop(minimal_step, device, steps),
             }
     log(
         "\n| model | resolution | d2lexp ex/s | ceiling ex/s | book-style ex/s | d2lexp/ceiling | d2lexp/book-style "

@@ -17,13 +17,10 @@ import torch
 from torch.autograd import DeviceType
 from torch.profiler import ProfilerActivity, profile
 
+from d2lexp.callbacks.throughput import synchronize
+
 # CUDA runtime calls that block the host until the device (or a stream) has caught up.
 HOST_WAITS = ("cudaStreamSynchronize", "cudaDeviceSynchronize", "cudaEventSynchronize", "cudaMemcpy")
-
-
-def _synchronize(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def _summary(prof: profile, steps: int, seconds: float, top: int = 8) -> dict[str, Any]:
@@ -62,7 +59,7 @@ def profile_loop(step: Callable[[], None], device: torch.device, steps: int) -> 
         start = time.perf_counter()
         for _ in range(steps):
             step()
-        _synchronize(device)
+        synchronize(device)
         seconds = time.perf_counter() - start
     return _summary(prof, steps, seconds)
 
@@ -79,13 +76,13 @@ def profile_d2lexp(cfg: Any, device: torch.device, warmup: int, steps: int) -> d
     class Window(pl.Callback):
         def on_train_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, batch_idx: int) -> None:
             if trainer.global_step == warmup and "prof" not in window:
-                _synchronize(device)
+                synchronize(device)
                 window["prof"] = profile(activities=_activities(device)).__enter__()
                 window["start"] = time.perf_counter()
 
         def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, *args: Any) -> None:
             if trainer.global_step == warmup + steps and "seconds" not in window:
-                _synchronize(device)
+                synchronize(device)
                 window["seconds"] = time.perf_counter() - window["start"]
                 window["prof"].__exit__(None, None, None)
                 trainer.should_stop = True
