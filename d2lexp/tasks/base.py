@@ -10,6 +10,7 @@ from typing import Any
 
 import lightning.pytorch as pl
 import torch
+from lightning.pytorch.trainer.states import TrainerFn
 from torch import nn
 from torchmetrics import Metric
 
@@ -63,6 +64,7 @@ class Task(pl.LightningModule):
         self.scheduler_interval = scheduler_interval
         self.scheduler_monitor = scheduler_monitor
         self.compile_options = compile_options(compile)
+        self._compiled_net: nn.Module | None = None  # set when fitting or evaluating starts
         self.diverged: str | None = None  # why training stopped, if the loss stopped being finite
         self._train_metrics: tuple[Metric, ...] = ()
         self._resumed_epoch: int | None = None
@@ -114,9 +116,26 @@ class Task(pl.LightningModule):
             super().__setattr__(name, value)
 
     def configure_model(self) -> None:
-        if self.compile_options is not None and not getattr(self.net, "_d2lexp_compiled", False):
-            self.net.compile(**self.compile_options)  # in place: state_dict keys stay those of the plain net
-            self.net._d2lexp_compiled = True
+        if self.trainer.state.fn != TrainerFn.FITTING:  # when fitting, on_fit_start compiles (below)
+            self._compile_net()
+
+    def on_fit_start(self) -> None:
+        # After the callbacks' on_fit_start, so after Lightning's model summary has run the net
+        # under FlopCounterMode: torch before 2.14 skips a compiled call made under a dispatch
+        # mode and then skips its code for good (pytorch/pytorch#190286), so the net trained eager.
+        self._compile_net()
+
+    def _compile_net(self) -> None:
+        if self.compile_options is None or self._compiled_net is not None:
+            return
+        # torch.compile(net), not net.compile(): before torch 2.14 the latter compiled nothing
+        # for a net whose forward is torch's own, as nn.Sequential's (pytorch/pytorch#150915).
+        # Kept out of the module tree, so state_dict keys stay those of the plain net.
+        object.__setattr__(self, "_compiled_net", torch.compile(self.net, **self.compile_options))
+
+    def apply_net(self, *inputs: Any) -> Any:
+        """The net on `inputs`: compiled when `compile` asks for it. Tasks' `forward` calls this."""
+        return (self.net if self._compiled_net is None else self._compiled_net)(*inputs)
 
     def configure_optimizers(self) -> Any:
         optimizer = self.optimizer_factory(self.net.parameters())

@@ -79,7 +79,7 @@ class LanguageModelTask(Task):
         return bool(getattr(self.trainer.datamodule, "sequential", False)) if self._trainer is not None else False
 
     def forward(self, X: torch.Tensor, state: State | None = None) -> tuple[torch.Tensor, State]:
-        return self.net(X, state)
+        return self.apply_net(X, state)
 
     def _token_losses(self, batch: tuple[torch.Tensor, torch.Tensor], stage: str) -> torch.Tensor:
         X, Y = batch

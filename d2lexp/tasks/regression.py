@@ -48,7 +48,7 @@ class RegressionTask(Task):
         self.track_train_metrics(self.train_loss)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x)
+        return self.apply_net(x)
 
     def _losses(self, batch: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
         x, y = batch

@@ -1,5 +1,6 @@
 """What every task shares: here, compiling the net with torch.compile."""
 
+import lightning.pytorch as pl
 import pytest
 import torch
 
@@ -16,14 +17,31 @@ def test_compile_settings_map_to_torch_compile_arguments():
         compile_options("fastest")
 
 
+class CompiledWhen(pl.Callback):
+    """Whether the task's net is compiled when the callbacks' on_fit_start hooks run (Lightning's
+    model summary runs the net then, under FlopCounterMode) and when training starts."""
+
+    def on_fit_start(self, trainer: pl.Trainer, task: pl.LightningModule) -> None:
+        self.at_fit_start = task._compiled_net is not None
+
+    def on_train_start(self, trainer: pl.Trainer, task: pl.LightningModule) -> None:
+        self.at_train_start = task._compiled_net is not None
+
+
 def test_a_compiled_net_learns_and_saves_plain_weights(make_cfg):
     """torch.compile on the CPU (Inductor's C++ code): the run learns as an eager one does, and
-    its checkpoints hold the plain net's keys, so they load into an uncompiled net."""
+    its checkpoints hold the plain net's keys, so they load into an uncompiled net.
+
+    The net is an nn.Sequential and the model summary is on: the two things that, with torch
+    before 2.14, left a net compiled with `net.compile()` in `configure_model` running eager."""
     cfg = make_cfg("experiment=d2l/softmax", "task.compile=true", "data.train_subset=10000", "data.test_subset=2000",
-                   "trainer.max_epochs=1")  # fmt: skip
+                   "trainer.max_epochs=1", "callbacks.progress_bar=null", quiet=False)  # fmt: skip
+    assert cfg.callbacks.model_summary is not None
     torch._dynamo.reset()
     torch._dynamo.utils.counters.clear()
-    record = train(cfg)
+    compiled_when = CompiledWhen()
+    record = train(cfg, callbacks=[compiled_when])
+    assert not compiled_when.at_fit_start and compiled_when.at_train_start  # compiled after the summary's run
     assert torch._dynamo.utils.counters["stats"]["unique_graphs"] >= 1  # the net really ran compiled
     assert record["status"] == "done" and record["test/acc"] > 0.6, record  # chance is 0.1
     state = torch.load(record["last_checkpoint"], weights_only=True)["state_dict"]
