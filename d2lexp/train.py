@@ -149,6 +149,7 @@ def train(cfg: DictConfig, callbacks: list | None = None, net: Any = None) -> di
     from d2lexp.errors import TrainingDiverged
     from d2lexp.inspect import count_macs
     from d2lexp.outputs import UNWRITABLE, unwritable
+    from d2lexp.profilers import NoProfiler
     from d2lexp.run_record import hparams_of, summary_line, write_metrics
 
     quiet_lightning()
@@ -186,9 +187,12 @@ def train(cfg: DictConfig, callbacks: list | None = None, net: Any = None) -> di
             record["resumed_from"] = ckpt_path
         callbacks = [*(callbacks or []), *build_callbacks(cfg)]
         loggers = build_loggers(cfg)
+        # No profiler asked for: Lightning's own no-op one, minus its cost per hook (d2lexp.profilers).
+        no_profiler = cfg.trainer.get("profiler") is None and not cfg.trainer.get("barebones")
         trainer: pl.Trainer = instantiate(
-            cfg.trainer, callbacks=callbacks, logger=loggers or False, _convert_="all"
-        )
+            cfg.trainer, callbacks=callbacks, logger=loggers or False, _convert_="all",
+            **({"profiler": NoProfiler()} if no_profiler else {}),
+        )  # fmt: skip
         refuse_relaunching_sweeps(trainer)
         save(record)  # "running": a run killed from now on shows as interrupted in reports
 

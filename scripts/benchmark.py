@@ -6,9 +6,10 @@ noisy, so only figures measured side by side are compared.
     python scripts/benchmark.py lenet --wall       # LeNet vs a minimal loop and the book's loop (+ 10-epoch wall time)
     python scripts/benchmark.py lm                 # language models vs the book's loop
     python scripts/benchmark.py cnn                # the CNN presets vs a ceiling and the book's loop (GPU or CPU)
+    python scripts/benchmark.py overhead           # what Lightning and d2lexp add per step, where the host bounds it
     python scripts/benchmark.py --json results.json
 
-Suites: scripts/benchmarks/lenet.py and language_models.py explain what each measures.
+Suites: each module in scripts/benchmarks/ explains what it measures.
 """
 
 from __future__ import annotations
@@ -20,10 +21,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from benchmarks import cnn, language_models, lenet  # noqa: E402
+from benchmarks import cnn, language_models, lenet, overhead  # noqa: E402
 from benchmarks.common import default_data_dir  # noqa: E402
 
-SUITES = {"lenet": lenet.run, "lm": language_models.run, "cnn": cnn.run}
+SUITES = {"lenet": lenet.run, "lm": language_models.run, "cnn": cnn.run, "overhead": overhead.run}
 
 
 def main() -> None:

@@ -32,6 +32,16 @@ def test_cnn_benchmark_runs_and_writes_json(data_dir, tmp_path):
         assert any("convolution" in op for op in profile["top_host_ops_ms_per_step"]), profile
 
 
+def test_overhead_benchmark_runs_and_writes_json(data_dir, tmp_path):
+    out = tmp_path / "bench.json"
+    result = run([sys.executable, "scripts/benchmark.py", "overhead", "--json", str(out)], data_dir, tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = json.loads(out.read_text())["overhead"]
+    assert set(rows) == {"bare_lightning", "d2lexp"}
+    assert all(row["us_per_step"] > 0 and row["us_per_step"] > row["us_above_minimal"] for row in rows.values()), rows
+    assert "| bare lightning |" in result.stdout and "| d2lexp |" in result.stdout
+
+
 @pytest.mark.slow
 def test_gpu_check_smoke_runs_every_preset(data_dir, tmp_path):
     result = run(["bash", "scripts/gpu_check.sh", "--smoke", str(tmp_path)], data_dir, tmp_path, timeout=1200)

@@ -93,55 +93,70 @@ class Reference(Protocol):
         ...
 
 
+class Interleave:
+    """A Lightning callback (built by `callback()`) that runs one reference step before each
+    training step of the trainer it is given to, and times both.
+
+    The machine's speed drifts (other tenants, clocks) by more than the differences being
+    measured, so the two run step about step in one process: the time between two
+    consecutive reference steps is exactly one whole iteration of the trainer (data,
+    transfer, step, hooks, logging, progress bar); summed over an epoch, both see the same
+    machine. The first epoch is warm-up. `trainer_rates` and `reference_rates` hold the
+    per-epoch rates in items per second.
+    """
+
+    def __init__(self, reference: Reference, count: Callable[[Any], int]) -> None:
+        self.reference, self.count = reference, count
+        self.trainer_rates: list[float] = []
+        self.reference_rates: list[float] = []
+
+    def callback(self) -> Any:
+        import lightning.pytorch as pl
+
+        outer = self
+
+        class InterleaveCallback(pl.Callback):  # list it first: its hooks run before the others
+            def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+                self.batches = outer.reference.batches()
+                self.mark: float | None = None
+                self.trainer = [0, 0.0]  # items, seconds
+                self.reference = [0, 0.0]
+                self.pending = 0
+
+            def on_train_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, batch_idx: int) -> None:
+                now = time.perf_counter()
+                if self.mark is not None:  # one whole iteration of the trainer since the last reference step
+                    self.trainer[0] += self.pending
+                    self.trainer[1] += now - self.mark
+                ref_batch = next(self.batches, None)
+                if ref_batch is None:  # the reference's epoch ended first: start its next one
+                    self.batches = outer.reference.batches()
+                    ref_batch = next(self.batches)
+                self.reference[0] += outer.reference.step(ref_batch)
+                self.mark = time.perf_counter()
+                self.reference[1] += self.mark - now
+                self.pending = outer.count(batch)
+
+            def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+                if trainer.current_epoch >= 1:
+                    outer.trainer_rates.append(self.trainer[0] / self.trainer[1])
+                    outer.reference_rates.append(self.reference[0] / self.reference[1])
+
+        return InterleaveCallback()
+
+
 def interleave_with_d2lexp(
     overrides: list[str], reference: Reference, rounds: int, count: Callable[[Any], int], threads: int | None = None
 ) -> tuple[list[float], list[float], dict[str, Any]]:
     """Train d2lexp (its real pipeline, `overrides` on the real config) for 1 + `rounds`
-    epochs with one reference step before each of its steps.
-
-    The machine's speed drifts (other tenants, clocks) by more than the differences being
-    measured, so the two run step about step in one process: the time between two
-    consecutive reference steps is exactly one whole d2lexp iteration (data, transfer, step,
-    hooks, logging, progress bar); summed over an epoch, both see the same machine. The first
-    epoch is warm-up. Returns the per-epoch rates (d2lexp, reference) and d2lexp's record.
-    """
-    import lightning.pytorch as pl
-
+    epochs with one reference step before each of its steps (see `Interleave`). Returns the
+    per-epoch rates (d2lexp, reference) and d2lexp's record."""
     from d2lexp.train import train
 
-    d2lexp_rates: list[float] = []
-    reference_rates: list[float] = []
-
-    class Interleave(pl.Callback):  # listed first: its hooks run before d2lexp's own
-        def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-            self.batches = reference.batches()
-            self.mark: float | None = None
-            self.d2lexp = [0, 0.0]  # items, seconds
-            self.reference = [0, 0.0]
-            self.pending = 0
-
-        def on_train_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, batch_idx: int) -> None:
-            now = time.perf_counter()
-            if self.mark is not None:  # one whole d2lexp iteration since the last reference step
-                self.d2lexp[0] += self.pending
-                self.d2lexp[1] += now - self.mark
-            ref_batch = next(self.batches, None)
-            if ref_batch is None:  # the reference's epoch ended first: start its next one
-                self.batches = reference.batches()
-                ref_batch = next(self.batches)
-            self.reference[0] += reference.step(ref_batch)
-            self.mark = time.perf_counter()
-            self.reference[1] += self.mark - now
-            self.pending = count(batch)
-
-        def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-            if trainer.current_epoch >= 1:
-                d2lexp_rates.append(self.d2lexp[0] / self.d2lexp[1])
-                reference_rates.append(self.reference[0] / self.reference[1])
-
+    interleave = Interleave(reference, count)
     with num_threads(threads):
-        record = train(d2lexp_config(overrides), callbacks=[Interleave()])
-    return d2lexp_rates, reference_rates, record
+        record = train(d2lexp_config(overrides), callbacks=[interleave.callback()])
+    return interleave.trainer_rates, interleave.reference_rates, record
 
 
 def time_command(command: list[str], env: dict[str, str]) -> tuple[float, str]:
