@@ -7,13 +7,17 @@
 #   scripts/gpu_check.sh [OUT_DIR]                    # on a GPU (results under OUT_DIR, default $OUT or outputs/gpu_check)
 #   scripts/gpu_check.sh --bench-batches 100 [OUT_DIR] # benchmark epochs cut to 100 batches (a time-boxed GPU lease)
 #   scripts/gpu_check.sh --presets densenet,vgg ...   # only these presets for 10 epochs (default: all eight)
+#   scripts/gpu_check.sh --bench-presets lenet,vgg ... # only these nets in the benchmark (default: all eight)
 #   scripts/gpu_check.sh --profile-steps 20 ...       # the benchmark also profiles 20 steps per net: where the time goes
 #   scripts/gpu_check.sh --compile reduce-overhead ... # then benchmark the launch-bound nets again with task.compile=MODE
+#   scripts/gpu_check.sh --compile-presets lenet,densenet ... # which nets --compile benchmarks (default: lenet,lenet_bn,googlenet)
+#   scripts/gpu_check.sh --bench-only ...             # only the benchmarks: no 10-epoch presets, no full VGG-11
 #   scripts/gpu_check.sh --smoke [OUT_DIR]            # anywhere, the CPU included: a few batches per preset, to prove it runs
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 SMOKE=0
+BENCH_ONLY=0
 BENCH_ARGS=()
 PRESETS="lenet,alexnet,vgg,nin,googlenet,lenet_bn,resnet18,densenet"
 COMPILE=""
@@ -22,9 +26,12 @@ while [[ "${1:-}" == --* ]]; do
   case "$1" in
     --smoke) SMOKE=1; shift ;;
     --bench-batches) BENCH_ARGS+=(--cnn-batches "$2"); shift 2 ;;
+    --bench-presets) IFS=, read -r -a NAMES <<< "$2"; BENCH_ARGS+=(--cnn-presets "${NAMES[@]}"); shift 2 ;;
     --presets) PRESETS="$2"; shift 2 ;;
     --profile-steps) BENCH_ARGS+=(--cnn-profile-steps "$2"); shift 2 ;;
     --compile) COMPILE="$2"; shift 2 ;;
+    --compile-presets) IFS=, read -r -a COMPILE_PRESETS <<< "$2"; shift 2 ;;
+    --bench-only) BENCH_ONLY=1; shift ;;
     *) echo "unknown option $1" >&2; exit 2 ;;
   esac
 done
@@ -36,7 +43,7 @@ python() { "$PY" "$@"; }
 
 if (( SMOKE )); then
   BENCH_ARGS=(--cnn-batches 2 --cnn-presets lenet alexnet resnet18 --cnn-profile-steps 2)
-  COMPILE_PRESETS=(lenet)
+  COMPILE_PRESETS=("${COMPILE_PRESETS[0]}")
   RUN_ARGS=(trainer.accelerator=cpu trainer.max_epochs=1 trainer.limit_train_batches=2
             trainer.limit_val_batches=1 trainer.limit_test_batches=1 data.batch_size=16)
   BIG_ARGS=(trainer.accelerator=cpu data.batch_size=4 trainer.limit_train_batches=2)
@@ -50,24 +57,26 @@ fi
 QUIET=(callbacks.progress_bar=null)
 NO_TABLES='^[│┃┏┡└]'  # Rich's model-summary boxes: long, and the report says it better
 
-echo "== the CNN presets, 10 epochs each"
-SECONDS=0
-python -m d2lexp -m "experiment=$(sed 's/[^,]*/d2l\/&/g' <<< "$PRESETS")" "${TRAINER[@]}" "${RUN_ARGS[@]}" "${QUIET[@]}" \
-  hydra.sweep.dir="$OUT_DIR/presets" 2>&1 | grep -v "$NO_TABLES" > "$OUT_DIR/presets.log" \
-  || echo "some preset failed: see $OUT_DIR/presets.log and the report"
-echo "all presets: $SECONDS s of wall time" | tee "$OUT_DIR/presets_time.txt"
-python -m d2lexp.report "$OUT_DIR/presets" | tee "$OUT_DIR/presets_report.md"
+if (( ! BENCH_ONLY )); then
+  echo "== the CNN presets, 10 epochs each"
+  SECONDS=0
+  python -m d2lexp -m "experiment=$(sed 's/[^,]*/d2l\/&/g' <<< "$PRESETS")" "${TRAINER[@]}" "${RUN_ARGS[@]}" "${QUIET[@]}" \
+    hydra.sweep.dir="$OUT_DIR/presets" 2>&1 | grep -v "$NO_TABLES" > "$OUT_DIR/presets.log" \
+    || echo "some preset failed: see $OUT_DIR/presets.log and the report"
+  echo "all presets: $SECONDS s of wall time" | tee "$OUT_DIR/presets_time.txt"
+  python -m d2lexp.report "$OUT_DIR/presets" | tee "$OUT_DIR/presets_report.md"
 
-echo "== the largest net: full VGG-11 at 224"
-python -m d2lexp model=vgg11 "${TRAINER[@]}" "${BIG_ARGS[@]}" trainer.max_epochs=1 trainer.limit_val_batches=2 test=false \
-  callbacks.model_checkpoint=null callbacks.last_checkpoint=null "${QUIET[@]}" hydra.run.dir="$OUT_DIR/vgg11_full" 2>&1 \
-  | grep -v "$NO_TABLES" | tail -3
-python - "$OUT_DIR/vgg11_full/metrics.json" <<'EOF' | tee "$OUT_DIR/vgg11_full.txt"
+  echo "== the largest net: full VGG-11 at 224"
+  python -m d2lexp model=vgg11 "${TRAINER[@]}" "${BIG_ARGS[@]}" trainer.max_epochs=1 trainer.limit_val_batches=2 test=false \
+    callbacks.model_checkpoint=null callbacks.last_checkpoint=null "${QUIET[@]}" hydra.run.dir="$OUT_DIR/vgg11_full" 2>&1 \
+    | grep -v "$NO_TABLES" | tail -3
+  python - "$OUT_DIR/vgg11_full/metrics.json" <<'EOF' | tee "$OUT_DIR/vgg11_full.txt"
 import json, sys
 r = json.load(open(sys.argv[1]))
 print(f"full VGG-11 at 224: status {r['status']}, peak memory "
       f"{r.get('peak_memory_gb') or 0:.1f} GiB, {r.get('train_examples_per_second', 0):,.0f} examples/s")
 EOF
+fi
 
 echo "== benchmark"
 python scripts/benchmark.py cnn "${BENCH_ARGS[@]}" --json "$OUT_DIR/benchmark.json" 2>&1 \

@@ -50,9 +50,11 @@ def test_sweeps_refuse_relaunching_ddp(tmp_path, data_dir):
 
 
 def test_joblib_runs_two_jobs_in_parallel(tmp_path, data_dir):
+    # Each job must outlast the gap between the two workers' start-ups (each imports torch and
+    # Lightning), or one job can end before the other begins (seen in CI with 1-second jobs):
+    # some 5 s of training each, on the full data.
     result = run_cli("-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "experiment=d2l/softmax",
-                     "seed=1,2", "trainer.max_epochs=2", "data.train_subset=5000", *QUICK,
-                     cwd=tmp_path, data_dir=data_dir)  # fmt: skip
+                     "seed=1,2", "trainer.max_epochs=8", *QUICK, cwd=tmp_path, data_dir=data_dir)  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
     rows = collect(next((tmp_path / "outputs" / "multirun").glob("*/*")))
     assert [r["status"] for r in rows] == ["done", "done"] and all(r["test/acc"] > 0.6 for r in rows)
