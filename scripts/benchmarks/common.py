@@ -146,11 +146,11 @@ class Interleave:
 
 
 def interleave_with_d2lexp(
-    overrides: list[str], reference: Reference, rounds: int, count: Callable[[Any], int], threads: int | None = None
+    overrides: list[str], reference: Reference, count: Callable[[Any], int], threads: int | None = None
 ) -> tuple[list[float], list[float], dict[str, Any]]:
-    """Train d2lexp (its real pipeline, `overrides` on the real config) for 1 + `rounds`
-    epochs with one reference step before each of its steps (see `Interleave`). Returns the
-    per-epoch rates (d2lexp, reference) and d2lexp's record."""
+    """Train d2lexp (its real pipeline, `overrides` on the real config, which set the epochs;
+    the first is warm-up) with one reference step before each of its steps (see `Interleave`).
+    Returns the per-epoch rates (d2lexp, reference) and d2lexp's record."""
     from d2lexp.train import train
 
     interleave = Interleave(reference, count)

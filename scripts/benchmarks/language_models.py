@@ -92,7 +92,7 @@ def run(args: Any) -> dict[str, Any]:
             d2lexp_rates, book_rates, _ = interleave_with_d2lexp(
                 [*overrides, f"trainer.max_epochs={args.lm_epochs + 1}", f"paths.output_dir={tmp}",
                  "callbacks.text.every_n_epochs=0"],
-                reference, args.lm_epochs, count=lambda batch: batch[0].numel(),
+                reference, count=lambda batch: batch[0].numel(),
             )  # fmt: skip
         ratio = statistics.median(d / b for d, b in zip(d2lexp_rates, book_rates))
         results[preset] = {

@@ -225,7 +225,7 @@ def run(args: Any) -> dict[str, Any]:
         minimal.run()  # warm-up epoch (compilation)
         samples["d2lexp"], samples["minimal"], _ = interleave_with_d2lexp(
             [*overrides, f"trainer.max_epochs={args.rounds + 1}", f"paths.output_dir={tmp}/d2lexp"],
-            minimal, args.rounds, count=lambda batch: len(batch[1]), threads=variant.threads,
+            minimal, count=lambda batch: len(batch[1]), threads=variant.threads,
         )  # fmt: skip
         for i, (d, m) in enumerate(zip(samples["d2lexp"], samples["minimal"])):
             log(f"  epoch {i + 1}, step-interleaved: minimal {m:,.0f}, d2lexp {d:,.0f} examples/s ({d / m:.2f}x)")
