@@ -119,15 +119,15 @@ class Interleave:
             def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
                 self.batches = outer.reference.batches()
                 self.mark: float | None = None
-                self.trainer = [0, 0.0]  # items, seconds
+                self.timed = [0, 0.0]  # the trainer's items and seconds
                 self.reference = [0, 0.0]
                 self.pending = 0
 
             def on_train_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, batch_idx: int) -> None:
                 now = time.perf_counter()
                 if self.mark is not None:  # one whole iteration of the trainer since the last reference step
-                    self.trainer[0] += self.pending
-                    self.trainer[1] += now - self.mark
+                    self.timed[0] += self.pending
+                    self.timed[1] += now - self.mark
                 ref_batch = next(self.batches, None)
                 if ref_batch is None:  # the reference's epoch ended first: start its next one
                     self.batches = outer.reference.batches()
@@ -139,7 +139,7 @@ class Interleave:
 
             def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
                 if trainer.current_epoch >= 1:
-                    outer.trainer_rates.append(self.trainer[0] / self.trainer[1])
+                    outer.trainer_rates.append(self.timed[0] / self.timed[1])
                     outer.reference_rates.append(self.reference[0] / self.reference[1])
 
         return InterleaveCallback()

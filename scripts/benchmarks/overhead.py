@@ -123,7 +123,7 @@ def minimal_calls_per_step() -> float:
     return pstats.Stats(profiler).total_calls / CallCounter.COUNTED
 
 
-def microseconds_over(rates: list[float], reference_rates: list[float]) -> dict[str, float | None]:
+def microseconds_over(rates: list[float], reference_rates: list[float]) -> dict[str, float]:
     """Medians over epochs of the framework's microseconds per step, and of those above the reference's."""
     steps = [1e6 / r for r in rates]
     extra = [1e6 / r - 1e6 / ref for r, ref in zip(rates, reference_rates)]
@@ -135,7 +135,7 @@ def run(args: Any) -> dict[str, Any]:
 
     log("\nPer-step cost of the framework (softmax regression, batch 1, CPU, one thread)")
     torch.manual_seed(0)
-    results: dict[str, dict[str, float | None]] = {}
+    results: dict[str, dict[str, float | None]] = {}  # None: a call count the window did not reach
 
     def d2lexp_overrides(tmp: str, epochs: int) -> list[str]:
         return ["experiment=d2l/softmax", f"paths.data_dir={args.data_dir}", "trainer.accelerator=cpu", "test=false",
