@@ -31,7 +31,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("suites", nargs="*", default=["lenet", "lm"], help=f"which of {list(SUITES)} (default: lenet lm)")
     parser.add_argument("--data-dir", default=default_data_dir())
-    parser.add_argument("--rounds", type=int, default=3, help="LeNet: timed epochs of step-interleaved minimal and d2lexp")
+    parser.add_argument("--rounds", type=int, default=3, help="LeNet and CNNs: d2lexp's timed epochs, each beside the reference loop (after one warm-up epoch)")
     parser.add_argument("--variant", choices=[v.name for v in lenet.CANDIDATES], help="LeNet: skip the search, use this variant")
     parser.add_argument("--variant-batches", type=int, default=40, help="LeNet: batches per variant trial")
     parser.add_argument("--variant-repeats", type=int, default=3)

@@ -3,6 +3,7 @@ scripts' output, measured side by side, never asserted)."""
 
 import json
 import os
+import statistics
 import subprocess
 import sys
 
@@ -24,6 +25,10 @@ def test_cnn_benchmark_runs_and_writes_json(data_dir, tmp_path):
     row = json.loads(out.read_text())["cnn"]["presets"]["lenet"]
     assert row["resolution"] == 28 and row["batch_size"] == 256 and row["forward_flops_per_example"] == 833_040
     assert all(row[k] > 0 for k in ("d2lexp", "ceiling", "book_style"))
+    # d2lexp's three timed epochs (--rounds' default) took turns with four ceiling blocks, one each side of each
+    assert len(row["d2lexp_epochs"]) == 3 and len(row["ceiling_blocks"]) == 4
+    assert row["d2lexp"] == statistics.median(row["d2lexp_epochs"])
+    assert row["ceiling"] == statistics.median(row["ceiling_blocks"])
     assert "| lenet | 28 |" in result.stdout
     # the step profile: three steps of each loop, with LeNet's convolutions among the host's costliest ops
     for loop in ("d2lexp", "ceiling"):

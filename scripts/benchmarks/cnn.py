@@ -9,6 +9,11 @@ synchronised around every timed region:
 3. book-style: the book's recipe: torchvision's FashionMNIST with Resize + ToTensor in a
    DataLoader(num_workers=4), fp32, per-batch float() accumulation.
 
+d2lexp and the ceiling take turns in one process (see `Alternate`): `--rounds` timed epochs of
+d2lexp after a warm-up one, a block of as many ceiling steps before, between and after them.
+Each rate is the median of its epochs or blocks; d2lexp/ceiling is the median of each epoch's
+ratio to the blocks around it.
+
 It also reports d2lexp's peak memory and the achieved TFLOP/s, from the FLOPs torch's
 counter gives one example (training = 3 x the forward FLOPs), and with
 `--cnn-profile-steps N` where each step's time goes (step_profile.py): the device's busy
@@ -17,6 +22,7 @@ time per step against the wall time, for d2lexp and the ceiling.
 
 from __future__ import annotations
 
+import functools
 import statistics
 import tempfile
 import time
@@ -64,17 +70,70 @@ def ceiling_step(cfg: Any, device: torch.device) -> Callable[[], None]:
     return step
 
 
-def ceiling_rate(step: Callable[[], None], batch_size: int, device: torch.device, batches: int, repeats: int = 3) -> float:
-    """Training examples per second of the minimal loop's `step` (median of `repeats` timed runs)."""
-    rates = []
-    for _ in range(repeats):
-        synchronize(device)
-        start = time.perf_counter()
-        for _ in range(batches):
-            step()
-        synchronize(device)
-        rates.append(batches * batch_size / (time.perf_counter() - start))
-    return statistics.median(rates)
+def ceiling_block(step: Callable[[], None], batch_size: int, device: torch.device, batches: int) -> float:
+    """Training examples per second of `batches` calls of the minimal loop's `step`."""
+    synchronize(device)
+    start = time.perf_counter()
+    for _ in range(batches):
+        step()
+    synchronize(device)
+    return batches * batch_size / (time.perf_counter() - start)
+
+
+class Alternate:
+    """A Lightning callback that times a block of the ceiling's steps before each of d2lexp's
+    timed epochs and once after the last, and reads d2lexp's epoch rates off its Throughput.
+
+    A GPU host's speed drifts between and within lease calls by more than the gaps being
+    measured (1.5x between two calls, once), so the two loops take turns epoch by epoch in one
+    process: each d2lexp epoch sits between two ceiling blocks. The blocks run outside d2lexp's
+    timed window: this callback comes before Throughput, which syncs the device and starts its
+    clock after it. The ceiling is built (and warmed up) when epoch 1 starts, so epoch 0,
+    d2lexp's warm-up, ran alone: its peak memory is d2lexp's own.
+    """
+
+    def __init__(self, make_step: Callable[[], Callable[[], None]], batch_size: int, device: torch.device, batches: int) -> None:
+        self.make_step, self.batch_size, self.device, self.batches = make_step, batch_size, device, batches
+        self.step: Callable[[], None] | None = None
+        self.d2lexp_peak_memory_gb: float | None = None
+        self.ceiling_rates: list[float] = []
+        self.d2lexp_rates: list[float] = []
+
+    def block(self) -> float:
+        assert self.step is not None
+        return ceiling_block(self.step, self.batch_size, self.device, self.batches)
+
+    def callback(self) -> Any:
+        import lightning.pytorch as pl
+
+        from d2lexp.callbacks.throughput import Throughput
+
+        outer = self
+
+        class AlternateCallback(pl.Callback):
+            def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+                if trainer.current_epoch < 1:
+                    return
+                if outer.step is None:
+                    if outer.device.type == "cuda":
+                        outer.d2lexp_peak_memory_gb = torch.cuda.max_memory_allocated(outer.device) / 2**30
+                    outer.step = outer.make_step()
+                outer.ceiling_rates.append(outer.block())
+
+            def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+                if outer.step is None:
+                    raise RuntimeError("the d2lexp run ended before its second epoch: the ceiling never ran")
+                outer.ceiling_rates.append(outer.block())
+                throughput = next(c for c in trainer.callbacks if isinstance(c, Throughput))
+                timed = zip(throughput.epoch_items[1:], throughput.epoch_seconds[1:], strict=True)
+                outer.d2lexp_rates = [items / seconds for items, seconds in timed]
+
+        return AlternateCallback()
+
+    def ratios(self) -> list[float]:
+        """Each timed d2lexp epoch's rate over the mean rate of the two ceiling blocks around it."""
+        around = zip(self.ceiling_rates, self.ceiling_rates[1:])
+        return [rate / ((before + after) / 2) for rate, (before, after) in zip(self.d2lexp_rates, around, strict=True)]
 
 
 def book_style_rate(cfg: Any, device: torch.device, data_dir: str, batches: int | None) -> float:
@@ -145,12 +204,13 @@ def run(args: Any) -> dict[str, Any]:
         overrides = [f"experiment=d2l/{preset}", f"paths.data_dir={args.data_dir}", *device_overrides(device),
                      "test=false", "trainer.limit_val_batches=0", *limit, *args.override]  # fmt: skip
         cfg = d2lexp_config(overrides)
-        with tempfile.TemporaryDirectory() as tmp:
-            record = train(d2lexp_config([*overrides, "trainer.max_epochs=2", f"paths.output_dir={tmp}"]))
-        d2lexp = record["train_examples_per_second"]
         batches = args.cnn_batches or 60_000 // cfg.data.batch_size
-        minimal_step = ceiling_step(cfg, device)
-        ceiling = ceiling_rate(minimal_step, cfg.data.batch_size, device, batches=min(batches, 100))
+        alternate = Alternate(functools.partial(ceiling_step, cfg, device), cfg.data.batch_size, device, batches)
+        with tempfile.TemporaryDirectory() as tmp:
+            epochs = f"trainer.max_epochs={1 + args.rounds}"
+            record = train(d2lexp_config([*overrides, epochs, f"paths.output_dir={tmp}"]), callbacks=[alternate.callback()])
+        minimal_step = alternate.step
+        d2lexp, ceiling = statistics.median(alternate.d2lexp_rates), statistics.median(alternate.ceiling_rates)
         book = None if args.skip_book_style else book_style_rate(cfg, device, args.data_dir, args.cnn_batches)
         flops = counted_flops(cfg)
         results[preset] = {
@@ -158,19 +218,22 @@ def run(args: Any) -> dict[str, Any]:
             "batch_size": cfg.data.batch_size,
             "precision": str(cfg.trainer.precision),
             "compile": cfg.task.get("compile"),
-            "d2lexp": d2lexp,
-            "ceiling": ceiling,
+            "d2lexp": d2lexp,  # the median of its timed epochs
+            "ceiling": ceiling,  # the median of its blocks
             "book_style": book,
-            "d2lexp_vs_ceiling": d2lexp / ceiling,
+            "d2lexp_vs_ceiling": statistics.median(alternate.ratios()),  # of each epoch against the blocks around it
+            "d2lexp_epochs": alternate.d2lexp_rates,
+            "ceiling_blocks": alternate.ceiling_rates,
             "d2lexp_vs_book_style": d2lexp / book if book else None,
             "first_step_seconds": record.get("first_step_seconds"),  # compilation and autotuning, not in the rates
-            "peak_memory_gb": record.get("peak_memory_gb"),
+            "peak_memory_gb": alternate.d2lexp_peak_memory_gb,  # d2lexp alone: its warm-up epoch
             "forward_flops_per_example": flops,
             "achieved_tflops": 3 * flops * d2lexp / 1e12,
         }
         book_text = f"{book:,.0f}" if book else "not run"
+        spread = " ".join(f"{r:.2f}" for r in alternate.ratios())
         log(f"  {preset}: d2lexp {d2lexp:,.0f}, ceiling {ceiling:,.0f}, book-style {book_text} examples/s; "
-            f"first step {record.get('first_step_seconds') or 0:.1f} s")  # fmt: skip
+            f"d2lexp/ceiling per epoch {spread}; first step {record.get('first_step_seconds') or 0:.1f} s")  # fmt: skip
         if args.cnn_profile_steps:
             warmup, steps = 10, args.cnn_profile_steps
             window = [*overrides, "trainer.max_epochs=1", f"trainer.limit_train_batches={warmup + steps + 1}"]
