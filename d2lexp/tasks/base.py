@@ -10,7 +10,6 @@ from typing import Any
 
 import lightning.pytorch as pl
 import torch
-from lightning.pytorch.trainer.states import TrainerFn
 from torch import nn
 from torchmetrics import Metric
 
@@ -21,19 +20,22 @@ SchedulerFactory = Callable[[torch.optim.Optimizer], Any]
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 
 
-def compile_options(setting: bool | str | None) -> dict[str, str] | None:
+def compile_options(setting: bool | str | None) -> dict[str, Any] | None:
     """`torch.compile`'s keyword arguments for a task's `compile` setting, None for no compiling.
 
     false/null: eager; true: torch.compile's defaults; or one of its modes by name.
     `reduce-overhead` replays the net's forward and backward as CUDA graphs, which takes
-    away the per-kernel launch cost that bounds small nets on a GPU.
+    away the per-kernel launch cost that bounds small nets on a GPU. Shapes are static
+    (`dynamic=False`): a run's training batches come in at most two sizes (full, and the
+    epoch's last), and a second static graph compiles faster and runs faster than the
+    dynamic one torch would otherwise switch to on the second size.
     """
     if setting is None or setting is False:
         return None
     if setting is True:
-        return {}
+        return {"dynamic": False}
     if isinstance(setting, str) and setting in COMPILE_MODES:
-        return {"mode": setting}
+        return {"mode": setting, "dynamic": False}
     raise ConfigError(
         f"task.compile={setting!r} is not a compile setting. Use false (no torch.compile), true "
         f"(torch.compile's defaults) or one of its modes: {', '.join(COMPILE_MODES)}; for example "
@@ -64,7 +66,7 @@ class Task(pl.LightningModule):
         self.scheduler_interval = scheduler_interval
         self.scheduler_monitor = scheduler_monitor
         self.compile_options = compile_options(compile)
-        self._compiled_net: nn.Module | None = None  # set when fitting or evaluating starts
+        self._compiled_net: nn.Module | None = None  # set when fitting starts
         self.diverged: str | None = None  # why training stopped, if the loss stopped being finite
         self._train_metrics: tuple[Metric, ...] = ()
         self._resumed_epoch: int | None = None
@@ -115,27 +117,24 @@ class Task(pl.LightningModule):
         else:
             super().__setattr__(name, value)
 
-    def configure_model(self) -> None:
-        if self.trainer.state.fn != TrainerFn.FITTING:  # when fitting, on_fit_start compiles (below)
-            self._compile_net()
-
     def on_fit_start(self) -> None:
         # After the callbacks' on_fit_start, so after Lightning's model summary has run the net
         # under FlopCounterMode: torch before 2.14 skips a compiled call made under a dispatch
         # mode and then skips its code for good (pytorch/pytorch#190286), so the net trained eager.
-        self._compile_net()
-
-    def _compile_net(self) -> None:
-        if self.compile_options is None or self._compiled_net is not None:
-            return
-        # torch.compile(net), not net.compile(): before torch 2.14 the latter compiled nothing
-        # for a net whose forward is torch's own, as nn.Sequential's (pytorch/pytorch#150915).
-        # Kept out of the module tree, so state_dict keys stay those of the plain net.
-        object.__setattr__(self, "_compiled_net", torch.compile(self.net, **self.compile_options))
+        if self.compile_options is not None and self._compiled_net is None:
+            # torch.compile(net), not net.compile(): before torch 2.14 the latter compiled nothing
+            # for a net whose forward is torch's own, as nn.Sequential's (pytorch/pytorch#150915).
+            # Kept out of the module tree, so state_dict keys stay those of the plain net.
+            object.__setattr__(self, "_compiled_net", torch.compile(self.net, **self.compile_options))
 
     def apply_net(self, *inputs: Any) -> Any:
-        """The net on `inputs`: compiled when `compile` asks for it. Tasks' `forward` calls this."""
-        return (self.net if self._compiled_net is None else self._compiled_net)(*inputs)
+        """The net on `inputs`; tasks' `forward` calls this. Training steps run the compiled net
+        when `compile` asks for it. Evaluation runs eager: in eval mode and without gradients the
+        net is another graph, whose compile (as long as the first) would cost more than it saves
+        on a forward-only pass over the validation split once an epoch."""
+        if self.training and self._compiled_net is not None:
+            return self._compiled_net(*inputs)
+        return self.net(*inputs)
 
     def configure_optimizers(self) -> Any:
         optimizer = self.optimizer_factory(self.net.parameters())
