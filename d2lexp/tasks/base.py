@@ -26,9 +26,7 @@ def compile_options(setting: bool | str | None) -> dict[str, Any] | None:
     false/null: eager; true: torch.compile's defaults; or one of its modes by name.
     `reduce-overhead` replays the net's forward and backward as CUDA graphs, which takes
     away the per-kernel launch cost that bounds small nets on a GPU. Shapes are static
-    (`dynamic=False`): a run's training batches come in at most two sizes (full, and the
-    epoch's last), and a second static graph compiles faster and runs faster than the
-    dynamic one torch would otherwise switch to on the second size.
+    (`dynamic=False`): the compiled net sees one input shape (see `Task.apply_net`).
     """
     if setting is None or setting is False:
         return None
@@ -67,6 +65,7 @@ class Task(pl.LightningModule):
         self.scheduler_monitor = scheduler_monitor
         self.compile_options = compile_options(compile)
         self._compiled_net: nn.Module | None = None  # set when fitting starts
+        self._compiled_shape: tuple[int, ...] | None = None  # of the inputs it runs on
         self.diverged: str | None = None  # why training stopped, if the loss stopped being finite
         self._train_metrics: tuple[Metric, ...] = ()
         self._resumed_epoch: int | None = None
@@ -128,12 +127,20 @@ class Task(pl.LightningModule):
             object.__setattr__(self, "_compiled_net", torch.compile(self.net, **self.compile_options))
 
     def apply_net(self, *inputs: Any) -> Any:
-        """The net on `inputs`; tasks' `forward` calls this. Training steps run the compiled net
-        when `compile` asks for it. Evaluation runs eager: in eval mode and without gradients the
-        net is another graph, whose compile (as long as the first) would cost more than it saves
-        on a forward-only pass over the validation split once an epoch."""
+        """The net on `inputs`; tasks' `forward` calls this.
+
+        With `compile`, training batches of the first batch's shape run compiled. Everything
+        else runs eager, since each new graph costs a compile as long as the first (seconds to
+        minutes) to save a little host time: an epoch's last, smaller batch (one step an epoch),
+        and evaluation (in eval mode and without gradients the net is another graph, run
+        forward only over the validation split once an epoch).
+        """
         if self.training and self._compiled_net is not None:
-            return self._compiled_net(*inputs)
+            shape = tuple(inputs[0].shape)
+            if self._compiled_shape is None:
+                self._compiled_shape = shape
+            if shape == self._compiled_shape:
+                return self._compiled_net(*inputs)
         return self.net(*inputs)
 
     def configure_optimizers(self) -> Any:
