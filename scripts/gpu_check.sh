@@ -7,6 +7,7 @@
 #   scripts/gpu_check.sh [OUT_DIR]                    # on a GPU (results under OUT_DIR, default $OUT or outputs/gpu_check)
 #   scripts/gpu_check.sh --bench-batches 100 [OUT_DIR] # benchmark epochs cut to 100 batches (a time-boxed GPU lease)
 #   scripts/gpu_check.sh --presets densenet,vgg ...   # only these presets for 10 epochs (default: all eight)
+#   scripts/gpu_check.sh --presets-override task.compile=reduce-overhead ... # an override for the 10-epoch presets (repeatable)
 #   scripts/gpu_check.sh --bench-presets lenet,vgg ... # only these nets in the benchmark (default: all eight)
 #   scripts/gpu_check.sh --profile-steps 20 ...       # the benchmark also profiles 20 steps per net: where the time goes
 #   scripts/gpu_check.sh --compile reduce-overhead ... # then benchmark the launch-bound nets again with task.compile=MODE
@@ -20,6 +21,7 @@ SMOKE=0
 BENCH_ONLY=0
 BENCH_ARGS=()
 PRESETS="lenet,alexnet,vgg,nin,googlenet,lenet_bn,resnet18,densenet"
+PRESET_OVERRIDES=()
 COMPILE=""
 COMPILE_PRESETS=(lenet lenet_bn googlenet)  # the nets whose steps are bound by kernel launches
 while [[ "${1:-}" == --* ]]; do
@@ -28,6 +30,7 @@ while [[ "${1:-}" == --* ]]; do
     --bench-batches) BENCH_ARGS+=(--cnn-batches "$2"); shift 2 ;;
     --bench-presets) IFS=, read -r -a NAMES <<< "$2"; BENCH_ARGS+=(--cnn-presets "${NAMES[@]}"); shift 2 ;;
     --presets) PRESETS="$2"; shift 2 ;;
+    --presets-override) PRESET_OVERRIDES+=("$2"); shift 2 ;;
     --profile-steps) BENCH_ARGS+=(--cnn-profile-steps "$2"); shift 2 ;;
     --compile) COMPILE="$2"; shift 2 ;;
     --compile-presets) IFS=, read -r -a COMPILE_PRESETS <<< "$2"; shift 2 ;;
@@ -42,7 +45,7 @@ PY="${PYTHON:-$(command -v python || command -v python3)}"  # some images have o
 python() { "$PY" "$@"; }
 
 if (( SMOKE )); then
-  BENCH_ARGS=(--cnn-batches 2 --cnn-presets lenet alexnet resnet18 --cnn-profile-steps 2)
+  BENCH_ARGS=(--cnn-batches 2 --rounds 1 --cnn-presets lenet alexnet resnet18 --cnn-profile-steps 2)
   COMPILE_PRESETS=("${COMPILE_PRESETS[0]}")
   RUN_ARGS=(trainer.accelerator=cpu trainer.max_epochs=1 trainer.limit_train_batches=2
             trainer.limit_val_batches=1 trainer.limit_test_batches=1 data.batch_size=16)
@@ -61,7 +64,7 @@ if (( ! BENCH_ONLY )); then
   echo "== the CNN presets, 10 epochs each"
   SECONDS=0
   python -m d2lexp -m "experiment=$(sed 's/[^,]*/d2l\/&/g' <<< "$PRESETS")" "${TRAINER[@]}" "${RUN_ARGS[@]}" "${QUIET[@]}" \
-    hydra.sweep.dir="$OUT_DIR/presets" 2>&1 | grep -v "$NO_TABLES" > "$OUT_DIR/presets.log" \
+    "${PRESET_OVERRIDES[@]}" hydra.sweep.dir="$OUT_DIR/presets" 2>&1 | grep -v "$NO_TABLES" > "$OUT_DIR/presets.log" \
     || echo "some preset failed: see $OUT_DIR/presets.log and the report"
   echo "all presets: $SECONDS s of wall time" | tee "$OUT_DIR/presets_time.txt"
   python -m d2lexp.report "$OUT_DIR/presets" | tee "$OUT_DIR/presets_report.md"
