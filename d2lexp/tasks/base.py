@@ -14,6 +14,7 @@ from torch import nn
 from torchmetrics import Metric
 
 from d2lexp.errors import ConfigError
+from d2lexp.tasks.metrics import upgrade_metric_states
 
 OptimizerFactory = Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer]
 SchedulerFactory = Callable[[torch.optim.Optimizer], Any]
@@ -94,6 +95,8 @@ class Task(pl.LightningModule):
         checkpoint["d2lexp_task"] = {"epoch": self.current_epoch}
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        # Lightning loads the state dict after this hook: older checkpoints' metric states get today's names.
+        upgrade_metric_states(checkpoint["state_dict"])
         self._resumed_epoch = checkpoint.get("d2lexp_task", {}).get("epoch")
 
     def check_finite(self, value: float, what: str) -> bool:

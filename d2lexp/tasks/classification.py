@@ -8,10 +8,10 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torchmetrics import MaxMetric, MeanMetric
-from torchmetrics.classification import MulticlassAccuracy
+from torchmetrics import MaxMetric
 
 from d2lexp.tasks.base import OptimizerFactory, Task
+from d2lexp.tasks.metrics import RunningMean, correct
 
 
 def cross_entropy_on_logits(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -37,7 +37,6 @@ class ClassificationTask(Task):
         self,
         net: nn.Module,
         optimizer: OptimizerFactory,
-        num_classes: int = 10,
         channels_last: bool | str = "auto",
         loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
         **options: Any,
@@ -50,12 +49,9 @@ class ClassificationTask(Task):
         # Per-example losses from the net's output and the labels; default: cross-entropy on logits.
         self.loss = loss or cross_entropy_on_logits
 
-        def accuracy() -> MulticlassAccuracy:
-            return MulticlassAccuracy(num_classes, average="micro", validate_args=False)
-
-        # nan_strategy="disable": the NaN check would sync with the host on every update.
-        self.train_loss, self.val_loss, self.test_loss = (MeanMetric(nan_strategy="disable") for _ in range(3))
-        self.train_acc, self.val_acc, self.test_acc = accuracy(), accuracy(), accuracy()
+        # Means over examples: of the per-example losses, and of whether each prediction was right.
+        self.train_loss, self.val_loss, self.test_loss = RunningMean(), RunningMean(), RunningMean()
+        self.train_acc, self.val_acc, self.test_acc = RunningMean(), RunningMean(), RunningMean()
         self.val_acc_best = MaxMetric(nan_strategy="disable")
         self.val_acc_best.persistent(True)  # saved in checkpoints, so a resumed run remembers its best
         self.track_train_metrics(self.train_loss, self.train_acc)
@@ -75,7 +71,7 @@ class ClassificationTask(Task):
         loss = losses.mean()
         # Per-example losses: the epoch value is the exact mean over examples, as the book reports it.
         self.train_loss.update(losses.detach())
-        self.train_acc.update(logits.detach(), y)
+        self.train_acc.update(correct(logits.detach(), y))
         self.log_step_loss(loss)
         return loss
 
@@ -87,7 +83,7 @@ class ClassificationTask(Task):
     def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
         losses, logits, y = self._shared_step(batch)
         self.val_loss.update(losses)
-        self.val_acc.update(logits, y)
+        self.val_acc.update(correct(logits, y))
 
     def on_validation_epoch_end(self) -> None:
         acc = self.val_acc.compute()
@@ -102,7 +98,7 @@ class ClassificationTask(Task):
     def test_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
         losses, logits, y = self._shared_step(batch)
         self.test_loss.update(losses)
-        self.test_acc.update(logits, y)
+        self.test_acc.update(correct(logits, y))
 
     def on_test_epoch_end(self) -> None:
         self.log("test/loss", self.test_loss.compute())

@@ -9,10 +9,10 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torchmetrics import MeanMetric
 
 from d2lexp.errors import ConfigError
 from d2lexp.tasks.base import OptimizerFactory, Task
+from d2lexp.tasks.metrics import RunningMean
 
 State = torch.Tensor | tuple[torch.Tensor, ...]
 
@@ -62,7 +62,7 @@ class LanguageModelTask(Task):
 
     def __init__(self, net: nn.Module, optimizer: OptimizerFactory, **options: Any) -> None:
         super().__init__(net, optimizer, **options)
-        self.train_loss, self.val_loss = MeanMetric(nan_strategy="disable"), MeanMetric(nan_strategy="disable")
+        self.train_loss, self.val_loss = RunningMean(), RunningMean()
         self.track_train_metrics(self.train_loss)
         self._state: dict[str, State | None] = {"train": None, "val": None}
 

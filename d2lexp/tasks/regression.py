@@ -9,9 +9,9 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torchmetrics import MeanMetric
 
 from d2lexp.tasks.base import OptimizerFactory, Task
+from d2lexp.tasks.metrics import RunningMean
 
 Loss = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -44,7 +44,7 @@ class RegressionTask(Task):
             raise ValueError(f"task.reduction must be 'mean' or 'sum', got {reduction!r}")
         self.loss = loss or mse
         self.reduction = reduction
-        self.train_loss, self.val_loss, self.test_loss = (MeanMetric(nan_strategy="disable") for _ in range(3))
+        self.train_loss, self.val_loss, self.test_loss = (RunningMean() for _ in range(3))
         self.track_train_metrics(self.train_loss)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

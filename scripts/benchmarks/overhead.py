@@ -12,8 +12,9 @@ on any machine (the CPU too): softmax regression at batch 1, whose own work is s
 
 Lightning and d2lexp each run step about step with the minimal loop (common.Interleave), so
 both are measured against a minimal loop on the same machine state. Reported: microseconds
-per step above the minimal loop (the median over epochs), and Python function calls per step,
-counted by cProfile: a figure the machine's noise does not move.
+per step above the minimal loop (the median over epochs), and per step the Python function
+calls (cProfile) and torch operators (torch's profiler; on a GPU each launches a kernel):
+counts the machine's noise does not move.
 """
 
 from __future__ import annotations
@@ -87,40 +88,67 @@ def fit_bare_lightning(callback: Any, epochs: int) -> None:
     trainer.fit(BareTask(), train_dataloaders=Batches())
 
 
-class CallCounter:
-    """Python function calls per training step, counted by cProfile over steps WARMUP ..
-    WARMUP + COUNTED of a trainer's first epoch: a figure the machine's noise does not move."""
+class StepCounter:
+    """Per training step, over steps WARMUP .. WARMUP + COUNTED: Python function calls (cProfile)
+    and torch operators dispatched from Python (torch's profiler; each launches at least one
+    kernel on a GPU, where a host-bound step pays for every launch). Counts, not times: figures
+    the machine's noise does not move."""
 
     WARMUP, COUNTED = 20, 100
 
     def __init__(self) -> None:
-        self.per_step: float | None = None
+        self.python_calls: float | None = None
+        self.torch_ops: float | None = None
+
+    def start(self) -> None:
+        from torch.profiler import ProfilerActivity, profile
+
+        self._ops = profile(activities=[ProfilerActivity.CPU])
+        self._ops.__enter__()
+        self._calls = cProfile.Profile()
+        self._calls.enable()
+
+    def stop(self) -> None:
+        self._calls.disable()
+        self._ops.__exit__(None, None, None)
+        self.python_calls = pstats.Stats(self._calls).total_calls / self.COUNTED
+        top_level = [e for e in self._ops.events() if e.name.startswith("aten::") and not _inside_aten_op(e)]
+        self.torch_ops = len(top_level) / self.COUNTED
 
     def callback(self) -> Any:
         import lightning.pytorch as pl
 
-        outer, profiler = self, cProfile.Profile()
+        outer = self
 
         class Count(pl.Callback):
             def on_train_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, batch_idx: int) -> None:
                 if batch_idx == outer.WARMUP:
-                    profiler.enable()
+                    outer.start()
                 elif batch_idx == outer.WARMUP + outer.COUNTED:
-                    profiler.disable()
-                    outer.per_step = pstats.Stats(profiler).total_calls / outer.COUNTED
+                    outer.stop()
 
         return Count()
 
+    def count_minimal(self) -> None:
+        minimal = Minimal()
+        for _ in range(self.WARMUP):
+            minimal.step(None)
+        self.start()
+        for _ in range(self.COUNTED):
+            minimal.step(None)
+        self.stop()
 
-def minimal_calls_per_step() -> float:
-    minimal, profiler = Minimal(), cProfile.Profile()
-    for _ in range(CallCounter.WARMUP):
-        minimal.step(None)
-    profiler.enable()
-    for _ in range(CallCounter.COUNTED):
-        minimal.step(None)
-    profiler.disable()
-    return pstats.Stats(profiler).total_calls / CallCounter.COUNTED
+    def counts(self) -> dict[str, float | None]:
+        return {"python_calls_per_step": self.python_calls, "torch_ops_per_step": self.torch_ops}
+
+
+def _inside_aten_op(event: Any) -> bool:
+    parent = event.cpu_parent
+    while parent is not None:
+        if parent.name.startswith("aten::"):
+            return True
+        parent = parent.cpu_parent
+    return False
 
 
 def microseconds_over(rates: list[float], reference_rates: list[float]) -> dict[str, float]:
@@ -150,18 +178,24 @@ def run(args: Any) -> dict[str, Any]:
             d2lexp_rates, reference_rates, _ = interleave_with_d2lexp(d2lexp_overrides(tmp, EPOCHS), Minimal(), count=lambda b: len(b[1]))
         results["d2lexp"] = microseconds_over(d2lexp_rates, reference_rates)
 
-        results["minimal"] = {"python_calls_per_step": minimal_calls_per_step()}
-        counter = CallCounter()
+        counter = StepCounter()
+        counter.count_minimal()
+        results["minimal"] = counter.counts()
+        counter = StepCounter()
         fit_bare_lightning(counter.callback(), 1)
-        results["bare_lightning"]["python_calls_per_step"] = counter.per_step
-        counter = CallCounter()
+        results["bare_lightning"] |= counter.counts()
+        counter = StepCounter()
         with tempfile.TemporaryDirectory() as tmp:
             train(d2lexp_config(d2lexp_overrides(tmp, 1)), callbacks=[counter.callback()])
-        results["d2lexp"]["python_calls_per_step"] = counter.per_step
+        results["d2lexp"] |= counter.counts()
 
-    log("\n| loop | µs per step | µs per step above the minimal loop | Python calls per step |\n|---|---:|---:|---:|")
+    log("\n| loop | µs per step | µs per step above the minimal loop | Python calls per step | torch ops per step |"
+        "\n|---|---:|---:|---:|---:|")
     for name in ("minimal", "bare_lightning", "d2lexp"):
         r = results[name]
-        step, extra = (f"{r[k]:.0f}" if k in r else "-" for k in ("us_per_step", "us_above_minimal"))
-        log(f"| {name.replace('_', ' ')} | {step} | {extra} | {r['python_calls_per_step']:.0f} |")
+        step, extra, calls, ops = (
+            f"{r[k]:.0f}" if r.get(k) is not None else "-"
+            for k in ("us_per_step", "us_above_minimal", "python_calls_per_step", "torch_ops_per_step")
+        )
+        log(f"| {name.replace('_', ' ')} | {step} | {extra} | {calls} | {ops} |")
     return results
