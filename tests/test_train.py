@@ -131,6 +131,21 @@ def test_resume_continues_where_it_stopped(make_cfg, tmp_path):
     assert resumed["val/acc_best"] == pytest.approx(straight["val/acc_best"], abs=1e-6)
 
 
+def test_a_checkpoint_with_torchmetrics_states_still_resumes(make_cfg, tmp_path):
+    """Checkpoints written before RunningMean hold MeanMetric's and MulticlassAccuracy's states
+    under other names; Lightning loads state dicts strictly, so the task renames them first."""
+    settings = ["experiment=d2l/softmax", "data.train_subset=3000", "data.test_subset=1000"]
+    train(make_cfg(*settings, "trainer.max_epochs=1", output_dir=tmp_path / "first"))
+    checkpoint = torch.load(tmp_path / "first/checkpoints/last.ckpt", weights_only=True)
+    state = checkpoint["state_dict"]
+    state["train_loss.mean_value"], state["train_loss.weight"] = state.pop("train_loss.total"), state.pop("train_loss.count").float()
+    right, count = state.pop("train_acc.total").long(), state.pop("train_acc.count")
+    state |= {"train_acc.tp": right, "train_acc.fn": count - right, "train_acc.fp": count - right, "train_acc.tn": 9 * count + right}
+    torch.save(checkpoint, tmp_path / "old.ckpt")
+    resumed = train(make_cfg(*settings, "trainer.max_epochs=2", f"ckpt_path={tmp_path / 'old.ckpt'}", output_dir=tmp_path / "resumed"))
+    assert resumed["status"] == "done" and resumed["epochs"] == 2 and resumed["test/acc"] > 0.6
+
+
 def test_resuming_a_different_model_is_refused(make_cfg, lenet_run, tmp_path):
     out, _ = lenet_run
     cfg = make_cfg("model=mlp", f"ckpt_path={out / 'checkpoints/last.ckpt'}", *QUICK)
