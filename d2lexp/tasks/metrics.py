@@ -4,9 +4,10 @@
 `Metric` brings what a training framework needs: states saved in checkpoints, reset,
 and the sum over processes in distributed runs. The update itself is as small as it can be:
 a sum and two in-place adds, three kernels on a GPU. torchmetrics' general `MeanMetric`
-(weights, NaN handling) launches ten per update and `MulticlassAccuracy` (any averaging)
-eighteen: 28 kernels a step where these take 8. A small net's step on a GPU is bound by
-the host's launches, so that difference is a visible share of it.
+(weights, NaN handling) dispatches ten torch operators per update and `MulticlassAccuracy`
+(any averaging) eighteen, most of them kernels: 28 operators a step where these take 8. A
+small net's step on a GPU is bound by the host's dispatches and launches, so that difference
+is a visible share of it.
 """
 
 from __future__ import annotations
