@@ -48,7 +48,7 @@ def test_overhead_benchmark_runs_and_writes_json(data_dir, tmp_path):
     # the call counts do not depend on the machine: each framework layer runs more Python than the one below
     calls = [rows[name]["python_calls_per_step"] for name in ("minimal", "bare_lightning", "d2lexp")]
     assert 0 < calls[0] < calls[1] < calls[2], rows
-    # torch ops (kernel launches on a GPU): the training step's own, then Lightning's, then d2lexp's
+    # torch ops (most are kernel launches on a GPU): the training step's own, then Lightning's, then d2lexp's
     # data and metrics (a gather, scaling and per-epoch means: 16 with torch 2.14, 36 with torchmetrics'
     # MeanMetric and MulticlassAccuracy)
     minimal, bare, ours = (rows[name]["torch_ops_per_step"] for name in ("minimal", "bare_lightning", "d2lexp"))

@@ -13,7 +13,7 @@ on any machine (the CPU too): softmax regression at batch 1, whose own work is s
 Lightning and d2lexp each run step about step with the minimal loop (common.Interleave), so
 both are measured against a minimal loop on the same machine state. Reported: microseconds
 per step above the minimal loop (the median over epochs), and per step the Python function
-calls (cProfile) and torch operators (torch's profiler; on a GPU each launches a kernel):
+calls (cProfile) and torch operators (torch's profiler; on a GPU most launch a kernel):
 counts the machine's noise does not move.
 """
 
@@ -90,9 +90,9 @@ def fit_bare_lightning(callback: Any, epochs: int) -> None:
 
 class StepCounter:
     """Per training step, over steps WARMUP .. WARMUP + COUNTED: Python function calls (cProfile)
-    and torch operators dispatched from Python (torch's profiler; each launches at least one
-    kernel on a GPU, where a host-bound step pays for every launch). Counts, not times: figures
-    the machine's noise does not move."""
+    and torch operators dispatched from Python (torch's profiler; on a GPU most launch a
+    kernel, and a host-bound step pays for every dispatch and launch). Counts, not times:
+    figures the machine's noise does not move."""
 
     WARMUP, COUNTED = 20, 100
 
