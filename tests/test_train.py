@@ -138,11 +138,14 @@ def test_a_checkpoint_with_torchmetrics_states_still_resumes(make_cfg, tmp_path)
     train(make_cfg(*settings, "trainer.max_epochs=1", output_dir=tmp_path / "first"))
     checkpoint = torch.load(tmp_path / "first/checkpoints/last.ckpt", weights_only=True)
     state = checkpoint["state_dict"]
-    state["train_loss.mean_value"], state["train_loss.weight"] = state.pop("train_loss.total"), state.pop("train_loss.count").float()
-    right, count = state.pop("train_acc.total").long(), state.pop("train_acc.count")
-    state |= {"train_acc.tp": right, "train_acc.fn": count - right, "train_acc.fp": count - right, "train_acc.tn": 9 * count + right}
+    state["train_loss.mean_value"] = state.pop("train_loss.total")  # MeanMetric: sum and weight
+    state["train_loss.weight"] = state.pop("train_loss.count").float()
+    right, count = state.pop("train_acc.total").long(), state.pop("train_acc.count")  # MulticlassAccuracy
+    wrong = count - right
+    state |= {"train_acc.tp": right, "train_acc.fn": wrong, "train_acc.fp": wrong, "train_acc.tn": 9 * count + right}
     torch.save(checkpoint, tmp_path / "old.ckpt")
-    resumed = train(make_cfg(*settings, "trainer.max_epochs=2", f"ckpt_path={tmp_path / 'old.ckpt'}", output_dir=tmp_path / "resumed"))
+    resume = f"ckpt_path={tmp_path / 'old.ckpt'}"
+    resumed = train(make_cfg(*settings, "trainer.max_epochs=2", resume, output_dir=tmp_path / "resumed"))
     assert resumed["status"] == "done" and resumed["epochs"] == 2 and resumed["test/acc"] > 0.6
 
 

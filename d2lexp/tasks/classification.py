@@ -52,7 +52,7 @@ class ClassificationTask(Task):
         # Means over examples: of the per-example losses, and of whether each prediction was right.
         self.train_loss, self.val_loss, self.test_loss = RunningMean(), RunningMean(), RunningMean()
         self.train_acc, self.val_acc, self.test_acc = RunningMean(), RunningMean(), RunningMean()
-        self.val_acc_best = MaxMetric(nan_strategy="disable")
+        self.val_acc_best = MaxMetric(nan_strategy="disable")  # its NaN check would sync with the host
         self.val_acc_best.persistent(True)  # saved in checkpoints, so a resumed run remembers its best
         self.track_train_metrics(self.train_loss, self.train_acc)
 
