@@ -127,6 +127,12 @@ class Task(pl.LightningModule):
             # torch.compile(net), not net.compile(): before torch 2.14 the latter compiled nothing
             # for a net whose forward is torch's own, as nn.Sequential's (pytorch/pytorch#150915).
             # Kept out of the module tree, so state_dict keys stay those of the plain net.
+            # Dynamo first forgets the nets compiled before in this process (a sweep's earlier jobs,
+            # a benchmark's earlier presets). Every nn.Sequential net is compiled through one
+            # shared wrapper function, and dynamo compiles a function for at most 8 different
+            # nets: the 9th would silently train eager, with only a warning. This also frees
+            # their CUDA-graph memory pools.
+            torch._dynamo.reset()
             object.__setattr__(self, "_compiled_net", torch.compile(self.net, **self.compile_options))
 
     def apply_net(self, *inputs: Any) -> Any:

@@ -1,11 +1,16 @@
 """What every task shares: here, compiling the net with torch.compile."""
 
+from functools import partial
+
 import lightning.pytorch as pl
 import pytest
 import torch
+from torch import nn
+from torch._dynamo.testing import CompileCounter
 
 from d2lexp.errors import ConfigError
 from d2lexp.tasks.base import compile_options
+from d2lexp.tasks.classification import ClassificationTask
 from d2lexp.train import train
 
 
@@ -49,3 +54,16 @@ def test_a_compiled_net_learns_and_saves_plain_weights(make_cfg):
     assert record["status"] == "done" and record["test/acc"] > 0.6, record  # chance is 0.1
     state = torch.load(record["last_checkpoint"], weights_only=True)["state_dict"]
     assert state and not any("_orig_mod" in key for key in state), list(state)
+
+
+def test_each_run_in_a_process_compiles_its_net_however_many_came_before():
+    """Dynamo compiles one function for at most 8 different nets, and every nn.Sequential net is
+    compiled through one shared wrapper function: without a fresh start, the 9th compiled run of a
+    sweep (or of a benchmark, which compiles two nets per preset) trained eager, with a warning."""
+    frames = CompileCounter()  # a backend that counts the graphs it is given and runs them as they are
+    for depth in range(1, 11):  # ten nets of different structure, so no graph fits another
+        task = ClassificationTask(nn.Sequential(*(nn.Linear(4, 4) for _ in range(depth))), partial(torch.optim.SGD, lr=0.1))
+        task.compile_options = {"backend": frames, "dynamic": False}
+        task.on_fit_start()
+        task(torch.rand(2, 4))
+        assert frames.frame_count == depth, f"run {depth} of this process did not compile its net"
