@@ -18,7 +18,8 @@ def test_compile_settings_map_to_torch_compile_arguments():
     assert compile_options(False) is None and compile_options(None) is None
     assert compile_options(True) == {"dynamic": False}
     assert compile_options("reduce-overhead") == {"mode": "reduce-overhead", "dynamic": False}
-    with pytest.raises(ConfigError, match="one of its modes: default, reduce-overhead"):
+    assert compile_options("cudagraphs") == {"backend": "cudagraphs", "dynamic": False}
+    with pytest.raises(ConfigError, match=r"one of its modes \(default, reduce-overhead.*or cudagraphs"):
         compile_options("fastest")
 
 
@@ -33,14 +34,16 @@ class CompiledWhen(pl.Callback):
         self.at_train_start = task._compiled_net is not None
 
 
-def test_a_compiled_net_learns_and_saves_plain_weights(make_cfg):
-    """torch.compile on the CPU (Inductor's C++ code): the run learns as an eager one does, and
+@pytest.mark.parametrize("setting", ["true", "cudagraphs"])
+def test_a_compiled_net_learns_and_saves_plain_weights(make_cfg, setting):
+    """torch.compile on the CPU (true: Inductor's C++ code; cudagraphs: the traced graph of the
+    net's own operators, with no CUDA graphs on a CPU): the run learns as an eager one does, and
     its checkpoints hold the plain net's keys, so they load into an uncompiled net.
 
     The net is an nn.Sequential and the model summary is on: the two things that, with torch
     before 2.14, left a net compiled with `net.compile()` in `configure_model` running eager.
     Evaluation runs the plain net (see `Task.apply_net`)."""
-    cfg = make_cfg("experiment=d2l/softmax", "task.compile=true", "data.train_subset=10000", "data.test_subset=2000",
+    cfg = make_cfg("experiment=d2l/softmax", f"task.compile={setting}", "data.train_subset=10000", "data.test_subset=2000",
                    "trainer.max_epochs=1", "callbacks.progress_bar=null", quiet=False)  # fmt: skip
     assert cfg.callbacks.model_summary is not None
     torch._dynamo.reset()

@@ -121,3 +121,17 @@ def test_gpu_preset_settings():
     cfg = compose_config(["trainer=gpu"])
     assert cfg.trainer.accelerator == "gpu" and cfg.trainer.precision == "bf16-mixed" and cfg.trainer.benchmark
     assert cfg.data.on_device == "auto" and cfg.task.channels_last == "auto" and cfg.matmul_precision == "high"
+
+
+@pytest.mark.skipif(not CUDA, reason="needs a GPU")
+@pytest.mark.parametrize("setting", ["cudagraphs", "reduce-overhead"])
+def test_gpu_compiled_training_replays_cuda_graphs(make_cfg, setting):
+    """The compiled net's forward and backward really run as CUDA graphs in Lightning's loop: one
+    graph, none of its CUDA graphs skipped (a skip means launches again), and the run learns."""
+    cfg = make_cfg("experiment=d2l/lenet_bn", "trainer=gpu", "trainer.accelerator=gpu", f"task.compile={setting}",
+                   "data.train_subset=10240", "data.test_subset=1024", "trainer.max_epochs=2")  # fmt: skip
+    torch._dynamo.utils.counters.clear()
+    record = train(cfg)
+    counters = torch._dynamo.utils.counters
+    assert counters["stats"]["unique_graphs"] == 1 and not counters["inductor"]["cudagraph_skips"], dict(counters)
+    assert record["status"] == "done" and record["test/acc"] > 0.5, record  # chance is 0.1
