@@ -41,6 +41,7 @@ COLUMNS: list[tuple[str, str, str]] = [
     ("best val acc", "val/acc_best", "{:.4f}"),
     ("epochs", "epochs", "{}"),
     ("fit s", "fit_seconds", "{:.1f}"),
+    ("first step s", "first_step_seconds", "{:.1f}"),  # in fit s: cuDNN autotuning, torch.compile
     ("examples/s", "train_examples_per_second", "{:,.0f}"),
     ("peak GiB", "peak_memory_gb", "{:.1f}"),
     ("status", "status", "{}"),
@@ -94,6 +95,13 @@ def markdown_table(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def summary(rows: list[dict[str, Any]]) -> str:
+    """How many jobs finished, and their fit time in total (a sweep of the book's chapter: the chapter's time)."""
+    done = sum(r.get("status") == "done" for r in rows)
+    fit = sum(r.get("fit_seconds") or 0 for r in rows)
+    return f"{done} of {len(rows)} jobs done; fit time in total {fit:.1f} s."
+
+
 def _label(row: dict[str, Any]) -> str:
     return row.get("swept") or f"job {row['job']}"
 
@@ -135,10 +143,7 @@ def write_report(sweep_dir: str | Path) -> dict[str, Path]:
     sweep_dir = Path(sweep_dir)
     rows = collect(sweep_dir)
     paths = {kind: sweep_dir / f"report.{kind}" for kind in ("md", "csv", "png")}
-    done = sum(r.get("status") == "done" for r in rows)
-    paths["md"].write_text(
-        f"# Sweep {sweep_dir}\n\n{done} of {len(rows)} jobs done.\n\n{markdown_table(rows)}\n\n![curves](report.png)\n"
-    )
+    paths["md"].write_text(f"# Sweep {sweep_dir}\n\n{summary(rows)}\n\n{markdown_table(rows)}\n\n![curves](report.png)\n")
     with paths["csv"].open("w", newline="") as f:
         writer = csv.writer(f)
         keys = [key for _, key, _ in COLUMNS] + ["overrides", "error", "dir"]
@@ -167,7 +172,7 @@ class SweepReport(Callback):
         paths = write_report(sweep_dir)
         rows = collect(sweep_dir)
         log.info("Sweep report: %s (table), %s (curves)", paths["md"], paths["png"])
-        print(markdown_table(rows))
+        print(f"{summary(rows)}\n{markdown_table(rows)}")
         not_done = [r for r in rows if r.get("status") != "done"]
         if not_done:
             log.error("%d of %d jobs did not finish: %s", len(not_done), len(rows),
@@ -180,7 +185,8 @@ def main(argv: list[str] | None = None) -> None:
     if len(args) != 1 or not Path(args[0]).is_dir():
         raise SystemExit("usage: python -m d2lexp.report <sweep folder>  (e.g. outputs/multirun/2026-11-26/12-00-00)")
     paths = write_report(args[0])
-    print(markdown_table(collect(args[0])))
+    rows = collect(args[0])
+    print(f"{summary(rows)}\n{markdown_table(rows)}")
     print(f"\nwrote {paths['md']}, {paths['csv']}, {paths['png']}")
 
 

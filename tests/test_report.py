@@ -39,6 +39,9 @@ def test_markdown_and_csv_tables(sweep):
     assert [r["model"] for r in rows if r["status"] == "done"] == ["softmax", "lenet_bn"]
     done = [r for r in rows if r["status"] == "done"]
     assert all(float(r["test/acc"]) > 0.3 and int(r["epochs"]) == 2 and float(r["fit_seconds"]) > 0 for r in done)
+    assert all(0 < float(r["first_step_seconds"]) < float(r["fit_seconds"]) for r in done)
+    fit_in_total = sum(float(r["fit_seconds"]) for r in done)  # the failed jobs never fitted
+    assert f"2 of 4 jobs done; fit time in total {fit_in_total:.1f} s." in md
     assert int(done[0]["params"]) == 7_850 and int(done[0]["macs_per_example"]) == 7_840
     assert md.startswith("# Sweep") and markdown_table(collect(sweep_dir)) in md
 
