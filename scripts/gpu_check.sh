@@ -10,8 +10,8 @@
 #   scripts/gpu_check.sh --presets-override task.compile=reduce-overhead ... # an override for the 10-epoch presets (repeatable)
 #   scripts/gpu_check.sh --bench-presets lenet,vgg ... # only these nets in the benchmark (default: all eight)
 #   scripts/gpu_check.sh --profile-steps 20 ...       # the benchmark also profiles 20 steps per net: where the time goes
-#   scripts/gpu_check.sh --compile reduce-overhead ... # then benchmark the launch-bound nets again with task.compile=MODE
-#   scripts/gpu_check.sh --compile-presets lenet,densenet ... # which nets --compile benchmarks (default: lenet,lenet_bn,googlenet)
+#   scripts/gpu_check.sh --compile cudagraphs,reduce-overhead ... # then benchmark the launch-bound nets again, once per task.compile=MODE
+#   scripts/gpu_check.sh --compile-presets lenet,densenet ... # which nets --compile benchmarks (default: googlenet,densenet,nin,resnet18,lenet_bn,lenet)
 #   scripts/gpu_check.sh --bench-only ...             # only the benchmarks: no 10-epoch presets, no full VGG-11
 #   scripts/gpu_check.sh --smoke [OUT_DIR]            # anywhere, the CPU included: a few batches per preset, to prove it runs
 set -euo pipefail
@@ -22,8 +22,8 @@ BENCH_ONLY=0
 BENCH_ARGS=()
 PRESETS="lenet,alexnet,vgg,nin,googlenet,lenet_bn,resnet18,densenet"
 PRESET_OVERRIDES=()
-COMPILE=""
-COMPILE_PRESETS=(lenet lenet_bn googlenet)  # the nets whose steps are bound by kernel launches
+COMPILE_MODES=()
+COMPILE_PRESETS=(googlenet densenet nin resnet18 lenet_bn lenet)  # the nets whose steps are bound by kernel launches, by their share of the chapter
 while [[ "${1:-}" == --* ]]; do
   case "$1" in
     --smoke) SMOKE=1; shift ;;
@@ -32,7 +32,7 @@ while [[ "${1:-}" == --* ]]; do
     --presets) PRESETS="$2"; shift 2 ;;
     --presets-override) PRESET_OVERRIDES+=("$2"); shift 2 ;;
     --profile-steps) BENCH_ARGS+=(--cnn-profile-steps "$2"); shift 2 ;;
-    --compile) COMPILE="$2"; shift 2 ;;
+    --compile) IFS=, read -r -a COMPILE_MODES <<< "$2"; shift 2 ;;
     --compile-presets) IFS=, read -r -a COMPILE_PRESETS <<< "$2"; shift 2 ;;
     --bench-only) BENCH_ONLY=1; shift ;;
     *) echo "unknown option $1" >&2; exit 2 ;;
@@ -46,7 +46,7 @@ python() { "$PY" "$@"; }
 
 if (( SMOKE )); then
   BENCH_ARGS=(--cnn-batches 2 --rounds 1 --cnn-presets lenet alexnet resnet18 --cnn-profile-steps 2)
-  COMPILE_PRESETS=("${COMPILE_PRESETS[0]}")
+  COMPILE_PRESETS=(lenet)  # the quickest to compile
   RUN_ARGS=(trainer.accelerator=cpu trainer.max_epochs=1 trainer.limit_train_batches=2
             trainer.limit_val_batches=1 trainer.limit_test_batches=1 data.batch_size=16)
   BIG_ARGS=(trainer.accelerator=cpu data.batch_size=4 trainer.limit_train_batches=2)
@@ -85,9 +85,9 @@ echo "== benchmark"
 python scripts/benchmark.py cnn "${BENCH_ARGS[@]}" --json "$OUT_DIR/benchmark.json" 2>&1 \
   | grep -v "$NO_TABLES" | tee "$OUT_DIR/benchmark.txt"
 
-if [[ -n "$COMPILE" ]]; then
-  echo "== benchmark with task.compile=$COMPILE (compile time is the first_step_seconds, outside the rates)"
-  python scripts/benchmark.py cnn "${BENCH_ARGS[@]}" --cnn-presets "${COMPILE_PRESETS[@]}" --cnn-profile-steps 0 --skip-book-style \
-    --override "task.compile=$COMPILE" --json "$OUT_DIR/benchmark_compile.json" 2>&1 \
-    | grep -v "$NO_TABLES" | tee "$OUT_DIR/benchmark_compile.txt"
-fi
+for MODE in "${COMPILE_MODES[@]}"; do
+  echo "== benchmark with task.compile=$MODE (compile time is the first_step_seconds, outside the rates)"
+  python scripts/benchmark.py cnn "${BENCH_ARGS[@]}" --cnn-presets "${COMPILE_PRESETS[@]}" --skip-book-style \
+    --override "task.compile=$MODE" --json "$OUT_DIR/benchmark_compile_$MODE.json" 2>&1 \
+    | grep -v "$NO_TABLES" | tee "$OUT_DIR/benchmark_compile_$MODE.txt"
+done

@@ -29,12 +29,27 @@ def test_cnn_benchmark_runs_and_writes_json(data_dir, tmp_path):
     assert len(row["d2lexp_epochs"]) == 3 and len(row["ceiling_blocks"]) == 4
     assert row["d2lexp"] == statistics.median(row["d2lexp_epochs"])
     assert row["ceiling"] == statistics.median(row["ceiling_blocks"])
-    assert "| lenet | 28 |" in result.stdout
+    assert "| lenet | 28 |" in result.stdout and row["compiled"] is None  # eager
     # the step profile: three steps of each loop, with LeNet's convolutions among the host's costliest ops
     for loop in ("d2lexp", "ceiling"):
         profile = row["profile"][loop]
         assert profile["steps"] == 3 and profile["device_ms_per_step"] is None  # the CPU: no device
         assert any("convolution" in op for op in profile["top_host_ops_ms_per_step"]), profile
+        assert profile["graph_replays_per_step"] == 0  # no CUDA graphs on a CPU
+
+
+def test_cnn_benchmark_reports_what_compile_made(data_dir, tmp_path):
+    """With task.compile, each preset's row says what dynamo made of the nets: on the CPU, one
+    graph of LeNet without breaks (the ceiling's net, built alike, may reuse d2lexp's graph),
+    and its CUDA graphs skipped (no CUDA device)."""
+    out = tmp_path / "bench.json"
+    result = run([sys.executable, "scripts/benchmark.py", "cnn", "--cnn-presets", "lenet", "--cnn-batches", "3", "--rounds", "1",
+                  "--skip-book-style", "--override", "task.compile=cudagraphs", "--json", str(out)], data_dir, tmp_path)  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    row = json.loads(out.read_text())["cnn"]["presets"]["lenet"]
+    assert row["compile"] == "cudagraphs" and row["ceiling_setup_seconds"] > 0
+    assert row["compiled"]["graphs"] in (1, 2) and row["compiled"]["graph_breaks"] == 0, row["compiled"]
+    assert row["compiled"]["cudagraph_skips"] >= 1 and "CUDA-graph skips" in result.stdout
 
 
 def test_overhead_benchmark_runs_and_writes_json(data_dir, tmp_path):

@@ -95,6 +95,7 @@ class Alternate:
     def __init__(self, make_step: Callable[[], Callable[[], None]], batch_size: int, device: torch.device, batches: int) -> None:
         self.make_step, self.batch_size, self.device, self.batches = make_step, batch_size, device, batches
         self.step: Callable[[], None] | None = None
+        self.ceiling_setup_seconds: float | None = None  # its build and warm-up steps: its compile, if any
         self.d2lexp_peak_memory_gb: float | None = None
         self.ceiling_rates: list[float] = []
         self.d2lexp_rates: list[float] = []
@@ -117,7 +118,9 @@ class Alternate:
                 if outer.step is None:
                     if outer.device.type == "cuda":
                         outer.d2lexp_peak_memory_gb = torch.cuda.max_memory_allocated(outer.device) / 2**30
+                    start = time.perf_counter()
                     outer.step = outer.make_step()
+                    outer.ceiling_setup_seconds = time.perf_counter() - start
                 outer.ceiling_rates.append(outer.block())
 
             def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
@@ -134,6 +137,17 @@ class Alternate:
         """Each timed d2lexp epoch's rate over the mean rate of the two ceiling blocks around it."""
         around = zip(self.ceiling_rates, self.ceiling_rates[1:])
         return [rate / ((before + after) / 2) for rate, (before, after) in zip(self.d2lexp_rates, around, strict=True)]
+
+
+def compile_counts() -> dict[str, int]:
+    """What torch.compile made of the run's nets, from dynamo's counters: a graph break splits a
+    net into graphs with eager code between them, and a skipped CUDA graph launches every kernel."""
+    counters = torch._dynamo.utils.counters
+    return {
+        "graphs": counters["stats"]["unique_graphs"],
+        "graph_breaks": sum(counters["graph_break"].values()),
+        "cudagraph_skips": counters["inductor"]["cudagraph_skips"],
+    }
 
 
 def book_style_rate(cfg: Any, device: torch.device, data_dir: str, batches: int | None) -> float:
@@ -180,7 +194,8 @@ def log_profiles(results: dict[str, Any]) -> None:
     """Where each step's time goes: wall time (unprofiled) against the device's busy time."""
     log(
         "\n| model | d2lexp ms/step | its device ms/step | ceiling ms/step | its device ms/step "
-        "| d2lexp host waits/step | d2lexp launches/step | ceiling launches/step |\n|---|---:|---:|---:|---:|---:|---:|---:|"
+        "| d2lexp host waits/step | d2lexp launches/step | ceiling launches/step | CUDA-graph replays/step, d2lexp / ceiling |"
+        "\n|---|---:|---:|---:|---:|---:|---:|---:|---:|"
     )
     for preset, r in results.items():
         ours, ceiling = r["profile"]["d2lexp"], r["profile"]["ceiling"]
@@ -188,7 +203,8 @@ def log_profiles(results: dict[str, Any]) -> None:
         log(
             f"| {preset} | {1e3 * r['batch_size'] / r['d2lexp']:.2f} | {_busy(ours)} | "
             f"{1e3 * r['batch_size'] / r['ceiling']:.2f} | {_busy(ceiling)} | {waits:.2f} | "
-            f"{ours['device_launches_per_step']:.0f} | {ceiling['device_launches_per_step']:.0f} |"
+            f"{ours['device_launches_per_step']:.0f} | {ceiling['device_launches_per_step']:.0f} | "
+            f"{ours['graph_replays_per_step']:.0f} / {ceiling['graph_replays_per_step']:.0f} |"
         )
 
 
@@ -206,9 +222,11 @@ def run(args: Any) -> dict[str, Any]:
         cfg = d2lexp_config(overrides)
         batches = args.cnn_batches or 60_000 // cfg.data.batch_size
         alternate = Alternate(functools.partial(ceiling_step, cfg, device), cfg.data.batch_size, device, batches)
+        torch._dynamo.utils.counters.clear()
         with tempfile.TemporaryDirectory() as tmp:
             epochs = f"trainer.max_epochs={1 + args.rounds}"
             record = train(d2lexp_config([*overrides, epochs, f"paths.output_dir={tmp}"]), callbacks=[alternate.callback()])
+        compiled = compile_counts() if cfg.task.get("compile") else None
         minimal_step = alternate.step
         d2lexp, ceiling = statistics.median(alternate.d2lexp_rates), statistics.median(alternate.ceiling_rates)
         book = None if args.skip_book_style else book_style_rate(cfg, device, args.data_dir, args.cnn_batches)
@@ -226,14 +244,19 @@ def run(args: Any) -> dict[str, Any]:
             "ceiling_blocks": alternate.ceiling_rates,
             "d2lexp_vs_book_style": d2lexp / book if book else None,
             "first_step_seconds": record.get("first_step_seconds"),  # compilation and autotuning, not in the rates
+            "ceiling_setup_seconds": alternate.ceiling_setup_seconds,  # the same for the ceiling, and its 5 warm-up steps
+            "compiled": compiled,  # d2lexp's and the ceiling's graphs together
             "peak_memory_gb": alternate.d2lexp_peak_memory_gb,  # d2lexp alone: its warm-up epoch
             "forward_flops_per_example": flops,
             "achieved_tflops": 3 * flops * d2lexp / 1e12,
         }
         book_text = f"{book:,.0f}" if book else "not run"
         spread = " ".join(f"{r:.2f}" for r in alternate.ratios())
+        compiled_text = "" if compiled is None else (
+            f"; compiled: {compiled['graphs']} graphs, {compiled['graph_breaks']} graph breaks, "
+            f"{compiled['cudagraph_skips']} CUDA-graph skips; ceiling setup {alternate.ceiling_setup_seconds:.1f} s")
         log(f"  {preset}: d2lexp {d2lexp:,.0f}, ceiling {ceiling:,.0f}, book-style {book_text} examples/s; "
-            f"d2lexp/ceiling per epoch {spread}; first step {record.get('first_step_seconds') or 0:.1f} s")  # fmt: skip
+            f"d2lexp/ceiling per epoch {spread}; first step {record.get('first_step_seconds') or 0:.1f} s{compiled_text}")  # fmt: skip
         if args.cnn_profile_steps:
             warmup, steps = 10, args.cnn_profile_steps
             window = [*overrides, "trainer.max_epochs=1", f"trainer.limit_train_batches={warmup + steps + 1}"]

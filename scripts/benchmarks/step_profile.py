@@ -44,6 +44,8 @@ def _summary(prof: profile, steps: int, seconds: float, top: int = 8) -> dict[st
         # the window ends with one device sync of the profiler's own: 1/steps of these
         "host_waits_per_step": waits,
         "device_launches_per_step": sum(e.count for e in on_device) / steps,
+        # a CUDA graph's replay is one launch from the host for all of its kernels (counted above)
+        "graph_replays_per_step": sum(e.count for e in on_host if e.key == "cudaGraphLaunch") / steps,
         "top_kernels_ms_per_step": {e.key[:120]: e.self_device_time_total / 1e3 / steps for e in kernels},
         "top_host_ops_ms_per_step": {e.key[:120]: e.self_cpu_time_total / 1e3 / steps for e in host_ops},
     }
