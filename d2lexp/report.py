@@ -40,8 +40,11 @@ COLUMNS: list[tuple[str, str, str]] = [
     ("test acc", "test/acc", "{:.4f}"),
     ("best val acc", "val/acc_best", "{:.4f}"),
     ("epochs", "epochs", "{}"),
+    # fit s = train s (the first step's included) + val s + the rest (setup, checkpoints)
     ("fit s", "fit_seconds", "{:.1f}"),
-    ("first step s", "first_step_seconds", "{:.1f}"),  # in fit s: cuDNN autotuning, torch.compile
+    ("train s", "train_seconds", "{:.1f}"),
+    ("first step s", "first_step_seconds", "{:.1f}"),  # cuDNN autotuning, torch.compile
+    ("val s", "validation_seconds", "{:.1f}"),
     ("examples/s", "train_examples_per_second", "{:,.0f}"),
     ("peak GiB", "peak_memory_gb", "{:.1f}"),
     ("status", "status", "{}"),

@@ -62,7 +62,8 @@ def test_metrics_json_records_the_run(lenet_run):
     assert saved["params"] == 61_706 and saved["model"] == "lenet" and saved["status"] == "done"
     assert saved["val/acc"] == pytest.approx(saved["test/acc"])  # validation is the test split by default
     assert saved["val/acc_best"] >= saved["val/acc"] - 1e-9
-    assert saved["fit_seconds"] > saved["train_seconds"] > 0
+    assert saved["fit_seconds"] > saved["train_seconds"] + saved["validation_seconds"]  # the rest: setup, checkpoints
+    assert saved["train_seconds"] > saved["first_step_seconds"] > 0 and saved["validation_seconds"] > 0
     assert saved["startup_seconds"] > 0
 
 

@@ -40,6 +40,7 @@ class Throughput(pl.Callback):
         self._epoch_start = 0.0
         self._val_start = 0.0
         self._val_seconds = 0.0
+        self.validation_seconds = 0.0  # of the whole fit
         self._items = 0
 
     def _count(self, batch: Any) -> int:
@@ -78,7 +79,9 @@ class Throughput(pl.Callback):
     def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if trainer.state.fn == "fit":
             synchronize(pl_module.device)
-            self._val_seconds += time.perf_counter() - self._val_start
+            seconds = time.perf_counter() - self._val_start
+            self._val_seconds += seconds
+            self.validation_seconds += seconds
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         synchronize(pl_module.device)
@@ -106,6 +109,7 @@ class Throughput(pl.Callback):
         record = {
             f"train_{self.unit}_per_second": rate * getattr(self, "_world_size", 1) if rate else rate,
             "train_seconds": sum(self.epoch_seconds),
+            "validation_seconds": self.validation_seconds,  # the sanity check's included
             "first_step_seconds": self.first_step_seconds,
             "startup_seconds": self.startup_seconds,
         }
