@@ -222,7 +222,8 @@ def run(args: Any) -> dict[str, Any]:
     samples: dict[str, list[float]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         minimal = MinimalLoop(images, labels, variant)
-        minimal.run()  # warm-up epoch (compilation)
+        minimal.run()  # warm-up epoch (compilation; a compiled d2lexp run restarts dynamo, so a compiled
+        # minimal loop compiles once more, in the interleaving's warm-up epoch)
         samples["d2lexp"], samples["minimal"], _ = interleave_with_d2lexp(
             [*overrides, f"trainer.max_epochs={args.rounds + 1}", f"paths.output_dir={tmp}/d2lexp"],
             minimal, count=lambda batch: len(batch[1]), threads=variant.threads,
