@@ -25,7 +25,7 @@ CUDA_GRAPHS_ONLY = "cudagraphs"
 def compile_options(setting: bool | str | None) -> dict[str, Any] | None:
     """`torch.compile`'s keyword arguments for a task's `compile` setting, None for no compiling.
 
-    false/null: eager; true: torch.compile's defaults; or one of its modes by name.
+    false/null: eager; true: torch.compile's defaults; one of its modes by name; or `cudagraphs`.
     `reduce-overhead` generates fused kernels (Inductor) and replays the net's forward and
     backward as CUDA graphs, which takes away the per-kernel launch cost that bounds small
     nets on a GPU. `cudagraphs` replays the net's own kernels as CUDA graphs, with no code
