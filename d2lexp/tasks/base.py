@@ -1,6 +1,7 @@
 """What every d2lexp task shares: the injected optimizer and scheduler, optional
-`torch.compile`, a step-level loss curve that costs no per-step sync, stopping on a
-non-finite loss, and exact mid-epoch resumption of the epoch's running metrics."""
+`torch.compile`, cuDNN autotuning kept to the shapes a run is made of, a step-level loss
+curve that costs no per-step sync, stopping on a non-finite loss, and exact mid-epoch
+resumption of the epoch's running metrics."""
 
 from __future__ import annotations
 
@@ -49,6 +50,53 @@ def compile_options(setting: bool | str | None) -> dict[str, Any] | None:
     )
 
 
+def batch_input_shape(batch: Any) -> tuple[int, ...] | None:
+    """The shape of a batch's input tensor (its first element), None if it has none."""
+    x = batch[0] if isinstance(batch, (tuple, list)) and batch else batch
+    return tuple(x.shape) if isinstance(x, torch.Tensor) else None
+
+
+class AutotuneMainShapes:
+    """cuDNN autotuning (`trainer.benchmark`) for the input shapes a run is made of, and cuDNN's
+    heuristic choice of algorithm for everything else.
+
+    Autotuning times every algorithm of every conv layer, forward and backward, the first time
+    it sees an input shape: seconds a shape (GoogLeNet's first training step took 10.5 s on an
+    H200, mostly this). A loader's first batch has the shape of all its batches but the last, so
+    the shape of each loop's first batch is tuned. Autotuning is paused (from a batch's start hook
+    to its end hook: forward, backward and optimizer step) for the rest: an epoch's smaller last
+    batch (60,000 mod 128 = 96 training images, 10,000 mod 128 = 16 test images), which runs once
+    an epoch, and whatever runs the net between a stage's setup and its first batch (the model
+    summary's one-example forward), which runs once.
+    """
+
+    def __init__(self) -> None:
+        self.tuned: set[tuple[int, ...]] = set()
+        self.paused = False
+
+    def pause(self) -> None:
+        if torch.backends.cudnn.benchmark:
+            torch.backends.cudnn.benchmark = False
+            self.paused = True
+
+    def resume(self) -> None:
+        if self.paused:
+            torch.backends.cudnn.benchmark = True
+            self.paused = False
+
+    def before_batch(self, batch: Any, batch_idx: int) -> None:
+        self.resume()
+        if not torch.backends.cudnn.benchmark:  # autotuning off: nothing to keep to
+            return
+        shape = batch_input_shape(batch)
+        if shape is None:
+            return
+        if batch_idx == 0 or not self.tuned:  # a loop's first batch (or a resumed run's)
+            self.tuned.add(shape)
+        elif shape not in self.tuned:
+            self.pause()
+
+
 class Task(pl.LightningModule):
     """Base LightningModule: trains `self.net` with an optimizer built from a partial.
 
@@ -77,6 +125,7 @@ class Task(pl.LightningModule):
         self.diverged: str | None = None  # why training stopped, if the loss stopped being finite
         self._train_metrics: tuple[Metric, ...] = ()
         self._resumed_epoch: int | None = None
+        self._autotune = AutotuneMainShapes()
 
     def track_train_metrics(self, *metrics: Metric) -> None:
         """Metrics that accumulate over a training epoch. They are saved in checkpoints, so a
@@ -97,6 +146,39 @@ class Task(pl.LightningModule):
 
     def on_train_epoch_end(self) -> None:
         self._resumed_epoch = None
+
+    # Each loop's batch hooks keep cuDNN autotuning to the run's main shapes (`AutotuneMainShapes`).
+    def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
+        self._autotune.before_batch(batch, batch_idx)
+
+    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
+        self._autotune.resume()
+
+    def on_validation_batch_start(self, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> None:
+        self._autotune.before_batch(batch, batch_idx)
+
+    def on_validation_batch_end(self, outputs: Any, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> None:
+        self._autotune.resume()
+
+    def on_test_batch_start(self, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> None:
+        self._autotune.before_batch(batch, batch_idx)
+
+    def on_test_batch_end(self, outputs: Any, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> None:
+        self._autotune.resume()
+
+    def on_predict_batch_start(self, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> None:
+        self._autotune.before_batch(batch, batch_idx)
+
+    def on_predict_batch_end(self, outputs: Any, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> None:
+        self._autotune.resume()
+
+    def setup(self, stage: str) -> None:
+        self._autotune.pause()  # until the first batch
+
+    def teardown(self, stage: str) -> None:
+        # As the stage found it. (Lightning skips this hook when a stage fails; a Trainer built
+        # with `benchmark` sets the flag again.)
+        self._autotune.resume()
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["d2lexp_task"] = {"epoch": self.current_epoch}

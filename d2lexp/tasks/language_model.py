@@ -67,6 +67,7 @@ class LanguageModelTask(Task):
         self._state: dict[str, State | None] = {"train": None, "val": None}
 
     def setup(self, stage: str) -> None:
+        super().setup(stage)
         vocab = getattr(self.trainer.datamodule, "vocab", None)
         size = getattr(self.net, "vocab_size", None)
         if vocab is not None and size is not None and size != len(vocab):

@@ -135,3 +135,45 @@ def test_gpu_compiled_training_replays_cuda_graphs(make_cfg, setting):
     counters = torch._dynamo.utils.counters
     assert counters["stats"]["unique_graphs"] == 1 and not counters["inductor"]["cudagraph_skips"], dict(counters)
     assert record["status"] == "done" and record["test/acc"] > 0.5, record  # chance is 0.1
+
+
+def test_cudnn_autotunes_only_the_shapes_a_run_is_made_of(make_cfg):
+    """With trainer.benchmark (the GPU preset), each loop's full batches run with cuDNN
+    autotuning, and an epoch's smaller last batch (forward, backward and optimizer step) and the
+    model summary's one-example forward with autotuning paused: tuning their shapes would cost
+    seconds for one step an epoch, or one forward a run. Autotuning is as it was after the run.
+    On the CPU the flag is only a flag: what is checked is its value while each batch runs."""
+    seen: list[tuple[str, int, bool]] = []  # (pass, batch size, cudnn.benchmark) as the net ran
+
+    class Probe(pl.Callback):
+        def on_fit_start(self, trainer, task):
+            def forward(module, args):
+                seen.append(("train" if module.training else "eval", args[0].shape[0], torch.backends.cudnn.benchmark))
+
+            def backward(module, grad_input, grad_output):
+                seen.append(("backward", grad_output[0].shape[0], torch.backends.cudnn.benchmark))
+
+            task.net.register_forward_pre_hook(forward)
+            task.net.register_full_backward_hook(backward)
+
+        def on_before_optimizer_step(self, trainer, task, optimizer):
+            seen.append(("optimizer step", -1, torch.backends.cudnn.benchmark))
+
+    before = torch.backends.cudnn.benchmark
+    try:
+        # 600 training images in batches of 256: 256, 256, 88; 300 test images: 256, 44.
+        cfg = make_cfg("experiment=d2l/lenet", "trainer.benchmark=true", "data.train_subset=600", "data.test_subset=300",
+                       "trainer.max_epochs=2", "callbacks.progress_bar=null")  # fmt: skip
+        record = train(cfg, callbacks=[Probe()])
+        assert record["status"] == "done"
+        assert torch.backends.cudnn.benchmark, "autotuning was left paused after the run"
+    finally:
+        torch.backends.cudnn.benchmark = before
+    steps = [s for s in seen if s[0] == "optimizer step"]
+    assert len(steps) == 6 and [b for *_, b in steps] == [True, True, False] * 2, steps
+    runs = [s for s in seen if s[0] != "optimizer step"]
+    assert {s for s in runs if s[1] == 256} == {("train", 256, True), ("backward", 256, True), ("eval", 256, True)}
+    assert {s for s in runs if s[1] != 256} == {("train", 88, False), ("backward", 88, False), ("eval", 44, False),
+                                                ("eval", 1, False)}  # fmt: skip
+    # validation after each epoch and the final test each ran both shapes
+    assert sum(s == ("eval", 44, False) for s in runs) == 3 and sum(s == ("train", 88, False) for s in runs) == 2
