@@ -43,6 +43,8 @@ def main() -> None:
     parser.add_argument("--cnn-batches", type=int, help="CNNs: batches per epoch (default: whole epochs); for quick CPU runs")
     parser.add_argument("--cnn-profile-steps", type=int, default=0,
                         help="CNNs: also profile this many steady-state steps of d2lexp and the ceiling (where the time goes)")
+    parser.add_argument("--cnn-odd-batch", action="store_true",
+                        help="CNNs: also time a new batch shape's first training step, autotuned by cuDNN and on its heuristics")
     parser.add_argument("--override", action="append", default=[], help="extra d2lexp config override (repeatable)")
     parser.add_argument("--json", type=Path, help="write the results here")
     args = parser.parse_args()

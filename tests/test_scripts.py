@@ -20,7 +20,7 @@ def run(args: list[str], data_dir, tmp_path, timeout: int = 600) -> subprocess.C
 def test_cnn_benchmark_runs_and_writes_json(data_dir, tmp_path):
     out = tmp_path / "bench.json"
     result = run([sys.executable, "scripts/benchmark.py", "cnn", "--cnn-presets", "lenet", "--cnn-batches", "3",
-                  "--cnn-profile-steps", "3", "--json", str(out)], data_dir, tmp_path)  # fmt: skip
+                  "--cnn-profile-steps", "3", "--cnn-odd-batch", "--json", str(out)], data_dir, tmp_path)  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
     row = json.loads(out.read_text())["cnn"]["presets"]["lenet"]
     assert row["resolution"] == 28 and row["batch_size"] == 256 and row["forward_flops_per_example"] == 833_040
@@ -36,6 +36,9 @@ def test_cnn_benchmark_runs_and_writes_json(data_dir, tmp_path):
         assert profile["steps"] == 3 and profile["device_ms_per_step"] is None  # the CPU: no device
         assert any("convolution" in op for op in profile["top_host_ops_ms_per_step"]), profile
         assert profile["graph_replays_per_step"] == 0  # no CUDA graphs on a CPU
+    # a new batch shape's training step (60,000 mod 256 = 96 examples, less one or two), each way, twice
+    assert set(row["odd_batch"]) == {f"{way}_{when}_step_seconds" for way in ("autotuned", "heuristic") for when in ("first", "again")}
+    assert all(seconds > 0 for seconds in row["odd_batch"].values()) and "on heuristics" in result.stdout
 
 
 def test_cnn_benchmark_reports_what_compile_made(data_dir, tmp_path):

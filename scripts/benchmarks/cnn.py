@@ -17,7 +17,9 @@ ratio to the blocks around it.
 It also reports d2lexp's peak memory and the achieved TFLOP/s, from the FLOPs torch's
 counter gives one example (training = 3 x the forward FLOPs), and with
 `--cnn-profile-steps N` where each step's time goes (step_profile.py): the device's busy
-time per step against the wall time, for d2lexp and the ceiling.
+time per step against the wall time, for d2lexp and the ceiling. With `--cnn-odd-batch`, what
+an epoch's smaller last batch costs on its first step when cuDNN autotunes its new shape, and
+on cuDNN's heuristics, as d2lexp runs it (`odd_batch_seconds`).
 """
 
 from __future__ import annotations
@@ -44,30 +46,66 @@ def device_overrides(device: torch.device) -> list[str]:
     return ["trainer=gpu"] if device.type == "cuda" else ["trainer.accelerator=cpu"]
 
 
-def ceiling_step(cfg: Any, device: torch.device) -> Callable[[], None]:
-    """One step of the minimal loop: synthetic batches on the device, autocast as d2lexp's precision."""
-    from d2lexp.train import build_net
+class MinimalLoop:
+    """The minimal training loop: synthetic batches already on the device, autocast as d2lexp's
+    precision, channels_last, the same net, optimizer and (unless `compile=False`) compile setting."""
 
-    net = build_net(cfg).to(device).to(memory_format=torch.channels_last)
-    options = compile_options(cfg.task.get("compile"))
-    if options is not None:
-        net = torch.compile(net, **options)
-    optimizer = torch.optim.SGD(net.parameters(), lr=cfg.optimizer.lr)
-    size = cfg.data.resize or 28
-    x = torch.rand(cfg.data.batch_size, 1, size, size, device=device).contiguous(memory_format=torch.channels_last)
-    y = torch.randint(0, 10, (cfg.data.batch_size,), device=device)
-    bf16 = str(cfg.trainer.precision).startswith("bf16")
+    def __init__(self, cfg: Any, device: torch.device, compile: bool = True) -> None:
+        from d2lexp.train import build_net
 
-    def step() -> None:
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
-            loss = F.cross_entropy(net(x), y)
-        optimizer.zero_grad(set_to_none=True)
+        net = build_net(cfg).to(device).to(memory_format=torch.channels_last)
+        options = compile_options(cfg.task.get("compile")) if compile else None
+        self.net = torch.compile(net, **options) if options is not None else net
+        self.optimizer = torch.optim.SGD(net.parameters(), lr=cfg.optimizer.lr)
+        size = cfg.data.resize or 28
+        self.x = torch.rand(cfg.data.batch_size, 1, size, size, device=device).contiguous(memory_format=torch.channels_last)
+        self.y = torch.randint(0, 10, (cfg.data.batch_size,), device=device)
+        self.device_type, self.bf16 = device.type, str(cfg.trainer.precision).startswith("bf16")
+
+    def step(self, batch_size: int | None = None) -> None:
+        """One training step on the whole synthetic batch, or on its first `batch_size` examples."""
+        x, y = (self.x, self.y) if batch_size is None else (self.x[:batch_size], self.y[:batch_size])
+        with torch.autocast(self.device_type, dtype=torch.bfloat16, enabled=self.bf16):
+            loss = F.cross_entropy(self.net(x), y)
+        self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        optimizer.step()
+        self.optimizer.step()
 
-    for _ in range(5):  # warm-up: autotuning, allocator, compilation
+
+def ceiling_step(cfg: Any, device: torch.device) -> Callable[[], None]:
+    """The ceiling's step (`MinimalLoop`), warmed up: autotuning, allocator, compilation."""
+    step = MinimalLoop(cfg, device).step
+    for _ in range(5):
         step()
     return step
+
+
+def odd_batch_seconds(cfg: Any, device: torch.device) -> dict[str, float]:
+    """What an epoch's smaller last batch costs (eager, the minimal loop, cuDNN autotuning on
+    as `trainer=gpu` sets it), in seconds per training step at a shape not seen before and at
+    that shape again: with autotuning, and on cuDNN's heuristic choice, which is what d2lexp
+    gives it (`AutotuneMainShapes`). Two fresh sizes just under the epoch's remainder
+    (60,000 mod the batch size), one per way, so neither finds the other's cache."""
+    timings: dict[str, float] = {}
+    step = MinimalLoop(cfg, device, compile=False).step
+    before = torch.backends.cudnn.benchmark
+    try:
+        torch.backends.cudnn.benchmark = True
+        for _ in range(3):  # the main shape, tuned: what the run is made of
+            step()
+        remainder = 60_000 % cfg.data.batch_size
+        remainder = remainder if remainder > 2 else cfg.data.batch_size // 2  # a batch size that divides the split
+        for way, size, autotune in (("autotuned", remainder - 1, True), ("heuristic", remainder - 2, False)):
+            torch.backends.cudnn.benchmark = autotune
+            for when in ("first", "again"):
+                synchronize(device)
+                start = time.perf_counter()
+                step(size)
+                synchronize(device)
+                timings[f"{way}_{when}_step_seconds"] = time.perf_counter() - start
+    finally:
+        torch.backends.cudnn.benchmark = before
+    return timings
 
 
 def ceiling_block(step: Callable[[], None], batch_size: int, device: torch.device, batches: int) -> float:
@@ -267,6 +305,11 @@ def run(args: Any) -> dict[str, Any]:
             with tempfile.TemporaryDirectory() as tmp:
                 d2lexp_profile = profile_d2lexp(d2lexp_config([*window, f"paths.output_dir={tmp}"]), device, warmup, steps)
             results[preset]["profile"] = {"d2lexp": d2lexp_profile, "ceiling": ceiling_profile}
+        if args.cnn_odd_batch:
+            results[preset]["odd_batch"] = odd = odd_batch_seconds(cfg, device)
+            log(f"  {preset}: a new batch shape's first training step {odd['autotuned_first_step_seconds']:.3f} s autotuned, "
+                f"{odd['heuristic_first_step_seconds']:.3f} s on heuristics; again: {odd['autotuned_again_step_seconds']:.4f} "
+                f"and {odd['heuristic_again_step_seconds']:.4f} s")  # fmt: skip
     log(
         "\n| model | resolution | d2lexp ex/s | ceiling ex/s | book-style ex/s | d2lexp/ceiling | d2lexp/book-style "
         "| peak memory | TFLOP/s |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|"
