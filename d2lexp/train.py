@@ -189,9 +189,11 @@ def train(cfg: DictConfig, callbacks: list | None = None, net: Any = None) -> di
         loggers = build_loggers(cfg)
         # No profiler asked for: Lightning's own no-op one, minus its cost per hook (d2lexp.profilers).
         no_profiler = cfg.trainer.get("profiler") is None and not cfg.trainer.get("barebones")
+        # Deterministic runs do without cuDNN autotuning, which picks algorithms by timing them.
+        deterministic = bool(cfg.trainer.get("deterministic"))
         trainer: pl.Trainer = instantiate(
             cfg.trainer, callbacks=callbacks, logger=loggers or False, _convert_="all",
-            **({"profiler": NoProfiler()} if no_profiler else {}),
+            **({"profiler": NoProfiler()} if no_profiler else {}), **({"benchmark": False} if deterministic else {}),
         )  # fmt: skip
         refuse_relaunching_sweeps(trainer)
         save(record)  # "running": a run killed from now on shows as interrupted in reports
