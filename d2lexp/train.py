@@ -145,6 +145,7 @@ def train(cfg: DictConfig, callbacks: list | None = None, net: Any = None) -> di
 
     from lightning.pytorch.utilities import rank_zero_only
 
+    from d2lexp.callbacks.checkpoint import BackgroundCheckpointIO
     from d2lexp.checkpoint import check_fits, find_checkpoint, load_checkpoint
     from d2lexp.errors import TrainingDiverged
     from d2lexp.inspect import count_macs
@@ -194,6 +195,7 @@ def train(cfg: DictConfig, callbacks: list | None = None, net: Any = None) -> di
         trainer: pl.Trainer = instantiate(
             cfg.trainer, callbacks=callbacks, logger=loggers or False, _convert_="all",
             **({"profiler": NoProfiler()} if no_profiler else {}), **({"benchmark": False} if deterministic else {}),
+            plugins=[BackgroundCheckpointIO()],  # d2lexp's checkpoint callbacks write while training goes on
         )  # fmt: skip
         refuse_relaunching_sweeps(trainer)
         save(record)  # "running": a run killed from now on shows as interrupted in reports
