@@ -6,12 +6,12 @@ import lightning.pytorch as pl
 import pytest
 import torch
 from torch import nn
-from torch._dynamo.testing import CompileCounter
+from torch._dynamo.testing import CompileCounter, CompileCounterWithBackend
 
 from d2lexp.errors import ConfigError
 from d2lexp.tasks.base import compile_options
 from d2lexp.tasks.classification import ClassificationTask
-from d2lexp.train import train
+from d2lexp.train import build_net, build_task, train
 
 
 def test_compile_settings_map_to_torch_compile_arguments():
@@ -70,3 +70,22 @@ def test_each_run_in_a_process_compiles_its_net_however_many_came_before():
         task.on_fit_start()
         task(torch.rand(2, 4))
         assert frames.frame_count == depth, f"run {depth} of this process did not compile its net"
+
+
+@pytest.mark.parametrize("preset", ["lenet", "alexnet", "vgg", "nin", "googlenet", "lenet_bn", "resnet18", "densenet"])
+def test_every_cnn_preset_compiles_to_one_graph(make_cfg, preset):
+    """What `task.compile` makes of each CNN of the chapter, on the CPU: dynamo traces the whole
+    net as one graph, forward and backward (AOT autograd, as the GPU's `cudagraphs` and Inductor
+    backends do), with no graph break. On a GPU one graph is what lets a training step replay as
+    one CUDA graph: each break would run eager Python between graphs."""
+    cfg = make_cfg(f"experiment=d2l/{preset}")
+    task = build_task(cfg, build_net(cfg))
+    graphs = CompileCounterWithBackend("aot_eager")
+    task.compile_options = {"backend": graphs, "dynamic": False}
+    torch._dynamo.utils.counters.clear()
+    task.on_fit_start()
+    size = cfg.data.resize or 28
+    task.train()
+    task(torch.rand(2, 1, size, size)).sum().backward()
+    assert graphs.frame_count == 1 and not torch._dynamo.utils.counters["graph_break"], dict(torch._dynamo.utils.counters["graph_break"])
+    assert all(p.grad is not None for p in task.net.parameters())
