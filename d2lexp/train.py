@@ -195,7 +195,8 @@ def train(cfg: DictConfig, callbacks: list | None = None, net: Any = None) -> di
         trainer: pl.Trainer = instantiate(
             cfg.trainer, callbacks=callbacks, logger=loggers or False, _convert_="all",
             **({"profiler": NoProfiler()} if no_profiler else {}), **({"benchmark": False} if deterministic else {}),
-            plugins=[BackgroundCheckpointIO()],  # d2lexp's checkpoint callbacks write while training goes on
+            # d2lexp's checkpoint callbacks write while training goes on (unless plugins are configured)
+            **({} if cfg.trainer.get("plugins") else {"plugins": [BackgroundCheckpointIO()]}),
         )  # fmt: skip
         refuse_relaunching_sweeps(trainer)
         save(record)  # "running": a run killed from now on shows as interrupted in reports

@@ -82,7 +82,7 @@ def ceiling_step(cfg: Any, device: torch.device) -> Callable[[], None]:
 
 def odd_batch_seconds(cfg: Any, device: torch.device) -> dict[str, float]:
     """What an epoch's smaller last batch costs (eager, the minimal loop, cuDNN autotuning on
-    as `trainer=gpu` sets it), in seconds per training step at a shape not seen before and at
+    as d2lexp's GPU runs have it), in seconds per training step at a shape not seen before and at
     that shape again: with autotuning, and on cuDNN's heuristic choice, which is what d2lexp
     gives it (`AutotuneMainShapes`). Two fresh sizes just under the epoch's remainder
     (60,000 mod the batch size), one per way, so neither finds the other's cache."""
