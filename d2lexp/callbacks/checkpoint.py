@@ -49,8 +49,19 @@ def _replace_with_link(source: str, target: str) -> None:
     os.replace(temporary, target)
 
 
-def _host_copy(tensor: torch.Tensor) -> torch.Tensor:
-    return tensor.detach().to("cpu", copy=True)
+def _host_snapshot(checkpoint: dict[str, Any]) -> dict[str, Any]:
+    """The checkpoint with each tensor copied to host memory, once: tensors that are one
+    (a tied weight under two names) stay one in the copy, as torch.save keeps them in a file."""
+    copies: dict[tuple[Any, ...], torch.Tensor] = {}
+
+    def copy(tensor: torch.Tensor) -> torch.Tensor:
+        storage = (tensor.device, tensor.untyped_storage().data_ptr(), tensor.storage_offset())
+        key = (*storage, tensor.shape, tensor.stride(), tensor.dtype)
+        if key not in copies:
+            copies[key] = tensor.detach().to("cpu", copy=True)
+        return copies[key]
+
+    return apply_to_collection(checkpoint, torch.Tensor, copy)
 
 
 class BackgroundCheckpointIO(TorchCheckpointIO):
@@ -94,7 +105,7 @@ class BackgroundCheckpointIO(TorchCheckpointIO):
             else:  # object stores: Lightning's own writing
                 super().save_checkpoint(checkpoint, path)
             return
-        snapshot = apply_to_collection(checkpoint, torch.Tensor, _host_copy)  # before training changes it
+        snapshot = _host_snapshot(checkpoint)  # before training changes it
         if self._last_save is not None:
             self._last_save.result()  # one save in memory at a time
         self._last_save = self._submit(self._write, snapshot, str(path))

@@ -73,14 +73,16 @@ def test_the_background_writer_saves_the_state_of_the_moment_in_order(tmp_path):
     weights = torch.zeros(1000)
     first, linked, second = tmp_path / "a" / "first.ckpt", tmp_path / "a" / "linked.ckpt", tmp_path / "second.ckpt"
     with io.writing_in_background():
-        io.save_checkpoint({"w": weights}, first)
+        io.save_checkpoint({"w": weights, "tied": weights.detach()}, first)
         weights += 1  # training goes on: the file must hold the zeros
         io.link_checkpoint(str(first), str(linked))
         io.save_checkpoint({"w": weights}, second)
     io.remove_checkpoint(first)  # after the link: linked.ckpt keeps the data
     io.wait()
     assert not first.exists() and not list(tmp_path.glob("**/*.tmp"))
-    assert torch.equal(torch.load(linked, weights_only=True)["w"], torch.zeros(1000))
+    saved = torch.load(linked, weights_only=True)
+    assert torch.equal(saved["w"], torch.zeros(1000))
+    assert saved["tied"].untyped_storage().data_ptr() == saved["w"].untyped_storage().data_ptr()  # still one tensor
     assert torch.equal(torch.load(second, weights_only=True)["w"], torch.ones(1000))
     io.save_checkpoint({"w": weights * 2}, second)  # outside writing_in_background: done on return
     assert torch.equal(torch.load(second, weights_only=True)["w"], torch.full((1000,), 2.0))
@@ -106,3 +108,14 @@ def test_a_failed_background_write_is_raised_and_stops_later_operations(tmp_path
         io.teardown()
     # the writer failed, so it removed nothing: the older checkpoint stays, the newer was never written
     assert sorted(p.name for p in tmp_path.iterdir()) == ["epoch000.ckpt"]
+
+
+def test_a_tied_weight_is_one_tensor_in_the_runs_checkpoint(make_cfg):
+    """The parameter-tying MLP of d2l ch. 6.2: its shared layer appears under two names in the
+    state dict, and the checkpoint written in the background keeps it one tensor, as torch.save
+    keeps it in a synchronous write."""
+    record = train(make_cfg("model=tied_mlp", "data.train_subset=512", "data.test_subset=256", "trainer.max_epochs=1"))
+    state = torch.load(record["last_checkpoint"], weights_only=True)["state_dict"]
+    shared = [key for key in state if key.endswith("weight") and state[key].shape == (256, 256)]
+    assert len(shared) == 2, list(state)
+    assert state[shared[0]].untyped_storage().data_ptr() == state[shared[1]].untyped_storage().data_ptr()
