@@ -141,10 +141,11 @@ def plot(rows: list[dict[str, Any]], path: Path) -> None:
     fig.savefig(path, dpi=110)
 
 
-def write_report(sweep_dir: str | Path) -> dict[str, Path]:
-    """Write report.md, report.csv and report.png into `sweep_dir`; return their paths."""
+def write_report(sweep_dir: str | Path, rows: list[dict[str, Any]] | None = None) -> dict[str, Path]:
+    """Write report.md, report.csv and report.png into `sweep_dir`; return their paths.
+    `rows`: the sweep's jobs, if the caller has collected them already."""
     sweep_dir = Path(sweep_dir)
-    rows = collect(sweep_dir)
+    rows = collect(sweep_dir) if rows is None else rows
     paths = {kind: sweep_dir / f"report.{kind}" for kind in ("md", "csv", "png")}
     paths["md"].write_text(f"# Sweep {sweep_dir}\n\n{summary(rows)}\n\n{markdown_table(rows)}\n\n![curves](report.png)\n")
     with paths["csv"].open("w", newline="") as f:
@@ -172,8 +173,8 @@ class SweepReport(Callback):
         sweep_dir = Path(config.hydra.sweep.dir)
         if not sweep_dir.is_dir():
             return
-        paths = write_report(sweep_dir)
         rows = collect(sweep_dir)
+        paths = write_report(sweep_dir, rows)
         log.info("Sweep report: %s (table), %s (curves)", paths["md"], paths["png"])
         print(f"{summary(rows)}\n{markdown_table(rows)}")
         not_done = [r for r in rows if r.get("status") != "done"]
@@ -187,8 +188,8 @@ def main(argv: list[str] | None = None) -> None:
     args = sys.argv[1:] if argv is None else argv
     if len(args) != 1 or not Path(args[0]).is_dir():
         raise SystemExit("usage: python -m d2lexp.report <sweep folder>  (e.g. outputs/multirun/2026-11-26/12-00-00)")
-    paths = write_report(args[0])
     rows = collect(args[0])
+    paths = write_report(args[0], rows)
     print(f"{summary(rows)}\n{markdown_table(rows)}")
     print(f"\nwrote {paths['md']}, {paths['csv']}, {paths['png']}")
 

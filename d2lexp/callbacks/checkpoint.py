@@ -98,9 +98,10 @@ class BackgroundCheckpointIO(TorchCheckpointIO):
     def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Any | None = None) -> None:
         if storage_options is not None:  # as TorchCheckpointIO does
             raise TypeError(f"{type(self).__name__} does not take storage_options, got {storage_options!r}.")
-        if not self._background or not _is_local_file_protocol(str(path)):
+        local = _is_local_file_protocol(str(path))
+        if not (self._background and local):
             self.wait()  # after the operations asked for before it
-            if _is_local_file_protocol(str(path)):
+            if local:
                 self._write(checkpoint, str(path))
             else:  # object stores: Lightning's own writing
                 super().save_checkpoint(checkpoint, path)
