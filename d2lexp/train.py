@@ -92,6 +92,18 @@ def build_callbacks(cfg: DictConfig) -> list:
     return callbacks
 
 
+def with_progress_bar(callbacks: list, cfg: DictConfig) -> tuple[list, bool]:
+    """The callbacks, and whether the Trainer shows a progress bar: only one configured in
+    `callbacks`. With none (`callbacks.progress_bar=null`) Lightning would add its own, redrawn
+    100 times a second on a thread that takes the GIL from the training loop; with
+    `trainer.enable_progress_bar=false` a configured one is dropped rather than refused."""
+    from lightning.pytorch.callbacks import ProgressBar
+
+    if not cfg.trainer.get("enable_progress_bar", True):
+        callbacks = [c for c in callbacks if not isinstance(c, ProgressBar)]
+    return callbacks, any(isinstance(c, ProgressBar) for c in callbacks)
+
+
 def build_loggers(cfg: DictConfig) -> list:
     return [instantiate(c, _convert_="all") for c in (cfg.get("logger") or {}).values() if c is not None]
 
@@ -186,7 +198,7 @@ def train(cfg: DictConfig, callbacks: list | None = None, net: Any = None) -> di
             ckpt_path = str(find_checkpoint(cfg.ckpt_path, cfg.paths.log_dir, exclude=output_dir))
             check_fits(load_checkpoint(ckpt_path), task, ckpt_path)
             record["resumed_from"] = ckpt_path
-        callbacks = [*(callbacks or []), *build_callbacks(cfg)]
+        callbacks, show_progress = with_progress_bar([*(callbacks or []), *build_callbacks(cfg)], cfg)
         loggers = build_loggers(cfg)
         # No profiler asked for: Lightning's own no-op one, minus its cost per hook (d2lexp.profilers).
         no_profiler = cfg.trainer.get("profiler") is None and not cfg.trainer.get("barebones")
@@ -194,6 +206,7 @@ def train(cfg: DictConfig, callbacks: list | None = None, net: Any = None) -> di
         deterministic = bool(cfg.trainer.get("deterministic"))
         trainer: pl.Trainer = instantiate(
             cfg.trainer, callbacks=callbacks, logger=loggers or False, _convert_="all",
+            enable_progress_bar=show_progress,
             **({"profiler": NoProfiler()} if no_profiler else {}), **({"benchmark": False} if deterministic else {}),
             # d2lexp's checkpoint callbacks write while training goes on (unless plugins are configured)
             **({} if cfg.trainer.get("plugins") else {"plugins": [BackgroundCheckpointIO()]}),

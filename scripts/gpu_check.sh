@@ -14,12 +14,14 @@
 #   scripts/gpu_check.sh --compile cudagraphs,reduce-overhead ... # then benchmark the launch-bound nets again, once per task.compile=MODE
 #   scripts/gpu_check.sh --compile-presets lenet,densenet ... # which nets --compile benchmarks (default: googlenet,densenet,nin,resnet18,lenet_bn,lenet)
 #   scripts/gpu_check.sh --bench-only ...             # only the benchmarks: no 10-epoch presets, no full VGG-11
+#   scripts/gpu_check.sh --skip-full-vgg ...          # no full VGG-11 (its peak memory is in the README)
 #   scripts/gpu_check.sh --smoke [OUT_DIR]            # anywhere, the CPU included: a few batches per preset, to prove it runs
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 SMOKE=0
 BENCH_ONLY=0
+FULL_VGG=1
 BENCH_ARGS=()
 PRESETS="lenet,alexnet,vgg,nin,googlenet,lenet_bn,resnet18,densenet"
 PRESET_OVERRIDES=()
@@ -37,6 +39,7 @@ while [[ "${1:-}" == --* ]]; do
     --compile) IFS=, read -r -a COMPILE_MODES <<< "$2"; shift 2 ;;
     --compile-presets) IFS=, read -r -a COMPILE_PRESETS <<< "$2"; shift 2 ;;
     --bench-only) BENCH_ONLY=1; shift ;;
+    --skip-full-vgg) FULL_VGG=0; shift ;;
     *) echo "unknown option $1" >&2; exit 2 ;;
   esac
 done
@@ -70,7 +73,9 @@ if (( ! BENCH_ONLY )); then
     || echo "some preset failed: see $OUT_DIR/presets.log and the report"
   echo "all presets: $SECONDS s of wall time" | tee "$OUT_DIR/presets_time.txt"
   python -m d2lexp.report "$OUT_DIR/presets" | tee "$OUT_DIR/presets_report.md"
+fi
 
+if (( ! BENCH_ONLY && FULL_VGG )); then
   echo "== the largest net: full VGG-11 at 224"
   python -m d2lexp model=vgg11 "${TRAINER[@]}" "${BIG_ARGS[@]}" trainer.max_epochs=1 trainer.limit_val_batches=2 test=false \
     callbacks.model_checkpoint=null callbacks.last_checkpoint=null "${QUIET[@]}" hydra.run.dir="$OUT_DIR/vgg11_full" 2>&1 \

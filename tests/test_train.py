@@ -1,9 +1,12 @@
 """End-to-end runs of the real pipeline on real Fashion-MNIST (small slices, few epochs)."""
 
 import json
+import threading
 
 import pytest
+import lightning.pytorch as pl
 import torch
+from lightning.pytorch.callbacks import RichProgressBar
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from tensorboard.plugins.hparams import plugin_data_pb2
 
@@ -156,3 +159,28 @@ def test_resuming_a_different_model_is_refused(make_cfg, lenet_run, tmp_path):
     with pytest.raises(CheckpointError, match="LeNet, which do not fit"):
         train(cfg)
     assert read_metrics(tmp_path / "run")["status"] == "failed"
+
+
+@pytest.mark.parametrize(
+    "overrides, bar",
+    [([], True), (["callbacks.progress_bar=null"], False), (["trainer.enable_progress_bar=false"], False)],
+    ids=["default", "progress_bar=null", "enable_progress_bar=false"],
+)
+def test_a_progress_bar_only_where_one_is_configured(make_cfg, overrides, bar):
+    """`callbacks.progress_bar=null` means no bar: not Lightning's own, whose thread redraws it 100
+    times a second and takes the GIL from the training loop. `trainer.enable_progress_bar=false`
+    drops the configured bar instead of failing on it."""
+    seen = {}
+
+    class Probe(pl.Callback):
+        def on_train_batch_end(self, trainer, *args):
+            seen["bar"] = trainer.progress_bar_callback
+            seen["redraw_threads"] = [t for t in threading.enumerate() if type(t).__name__.endswith("RefreshThread")]
+
+    cfg = make_cfg("experiment=d2l/softmax", "data.train_subset=512", "trainer.max_epochs=1", "test=false",
+                   "callbacks.model_summary=null", *overrides, quiet=False)  # fmt: skip
+    assert train(cfg, callbacks=[Probe()])["status"] == "done"
+    if bar:
+        assert isinstance(seen["bar"], RichProgressBar) and seen["bar"].refresh_rate <= 2  # redraws a second
+    else:
+        assert seen["bar"] is None and not seen["redraw_threads"]
