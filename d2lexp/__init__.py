@@ -20,3 +20,21 @@ def process_start_time() -> float:
         return _time.time() - age
     except (OSError, ValueError, IndexError, AttributeError):
         return IMPORT_TIME
+
+
+_run_start: float | None = None
+
+
+def begin_run() -> float:
+    """Start the clock of a run's start-up (`train` calls it first): the first run of a process
+    counts from the process's start (imports included), each later one (a sweep's next job,
+    a benchmark's next preset) from its own start. Returns that start (Unix time)."""
+    global _run_start
+    _run_start = process_start_time() if _run_start is None else _time.time()
+    return _run_start
+
+
+def run_start_time() -> float:
+    """Where the current run's start-up began (see `begin_run`)."""
+    return process_start_time() if _run_start is None else _run_start
+

@@ -18,6 +18,7 @@ from typing import Any
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
+import d2lexp
 from d2lexp import config as _schemas  # noqa: F401  (registers the typed schemas with Hydra)
 from d2lexp.errors import D2lexpError
 
@@ -165,6 +166,7 @@ def train(cfg: DictConfig, callbacks: list | None = None, net: Any = None) -> di
     from d2lexp.profilers import NoProfiler
     from d2lexp.run_record import hparams_of, summary_line, write_metrics
 
+    d2lexp.begin_run()
     quiet_lightning()
     output_dir = Path(cfg.paths.output_dir)
     choices = hydra_choices()

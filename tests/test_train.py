@@ -2,6 +2,7 @@
 
 import json
 import threading
+import time
 
 import pytest
 import lightning.pytorch as pl
@@ -184,3 +185,13 @@ def test_a_progress_bar_only_where_one_is_configured(make_cfg, overrides, bar):
         assert isinstance(seen["bar"], RichProgressBar) and seen["bar"].refresh_rate <= 2  # redraws a second
     else:
         assert seen["bar"] is None and not seen["redraw_threads"]
+
+
+def test_each_run_of_a_process_times_its_own_startup(make_cfg, tmp_path):
+    """A sweep's later jobs (and a benchmark's later presets) run in the same process: their
+    start-up is counted from their own start, not from the process's."""
+    quick = ["experiment=d2l/softmax", "data.train_subset=512", "trainer.max_epochs=1", "test=false"]
+    train(make_cfg(*quick, output_dir=tmp_path / "first"))
+    started = time.time()
+    second = train(make_cfg(*quick, output_dir=tmp_path / "second"))
+    assert 0 < second["startup_seconds"] < time.time() - started

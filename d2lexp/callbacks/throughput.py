@@ -93,8 +93,8 @@ class Throughput(pl.Callback):
 
     @property
     def startup_seconds(self) -> float | None:
-        """Seconds from the start of the process to the first training step."""
-        return None if self.first_step_time is None else self.first_step_time - d2lexp.process_start_time()
+        """Seconds from the run's start (the process's, for its first run) to the first training step."""
+        return None if self.first_step_time is None else self.first_step_time - d2lexp.run_start_time()
 
     @property
     def items_per_second(self) -> float | None:
