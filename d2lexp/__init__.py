@@ -37,4 +37,3 @@ def begin_run() -> float:
 def run_start_time() -> float:
     """Where the current run's start-up began (see `begin_run`)."""
     return process_start_time() if _run_start is None else _run_start
-

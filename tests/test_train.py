@@ -4,8 +4,8 @@ import json
 import threading
 import time
 
-import pytest
 import lightning.pytorch as pl
+import pytest
 import torch
 from lightning.pytorch.callbacks import RichProgressBar
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
