@@ -25,13 +25,12 @@ def process_start_time() -> float:
 _run_start: float | None = None
 
 
-def begin_run() -> float:
+def begin_run() -> None:
     """Start the clock of a run's start-up (`train` calls it first): the first run of a process
     counts from the process's start (imports included), each later one (a sweep's next job,
-    a benchmark's next preset) from its own start. Returns that start (Unix time)."""
+    a benchmark's next preset) from its own start."""
     global _run_start
     _run_start = process_start_time() if _run_start is None else _time.time()
-    return _run_start
 
 
 def run_start_time() -> float:
