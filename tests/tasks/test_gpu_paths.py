@@ -51,36 +51,72 @@ def test_resize_and_channels_last_happen_on_the_batch(make_cfg, data_dir):
     assert task(x).shape == (8, 10)
 
 
+class StepCycles(pl.Callback):
+    """Watches whole step cycles: from one training batch's start hook to the next one's. A cycle
+    holds the step itself, every callback's batch-end hook, Lightning's bookkeeping between
+    steps, and the next batch's gather and device transforms. `open_window` and `close_window`
+    (subclasses') start and stop watching; `close_window` returns what the cycle did. Cycles
+    that end an epoch, and those of the steps that write the step loss, are left out: they
+    read values by design. Listed first, so its batch-start hook runs before the others'."""
+
+    def __init__(self, skip_first: int = 0) -> None:
+        self.skip_first = skip_first  # steps left out at the start (cuDNN autotunes the first ones)
+        self.cycles: list = []
+        self._open = False
+
+    def open_window(self) -> None: ...
+
+    def close_window(self) -> object: ...
+
+    def _close(self) -> object | None:
+        if not self._open:
+            return None
+        self._open = False
+        return self.close_window()
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        seen = self._close()
+        step = trainer.global_step - 1  # the step the closing cycle trained (global_step counts it)
+        if seen is not None and step >= self.skip_first and step % trainer.log_every_n_steps:
+            self.cycles.append(seen)
+        self._open = True
+        self.open_window()
+
+    def on_train_epoch_end(self, trainer, pl_module):
+        self._close()  # the epoch's metrics are read here, by design
+
+    def on_exception(self, trainer, pl_module, exception):
+        self._close()
+
+
 def test_training_steps_never_read_values_back_to_the_host(make_cfg, monkeypatch):
     """On a GPU, reading a tensor's value (item, float, bool, tolist, .cpu()) waits for the
-    device. Outside the steps that write the step loss, no training step may do it."""
-    reads: list[str] = []
+    device. Outside the steps that write the step loss, no step cycle may do it: not the step,
+    not the hooks after it, not the next batch's gather and transforms."""
     originals = {name: getattr(torch.Tensor, name) for name in ("item", "__float__", "__int__", "__bool__", "tolist", "cpu", "numpy")}
 
-    def spy(name):
-        def method(self, *args, **kwargs):
-            reads.append(name)
-            return originals[name](self, *args, **kwargs)
+    class Watch(StepCycles):
+        def open_window(self):
+            self.reads: list[str] = []
+            for name, original in originals.items():
+                monkeypatch.setattr(torch.Tensor, name, self.spy(name, original))
 
-        return method
+        def spy(self, name, original):
+            def method(tensor, *args, **kwargs):
+                self.reads.append(name)
+                return original(tensor, *args, **kwargs)
 
-    per_step: list[int] = []
+            return method
 
-    class Watch(pl.Callback):
-        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
-            reads.clear()
-            for name in originals:
-                monkeypatch.setattr(torch.Tensor, name, spy(name))
-
-        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        def close_window(self):
             monkeypatch.undo()
-            if (trainer.global_step - 1) % trainer.log_every_n_steps:  # global_step already counts this step
-                per_step.append(len(reads))
+            return self.reads
 
-    cfg = make_cfg("experiment=d2l/lenet", "data.train_subset=2560", "data.test_subset=512", "trainer.max_epochs=1",
-                   "trainer.log_every_n_steps=4", "callbacks.progress_bar=null")  # fmt: skip
-    train(cfg, callbacks=[Watch()])
-    assert len(per_step) >= 7 and sum(per_step) == 0, per_step
+    watch = Watch()
+    cfg = make_cfg("experiment=d2l/lenet", "data.train_subset=2560", "data.test_subset=512", "trainer.max_epochs=2",
+                   "trainer.log_every_n_steps=4", quiet=False)  # fmt: skip  (the default progress bar and model summary too)
+    train(cfg, callbacks=[watch])
+    assert len(watch.cycles) >= 12 and not any(watch.cycles), watch.cycles
 
 
 @pytest.mark.skipif(not CUDA, reason="needs a GPU")
@@ -94,27 +130,26 @@ def test_gpu_preset_runs_bf16_on_the_gpu(make_cfg):
 @pytest.mark.skipif(not CUDA, reason="needs a GPU")
 def test_gpu_training_steps_never_wait_for_the_device(make_cfg):
     """CUDA's own detector of synchronising calls, on the real GPU pipeline: apart from the
-    steps that write the step loss (and the first ones, where cuDNN autotunes), no training
-    step makes the host wait for the device."""
-    per_step: list[list[str]] = []
+    steps that write the step loss (and the first ones, where cuDNN autotunes), no step cycle
+    makes the host wait for the device."""
 
-    class Watch(pl.Callback):  # listed first: its batch-start hook runs before the others'
-        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+    class Watch(StepCycles):
+        def open_window(self):
             self.catcher = warnings.catch_warnings(record=True)
             self.caught = self.catcher.__enter__()
             warnings.simplefilter("always")
             torch.cuda.set_sync_debug_mode("warn")
 
-        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        def close_window(self):
             torch.cuda.set_sync_debug_mode("default")
             self.catcher.__exit__(None, None, None)
-            if trainer.global_step > 3 and (trainer.global_step - 1) % trainer.log_every_n_steps:
-                per_step.append([str(w.message)[:200] for w in self.caught if "synchroniz" in str(w.message)])
+            return [str(w.message)[:200] for w in self.caught if "synchroniz" in str(w.message)]
 
+    watch = Watch(skip_first=3)
     cfg = make_cfg("experiment=d2l/lenet", "trainer=gpu", "trainer.accelerator=gpu", "data.train_subset=5120",
                    "data.test_subset=512", "trainer.max_epochs=1", "trainer.log_every_n_steps=4")  # fmt: skip
-    train(cfg, callbacks=[Watch()])
-    assert len(per_step) >= 10 and not any(per_step), per_step
+    train(cfg, callbacks=[watch])
+    assert len(watch.cycles) >= 10 and not any(watch.cycles), watch.cycles
 
 
 def test_gpu_preset_settings():
