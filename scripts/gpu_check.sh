@@ -15,6 +15,8 @@
 #   scripts/gpu_check.sh --compile-presets lenet,densenet ... # which nets --compile benchmarks (default: googlenet,densenet,nin,resnet18,lenet_bn,lenet)
 #   scripts/gpu_check.sh --bench-only ...             # only the benchmarks: no 10-epoch presets, no full VGG-11
 #   scripts/gpu_check.sh --skip-full-vgg ...          # no full VGG-11 (its peak memory is in the README)
+#   scripts/gpu_check.sh --sweep 'experiment=d2l/nin trainer.precision=32-true,bf16-mixed seed=1,2' ...
+#                                                     # after the presets, one more sweep (repeatable): its report is sweep_N_report.md
 #   scripts/gpu_check.sh --smoke [OUT_DIR]            # anywhere, the CPU included: a few batches per preset, to prove it runs
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -27,6 +29,7 @@ PRESETS="lenet,alexnet,vgg,nin,googlenet,lenet_bn,resnet18,densenet"
 PRESET_OVERRIDES=()
 COMPILE_MODES=()
 COMPILE_PRESETS=(googlenet densenet nin resnet18 lenet_bn lenet)  # the nets whose steps are bound by kernel launches, by their share of the chapter
+SWEEPS=()
 while [[ "${1:-}" == --* ]]; do
   case "$1" in
     --smoke) SMOKE=1; shift ;;
@@ -40,6 +43,7 @@ while [[ "${1:-}" == --* ]]; do
     --compile-presets) IFS=, read -r -a COMPILE_PRESETS <<< "$2"; shift 2 ;;
     --bench-only) BENCH_ONLY=1; shift ;;
     --skip-full-vgg) FULL_VGG=0; shift ;;
+    --sweep) SWEEPS+=("$2"); shift 2 ;;
     *) echo "unknown option $1" >&2; exit 2 ;;
   esac
 done
@@ -74,6 +78,18 @@ if (( ! BENCH_ONLY )); then
   echo "all presets: $SECONDS s of wall time" | tee "$OUT_DIR/presets_time.txt"
   python -m d2lexp.report "$OUT_DIR/presets" | tee "$OUT_DIR/presets_report.md"
 fi
+
+SWEEP_NUMBER=0
+for SWEEP in "${SWEEPS[@]}"; do
+  SWEEP_NUMBER=$((SWEEP_NUMBER + 1))
+  echo "== sweep $SWEEP_NUMBER: $SWEEP"
+  read -r -a SWEEP_ARGS <<< "$SWEEP"
+  python -m d2lexp -m "${SWEEP_ARGS[@]}" "${TRAINER[@]}" "${RUN_ARGS[@]}" "${QUIET[@]}" \
+    hydra.sweep.dir="$OUT_DIR/sweep_$SWEEP_NUMBER" 2>&1 | grep -v "$NO_TABLES" > "$OUT_DIR/sweep_$SWEEP_NUMBER.log" \
+    || echo "some job of sweep $SWEEP_NUMBER failed: see $OUT_DIR/sweep_$SWEEP_NUMBER.log and the report"
+  { echo "sweep $SWEEP_NUMBER: $SWEEP"; python -m d2lexp.report "$OUT_DIR/sweep_$SWEEP_NUMBER"; } \
+    | tee "$OUT_DIR/sweep_${SWEEP_NUMBER}_report.md"
+done
 
 if (( ! BENCH_ONLY && FULL_VGG )); then
   echo "== the largest net: full VGG-11 at 224"

@@ -76,8 +76,11 @@ def test_overhead_benchmark_runs_and_writes_json(data_dir, tmp_path):
 
 @pytest.mark.slow
 def test_gpu_check_smoke_runs_every_preset(data_dir, tmp_path):
-    result = run(["bash", "scripts/gpu_check.sh", "--smoke", str(tmp_path)], data_dir, tmp_path, timeout=1200)
+    sweep = "experiment=d2l/lenet seed=1,2"
+    result = run(["bash", "scripts/gpu_check.sh", "--smoke", "--sweep", sweep, str(tmp_path)], data_dir, tmp_path, timeout=1200)
     assert result.returncode == 0, result.stderr[-3000:]
     report = (tmp_path / "presets_report.md").read_text()
     assert report.count("| done |") == 8 and (tmp_path / "benchmark.json").is_file()
+    sweep_report = (tmp_path / "sweep_1_report.md").read_text()
+    assert sweep in sweep_report and sweep_report.count("| done |") == 2 and "seed=2" in sweep_report
     assert "full VGG-11 at 224: status done" in (tmp_path / "vgg11_full.txt").read_text()
