@@ -69,12 +69,18 @@ fi
 QUIET=(callbacks.progress_bar=null)
 NO_TABLES='^[│┃┏┡└]'  # Rich's model-summary boxes: long, and the report says it better
 
+# sweep NAME OVERRIDES...: one `python -m d2lexp -m` sweep (trainer=gpu, or the CPU's few batches with
+# --smoke; no progress bar), into $OUT_DIR/NAME, its log in $OUT_DIR/NAME.log.
+sweep() {
+  local name="$1"; shift
+  python -m d2lexp -m "${TRAINER[@]}" "${RUN_ARGS[@]}" "${QUIET[@]}" "$@" hydra.sweep.dir="$OUT_DIR/$name" 2>&1 \
+    | grep -v "$NO_TABLES" > "$OUT_DIR/$name.log" || echo "some job of $name failed: see $OUT_DIR/$name.log and the report"
+}
+
 if (( ! BENCH_ONLY )); then
   echo "== the CNN presets, 10 epochs each"
   SECONDS=0
-  python -m d2lexp -m "experiment=$(sed 's/[^,]*/d2l\/&/g' <<< "$PRESETS")" "${TRAINER[@]}" "${RUN_ARGS[@]}" "${QUIET[@]}" \
-    "${PRESET_OVERRIDES[@]}" hydra.sweep.dir="$OUT_DIR/presets" 2>&1 | grep -v "$NO_TABLES" > "$OUT_DIR/presets.log" \
-    || echo "some preset failed: see $OUT_DIR/presets.log and the report"
+  sweep presets "experiment=$(sed 's/[^,]*/d2l\/&/g' <<< "$PRESETS")" "${PRESET_OVERRIDES[@]}"
   echo "all presets: $SECONDS s of wall time" | tee "$OUT_DIR/presets_time.txt"
   python -m d2lexp.report "$OUT_DIR/presets" | tee "$OUT_DIR/presets_report.md"
 fi
@@ -84,9 +90,7 @@ for SWEEP in "${SWEEPS[@]}"; do
   SWEEP_NUMBER=$((SWEEP_NUMBER + 1))
   echo "== sweep $SWEEP_NUMBER: $SWEEP"
   read -r -a SWEEP_ARGS <<< "$SWEEP"
-  python -m d2lexp -m "${SWEEP_ARGS[@]}" "${TRAINER[@]}" "${RUN_ARGS[@]}" "${QUIET[@]}" \
-    hydra.sweep.dir="$OUT_DIR/sweep_$SWEEP_NUMBER" 2>&1 | grep -v "$NO_TABLES" > "$OUT_DIR/sweep_$SWEEP_NUMBER.log" \
-    || echo "some job of sweep $SWEEP_NUMBER failed: see $OUT_DIR/sweep_$SWEEP_NUMBER.log and the report"
+  sweep "sweep_$SWEEP_NUMBER" "${SWEEP_ARGS[@]}"
   { echo "sweep $SWEEP_NUMBER: $SWEEP"; python -m d2lexp.report "$OUT_DIR/sweep_$SWEEP_NUMBER"; } \
     | tee "$OUT_DIR/sweep_${SWEEP_NUMBER}_report.md"
 done
