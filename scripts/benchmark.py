@@ -45,6 +45,8 @@ def main() -> None:
                         help="CNNs: also profile this many steady-state steps of d2lexp and the ceiling (where the time goes)")
     parser.add_argument("--cnn-odd-batch", action="store_true",
                         help="CNNs: also time a new batch shape's first training step, autotuned by cuDNN and on its heuristics")
+    parser.add_argument("--cnn-lightning-floor", action="store_true",
+                        help="CNNs: also time the ceiling's step in a barebones Lightning Trainer (Lightning's own share of d2lexp's gap)")
     parser.add_argument("--override", action="append", default=[], help="extra d2lexp config override (repeatable)")
     parser.add_argument("--json", type=Path, help="write the results here")
     args = parser.parse_args()

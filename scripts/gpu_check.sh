@@ -11,6 +11,7 @@
 #   scripts/gpu_check.sh --bench-presets lenet,vgg ... # only these nets in the benchmark (default: all eight)
 #   scripts/gpu_check.sh --profile-steps 20 ...       # the benchmark also profiles 20 steps per net: where the time goes
 #   scripts/gpu_check.sh --odd-batch ...             # the benchmark also times a new batch shape's first step, autotuned and on heuristics
+#   scripts/gpu_check.sh --lightning-floor ...       # the benchmark also times the ceiling's step in a barebones Lightning Trainer
 #   scripts/gpu_check.sh --compile cudagraphs,reduce-overhead ... # then benchmark the launch-bound nets again, once per task.compile=MODE
 #   scripts/gpu_check.sh --compile-presets lenet,densenet ... # which nets --compile benchmarks (default: googlenet,densenet,nin,resnet18,lenet_bn,lenet)
 #   scripts/gpu_check.sh --bench-only ...             # only the benchmarks: no 10-epoch presets, no full VGG-11
@@ -39,6 +40,7 @@ while [[ "${1:-}" == --* ]]; do
     --presets-override) PRESET_OVERRIDES+=("$2"); shift 2 ;;
     --profile-steps) BENCH_ARGS+=(--cnn-profile-steps "$2"); shift 2 ;;
     --odd-batch) BENCH_ARGS+=(--cnn-odd-batch); shift ;;
+    --lightning-floor) BENCH_ARGS+=(--cnn-lightning-floor); shift ;;
     --compile) IFS=, read -r -a COMPILE_MODES <<< "$2"; shift 2 ;;
     --compile-presets) IFS=, read -r -a COMPILE_PRESETS <<< "$2"; shift 2 ;;
     --bench-only) BENCH_ONLY=1; shift ;;
@@ -54,7 +56,7 @@ PY="${PYTHON:-$(command -v python || command -v python3)}"  # some images have o
 python() { "$PY" "$@"; }
 
 if (( SMOKE )); then
-  BENCH_ARGS=(--cnn-batches 2 --rounds 1 --cnn-presets lenet alexnet resnet18 --cnn-profile-steps 2 --cnn-odd-batch)
+  BENCH_ARGS=(--cnn-batches 2 --rounds 1 --cnn-presets lenet alexnet resnet18 --cnn-profile-steps 2 --cnn-odd-batch --cnn-lightning-floor)
   COMPILE_PRESETS=(lenet)  # the quickest to compile
   RUN_ARGS=(trainer.accelerator=cpu trainer.max_epochs=1 trainer.limit_train_batches=2
             trainer.limit_val_batches=1 trainer.limit_test_batches=1 data.batch_size=16)

@@ -20,7 +20,7 @@ def run(args: list[str], data_dir, tmp_path, timeout: int = 600) -> subprocess.C
 def test_cnn_benchmark_runs_and_writes_json(data_dir, tmp_path):
     out = tmp_path / "bench.json"
     result = run([sys.executable, "scripts/benchmark.py", "cnn", "--cnn-presets", "lenet", "--cnn-batches", "3",
-                  "--cnn-profile-steps", "3", "--cnn-odd-batch", "--json", str(out)], data_dir, tmp_path)  # fmt: skip
+                  "--cnn-profile-steps", "3", "--cnn-odd-batch", "--cnn-lightning-floor", "--json", str(out)], data_dir, tmp_path)  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
     row = json.loads(out.read_text())["cnn"]["presets"]["lenet"]
     assert row["resolution"] == 28 and row["batch_size"] == 256 and row["forward_flops_per_example"] == 833_040
@@ -30,6 +30,12 @@ def test_cnn_benchmark_runs_and_writes_json(data_dir, tmp_path):
     assert row["d2lexp"] == statistics.median(row["d2lexp_epochs"])
     assert row["ceiling"] == statistics.median(row["ceiling_blocks"])
     assert "| lenet | 28 |" in result.stdout and row["compiled"] is None  # eager
+    # Lightning's floor took turns with the ceiling the same way; d2lexp/floor is the two ratios to the ceiling, divided
+    floor = row["lightning_floor"]
+    assert len(floor["epochs"]) == 3 and len(floor["ceiling_blocks"]) == 4 and floor["rate"] == statistics.median(floor["epochs"])
+    assert all(rate > 0 for rate in floor["epochs"])  # it trained: examples counted off the batches it stepped on
+    assert floor["d2lexp_vs_floor"] == pytest.approx(row["d2lexp_vs_ceiling"] / floor["vs_ceiling"])
+    assert "| lenet | " in result.stdout.split("Lightning floor ex/s")[1]
     # the step profile: three steps of each loop, with LeNet's convolutions among the host's costliest ops
     for loop in ("d2lexp", "ceiling"):
         profile = row["profile"][loop]

@@ -19,24 +19,30 @@ counter gives one example (training = 3 x the forward FLOPs), and with
 `--cnn-profile-steps N` where each step's time goes (step_profile.py): the device's busy
 time per step against the wall time, for d2lexp and the ceiling. With `--cnn-odd-batch`, what
 an epoch's smaller last batch costs on its first step when cuDNN autotunes its new shape, and
-on cuDNN's heuristics, as d2lexp runs it (`odd_batch_seconds`).
+on cuDNN's heuristics, as d2lexp runs it (`odd_batch_seconds`). With `--cnn-lightning-floor`, a
+fourth rate: the ceiling's step as a bare LightningModule in `Trainer(barebones=True)` over the
+same on-device tensors (`lightning_floor`), taking turns with the ceiling as d2lexp does. It
+splits d2lexp's gap to the ceiling into Lightning's own loop (floor / ceiling) and what d2lexp
+adds to it (d2lexp / floor): the first no change to d2lexp can close.
 """
 
 from __future__ import annotations
 
 import functools
+import itertools
 import statistics
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
+import lightning.pytorch as pl
 import torch
 import torch.nn.functional as F
 
 from benchmarks.common import book_train_epoch, d2lexp_config, log
 from benchmarks.step_profile import profile_d2lexp, profile_loop
-from d2lexp.callbacks.throughput import synchronize
+from d2lexp.callbacks.throughput import Throughput, synchronize
 from d2lexp.tasks.base import compile_options
 
 PRESETS = ["lenet", "alexnet", "vgg", "nin", "googlenet", "lenet_bn", "resnet18", "densenet"]
@@ -119,34 +125,31 @@ def ceiling_block(step: Callable[[], None], batch_size: int, device: torch.devic
 
 
 class Alternate:
-    """A Lightning callback that times a block of the ceiling's steps before each of d2lexp's
-    timed epochs and once after the last, and reads d2lexp's epoch rates off its Throughput.
+    """A Lightning callback that times a block of the ceiling's steps before each timed epoch of
+    a Lightning run (d2lexp's, or the Lightning floor's) and once after the last, and reads the
+    run's epoch rates off its epoch timer (d2lexp's `Throughput`, or `EpochTimer`).
 
     A GPU host's speed drifts between and within lease calls by more than the gaps being
     measured (1.5x between two calls, once), so the two loops take turns epoch by epoch in one
     process: each d2lexp epoch sits between two ceiling blocks. The blocks run outside d2lexp's
     timed window: this callback comes before Throughput, which syncs the device and starts its
     clock after it. The ceiling is built (and warmed up) when epoch 1 starts, so epoch 0,
-    d2lexp's warm-up, ran alone: its peak memory is d2lexp's own.
+    the run's warm-up, ran alone: its peak memory is the run's own.
     """
 
     def __init__(self, make_step: Callable[[], Callable[[], None]], batch_size: int, device: torch.device, batches: int) -> None:
         self.make_step, self.batch_size, self.device, self.batches = make_step, batch_size, device, batches
         self.step: Callable[[], None] | None = None
         self.ceiling_setup_seconds: float | None = None  # its build and warm-up steps: its compile, if any
-        self.d2lexp_peak_memory_gb: float | None = None
+        self.peak_memory_gb: float | None = None  # the run's, before the ceiling was built
         self.ceiling_rates: list[float] = []
-        self.d2lexp_rates: list[float] = []
+        self.rates: list[float] = []  # the run's timed epochs
 
     def block(self) -> float:
         assert self.step is not None
         return ceiling_block(self.step, self.batch_size, self.device, self.batches)
 
-    def callback(self) -> Any:
-        import lightning.pytorch as pl
-
-        from d2lexp.callbacks.throughput import Throughput
-
+    def callback(self) -> pl.Callback:
         outer = self
 
         class AlternateCallback(pl.Callback):
@@ -155,7 +158,7 @@ class Alternate:
                     return
                 if outer.step is None:
                     if outer.device.type == "cuda":
-                        outer.d2lexp_peak_memory_gb = torch.cuda.max_memory_allocated(outer.device) / 2**30
+                        outer.peak_memory_gb = torch.cuda.max_memory_allocated(outer.device) / 2**30
                     start = time.perf_counter()
                     outer.step = outer.make_step()
                     outer.ceiling_setup_seconds = time.perf_counter() - start
@@ -163,18 +166,83 @@ class Alternate:
 
             def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
                 if outer.step is None:
-                    raise RuntimeError("the d2lexp run ended before its second epoch: the ceiling never ran")
+                    raise RuntimeError("the run ended before its second epoch: the ceiling never ran")
                 outer.ceiling_rates.append(outer.block())
-                throughput = next(c for c in trainer.callbacks if isinstance(c, Throughput))
-                timed = zip(throughput.epoch_items[1:], throughput.epoch_seconds[1:], strict=True)
-                outer.d2lexp_rates = [items / seconds for items, seconds in timed]
+                timer = next(c for c in trainer.callbacks if isinstance(c, (Throughput, EpochTimer)))
+                timed = zip(timer.epoch_items[1:], timer.epoch_seconds[1:], strict=True)
+                outer.rates = [items / seconds for items, seconds in timed]
 
         return AlternateCallback()
 
     def ratios(self) -> list[float]:
-        """Each timed d2lexp epoch's rate over the mean rate of the two ceiling blocks around it."""
+        """Each timed epoch's rate over the mean rate of the two ceiling blocks around it."""
         around = zip(self.ceiling_rates, self.ceiling_rates[1:])
-        return [rate / ((before + after) / 2) for rate, (before, after) in zip(self.d2lexp_rates, around, strict=True)]
+        return [rate / ((before + after) / 2) for rate, (before, after) in zip(self.rates, around, strict=True)]
+
+
+class EpochTimer(pl.Callback):
+    """Examples and wall seconds of each training epoch, the device synchronised at both ends:
+    d2lexp's `Throughput` without its logging, which a barebones Trainer refuses."""
+
+    def __init__(self) -> None:
+        self.epoch_items: list[int] = []
+        self.epoch_seconds: list[float] = []
+
+    def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        synchronize(pl_module.device)
+        self._start, self._items = time.perf_counter(), 0
+
+    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int) -> None:
+        self._items += int(batch[0].shape[0])
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        synchronize(pl_module.device)
+        self.epoch_seconds.append(time.perf_counter() - self._start)
+        self.epoch_items.append(self._items)
+
+
+class FloorTask(pl.LightningModule):
+    """The ceiling's training step (its net, optimizer and batch) as a bare LightningModule."""
+
+    def __init__(self, loop: MinimalLoop) -> None:
+        super().__init__()
+        self.net, self.optimizer = loop.net, loop.optimizer
+
+    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        x, y = batch
+        return F.cross_entropy(self.net(x), y)
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        return self.optimizer
+
+
+class SameBatch:
+    """`batches` times the ceiling's synthetic batch, already on the device: a loader that costs nothing."""
+
+    def __init__(self, loop: MinimalLoop, batches: int) -> None:
+        self.batch, self.batches = (loop.x, loop.y), batches
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        return itertools.repeat(self.batch, self.batches)
+
+    def __len__(self) -> int:
+        return self.batches
+
+
+def lightning_floor(cfg: Any, device: torch.device, batches: int, rounds: int, ceiling: Callable[[], None]) -> Alternate:
+    """Lightning's floor for this net: the ceiling's step, net, precision, memory format and batch
+    in a barebones Trainer (no logger, progress bar, checkpoints, metrics or callbacks but the
+    timers), `rounds` timed epochs of `batches` after a warm-up one, taking turns with blocks of
+    the ceiling's `ceiling` step. Returns the `Alternate` that holds both loops' rates."""
+    loop = MinimalLoop(cfg, device)
+    alternate = Alternate(lambda: ceiling, cfg.data.batch_size, device, batches)
+    trainer = pl.Trainer(
+        accelerator="gpu" if device.type == "cuda" else "cpu", devices=1, precision=cfg.trainer.precision,
+        benchmark=cfg.trainer.get("benchmark"), max_epochs=1 + rounds, barebones=True,
+        callbacks=[alternate.callback(), EpochTimer()],  # the ceiling's block first, outside the timed epoch
+    )  # fmt: skip
+    trainer.fit(FloorTask(loop), train_dataloaders=SameBatch(loop, batches))
+    return alternate
 
 
 def compile_counts() -> dict[str, int]:
@@ -228,6 +296,16 @@ def _busy(profile: dict[str, Any]) -> str:
     return "-" if profile["device_ms_per_step"] is None else f"{profile['device_ms_per_step']:.2f}"
 
 
+def log_floors(results: dict[str, Any]) -> None:
+    """d2lexp's gap to the ceiling, split: Lightning's own loop, and what d2lexp adds to it."""
+    log("\n| model | d2lexp ex/s | Lightning floor ex/s | ceiling ex/s | floor/ceiling | d2lexp/floor | d2lexp/ceiling |"
+        "\n|---|---:|---:|---:|---:|---:|---:|")  # fmt: skip
+    for preset, r in results.items():
+        floor = r["lightning_floor"]
+        log(f"| {preset} | {r['d2lexp']:,.0f} | {floor['rate']:,.0f} | {r['ceiling']:,.0f} | {floor['vs_ceiling']:.2f}x | "
+            f"{floor['d2lexp_vs_floor']:.2f}x | {r['d2lexp_vs_ceiling']:.2f}x |")  # fmt: skip
+
+
 def log_profiles(results: dict[str, Any]) -> None:
     """Where each step's time goes: wall time (unprofiled) against the device's busy time."""
     log(
@@ -266,8 +344,10 @@ def run(args: Any) -> dict[str, Any]:
             record = train(d2lexp_config([*overrides, epochs, f"paths.output_dir={tmp}"]), callbacks=[alternate.callback()])
         compiled = compile_counts() if cfg.task.get("compile") else None
         minimal_step = alternate.step
-        d2lexp, ceiling = statistics.median(alternate.d2lexp_rates), statistics.median(alternate.ceiling_rates)
+        assert minimal_step is not None
+        d2lexp, ceiling = statistics.median(alternate.rates), statistics.median(alternate.ceiling_rates)
         ratios = alternate.ratios()
+        floor = lightning_floor(cfg, device, batches, args.rounds, minimal_step) if args.cnn_lightning_floor else None
         book = None if args.skip_book_style else book_style_rate(cfg, device, args.data_dir, args.cnn_batches)
         flops = counted_flops(cfg)
         results[preset] = {
@@ -279,16 +359,25 @@ def run(args: Any) -> dict[str, Any]:
             "ceiling": ceiling,  # the median of its blocks
             "book_style": book,
             "d2lexp_vs_ceiling": statistics.median(ratios),  # of each epoch against the blocks around it
-            "d2lexp_epochs": alternate.d2lexp_rates,
+            "d2lexp_epochs": alternate.rates,
             "ceiling_blocks": alternate.ceiling_rates,
             "d2lexp_vs_book_style": d2lexp / book if book else None,
             "first_step_seconds": record.get("first_step_seconds"),  # compilation and autotuning, not in the rates
             "ceiling_setup_seconds": alternate.ceiling_setup_seconds,  # the same for the ceiling, and its 5 warm-up steps
             "compiled": compiled,  # d2lexp's and the ceiling's graphs together
-            "peak_memory_gb": alternate.d2lexp_peak_memory_gb,  # d2lexp alone: its warm-up epoch
+            "peak_memory_gb": alternate.peak_memory_gb,  # d2lexp alone: its warm-up epoch
             "forward_flops_per_example": flops,
             "achieved_tflops": 3 * flops * d2lexp / 1e12,
         }
+        if floor is not None:
+            floor_vs_ceiling = statistics.median(floor.ratios())
+            results[preset]["lightning_floor"] = {
+                "rate": statistics.median(floor.rates),
+                "epochs": floor.rates,
+                "ceiling_blocks": floor.ceiling_rates,
+                "vs_ceiling": floor_vs_ceiling,  # of each epoch against the blocks around it, as d2lexp's
+                "d2lexp_vs_floor": results[preset]["d2lexp_vs_ceiling"] / floor_vs_ceiling,  # both against the ceiling
+            }
         book_text = f"{book:,.0f}" if book else "not run"
         spread = " ".join(f"{r:.2f}" for r in ratios)
         compiled_text = "" if compiled is None else (
@@ -296,6 +385,9 @@ def run(args: Any) -> dict[str, Any]:
             f"{compiled['cudagraph_skips']} CUDA-graph skips; ceiling setup {alternate.ceiling_setup_seconds:.1f} s")
         log(f"  {preset}: d2lexp {d2lexp:,.0f}, ceiling {ceiling:,.0f}, book-style {book_text} examples/s; "
             f"d2lexp/ceiling per epoch {spread}; first step {record.get('first_step_seconds') or 0:.1f} s{compiled_text}")  # fmt: skip
+        if floor is not None:
+            log(f"  {preset}: Lightning's floor {statistics.median(floor.rates):,.0f} examples/s, floor/ceiling per epoch "
+                f"{' '.join(f'{r:.2f}' for r in floor.ratios())}")  # fmt: skip
         if args.cnn_profile_steps:
             warmup, steps = 10, args.cnn_profile_steps
             window = [*overrides, "trainer.max_epochs=1", f"trainer.limit_train_batches={warmup + steps + 1}"]
@@ -321,6 +413,8 @@ def run(args: Any) -> dict[str, Any]:
             f"| {preset} | {r['resolution']} | {r['d2lexp']:,.0f} | {r['ceiling']:,.0f} | {book} | "
             f"{r['d2lexp_vs_ceiling']:.2f}x | {vs_book} | {memory} | {r['achieved_tflops']:.2f} |"
         )
+    if args.cnn_lightning_floor:
+        log_floors(results)
     if args.cnn_profile_steps:
         log_profiles(results)
     return {"device": name, "presets": results}
