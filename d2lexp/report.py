@@ -6,7 +6,8 @@ writes into the sweep folder:
 
 - `report.md` and `report.csv`: one row per job (model, parameters, MACs per example,
   final train loss / train acc / test acc, best val acc, epochs, fit seconds, examples/s,
-  status: done / failed / diverged / interrupted);
+  status: done / failed / diverged / interrupted); above the table, how many finished, and
+  which collapsed (validation accuracy at the end under half its best);
 - `report.png`: the validation-accuracy curves of all jobs, and test accuracy against MACs.
 
 Failed jobs are rows like the others; they never hide the jobs that finished.
@@ -24,7 +25,7 @@ import yaml
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
-from d2lexp.run_record import METRICS_FILE, read_metrics
+from d2lexp.run_record import METRICS_FILE, collapse, read_metrics
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +73,7 @@ def collect(sweep_dir: str | Path) -> list[dict[str, Any]]:
             record = {"status": "failed", "error": f"no readable {METRICS_FILE}"}
         if record.get("status") == "running":
             record["status"] = "interrupted"
+        record["collapsed"] = collapse(record)  # also for runs older than metrics.json's "collapsed"
         rows.append({**record, "job": job_dir.name, "overrides": list(overrides or []), "dir": str(job_dir)})
     # What tells the jobs apart: the overrides not shared by all of them.
     shared = set.intersection(*(set(r["overrides"]) for r in rows)) if len(rows) > 1 else set()
@@ -102,7 +104,13 @@ def summary(rows: list[dict[str, Any]]) -> str:
     """How many jobs finished, and their fit time in total (a sweep of the book's chapter: the chapter's time)."""
     done = sum(r.get("status") == "done" for r in rows)
     fit = sum(r.get("fit_seconds") or 0 for r in rows)
-    return f"{done} of {len(rows)} jobs done; fit time in total {fit:.1f} s."
+    text = f"{done} of {len(rows)} jobs done; fit time in total {fit:.1f} s."
+    collapsed = [r for r in rows if r.get("collapsed")]
+    if collapsed:
+        text += " Collapsed (validation accuracy at the end under half its best): " + ", ".join(
+            f"job {r['job']} ({r['collapsed']['best']:.3f} -> {r['collapsed']['final']:.3f})" for r in collapsed
+        ) + "."
+    return text
 
 
 def _label(row: dict[str, Any]) -> str:

@@ -69,6 +69,33 @@ def read_metrics(run_dir: str | Path) -> dict[str, Any]:
     return json.loads((Path(run_dir) / METRICS_FILE).read_text())
 
 
+def collapse(record: dict[str, Any]) -> dict[str, Any] | None:
+    """A classifier whose validation accuracy ended under half its best had learned, then lost
+    it: its net collapsed (dead ReLUs, say: NiN with the book's recipe, now and then). Returns the
+    best and final accuracies and the best epoch, or None."""
+    final, best = to_float(record.get("val/acc")), to_float(record.get("val/acc_best"))
+    if final is None or best is None or not final < best / 2:
+        return None
+    history = record.get("history") or {}
+    accuracies, epochs = history.get("val/acc") or [], history.get("epoch") or []
+    best_epoch = next((e for e, a in zip(epochs, accuracies) if a is not None and a >= best), None)
+    return {"best": best, "best_epoch": best_epoch, "final": final}
+
+
+def collapse_warning(record: dict[str, Any]) -> str | None:
+    """What to tell the user about a collapsed run (see `collapse`), or None."""
+    fell = collapse(record)
+    if fell is None:
+        return None
+    at = "" if fell["best_epoch"] is None else f" (epoch {fell['best_epoch']})"
+    kept = record.get("best_checkpoint") or "its best checkpoint"
+    return (
+        f"{record.get('model', 'the model')}: validation accuracy fell from its best, {fell['best']:.3f}{at}, to "
+        f"{fell['final']:.3f} at the end: the training collapsed, and a test pass ran on the final weights. "
+        f"The best epoch's weights are kept in {kept}. Another run, or a lower learning rate, may not collapse."
+    )
+
+
 def summary_line(record: dict[str, Any]) -> str:
     """'lenet: 10 epochs, train loss 0.469, train acc 0.823, test acc 0.779, 8,800 examples/s, fit 80.1 s'."""
     parts = [f"{record.get('model', '?')}: {record.get('status', '?')}", f"{record.get('epochs', '?')} epochs"]

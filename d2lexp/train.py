@@ -164,7 +164,7 @@ def train(cfg: DictConfig, callbacks: list | None = None, net: Any = None) -> di
     from d2lexp.inspect import count_macs
     from d2lexp.outputs import UNWRITABLE, unwritable
     from d2lexp.profilers import NoProfiler
-    from d2lexp.run_record import hparams_of, summary_line, write_metrics
+    from d2lexp.run_record import collapse, collapse_warning, hparams_of, summary_line, write_metrics
 
     d2lexp.begin_run()
     quiet_lightning()
@@ -240,6 +240,9 @@ def train(cfg: DictConfig, callbacks: list | None = None, net: Any = None) -> di
         for callback in trainer.callbacks:  # what callbacks measured: throughput, history, samples, ...
             if callable(getattr(callback, "record", None)):
                 record.update(callback.record())
+        record["collapsed"] = collapse(record)
+        if record["collapsed"] and rank_zero_only.rank == 0:
+            log.warning(collapse_warning(record))
         _log_hparams(trainer, hparams_of(cfg, choices), record)
         if task.diverged:
             record["error"] = task.diverged

@@ -5,7 +5,8 @@ import csv
 import pytest
 from PIL import Image
 
-from d2lexp.report import collect, markdown_table
+from d2lexp.report import collect, markdown_table, summary
+from d2lexp.run_record import write_metrics
 from tests.test_cli import run_cli
 
 QUICK = ["data.train_subset=3000", "data.test_subset=1000", "trainer.max_epochs=2", "callbacks.progress_bar=null"]
@@ -58,3 +59,15 @@ def test_each_job_has_its_tensorboard_run(sweep):
     _, sweep_dir = sweep
     for job in ("0", "2"):
         assert list((sweep_dir / job / "tensorboard").glob("events.out.tfevents.*"))
+
+
+def test_the_summary_names_the_jobs_that_collapsed(tmp_path):
+    """A job whose validation accuracy ended under half its best (NiN's job 3 of an H200 chapter
+    run: 0.550 after its third epoch, then chance) is named above the table; one that only
+    wavered is not."""
+    history = {"epoch": [0, 1, 2, 3], "val/acc": [0.105, 0.454, 0.550, 0.100]}
+    write_metrics(tmp_path / "0", {"status": "done", "model": "nin", "val/acc": 0.100, "val/acc_best": 0.550, "history": history})
+    write_metrics(tmp_path / "1", {"status": "done", "model": "lenet", "val/acc": 0.79, "val/acc_best": 0.81})
+    rows = collect(tmp_path)
+    assert rows[0]["collapsed"] == {"best": 0.550, "best_epoch": 2, "final": 0.100} and rows[1]["collapsed"] is None
+    assert summary(rows).endswith("Collapsed (validation accuracy at the end under half its best): job 0 (0.550 -> 0.100).")

@@ -57,6 +57,29 @@ def test_each_model_learns_on_real_data(make_cfg, lenet_run, overrides, min_acc)
     assert record["train/loss"] < 2.0
 
 
+class KillHiddenUnits(pl.Callback):
+    """From the second epoch, every hidden ReLU of the MLP is dead (its bias far below any input),
+    as NiN's class-score ReLUs die when it collapses: the net's output is then its last layer's
+    bias, the same for every image, and no gradient reaches the hidden layer again."""
+
+    def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if trainer.current_epoch == 1:
+            hidden = next(m for m in pl_module.net.modules() if isinstance(m, torch.nn.Linear))
+            with torch.no_grad():
+                hidden.bias.fill_(-1e4)
+
+
+def test_a_run_that_collapses_says_so_and_keeps_its_best_weights(make_cfg, caplog):
+    record = train(make_cfg("experiment=d2l/mlp", *QUICK), callbacks=[KillHiddenUnits()])
+    assert record["status"] == "done"
+    collapsed = record["collapsed"]
+    assert collapsed["best_epoch"] == 0 and collapsed["best"] > 0.5 and collapsed["final"] < 0.2, collapsed  # chance: 0.1
+    assert record["test/acc"] < 0.2  # the test pass, as the book's, uses the final weights
+    assert "the training collapsed" in caplog.text and record["best_checkpoint"] in caplog.text
+    best = torch.load(record["best_checkpoint"], map_location="cpu", weights_only=True)
+    assert best["epoch"] == 0  # the weights of the epoch that scored best are not lost
+
+
 def test_metrics_json_records_the_run(lenet_run):
     out, record = lenet_run
     saved = json.loads((out / "metrics.json").read_text())
@@ -66,6 +89,7 @@ def test_metrics_json_records_the_run(lenet_run):
     assert saved["params"] == 61_706 and saved["model"] == "lenet" and saved["status"] == "done"
     assert saved["val/acc"] == pytest.approx(saved["test/acc"])  # validation is the test split by default
     assert saved["val/acc_best"] >= saved["val/acc"] - 1e-9
+    assert saved["collapsed"] is None  # it learned, and kept what it learned
     assert saved["fit_seconds"] > saved["train_seconds"] + saved["validation_seconds"]  # the rest: setup, checkpoints
     assert saved["train_seconds"] > saved["first_step_seconds"] > 0 and saved["validation_seconds"] > 0
     assert saved["startup_seconds"] > 0
