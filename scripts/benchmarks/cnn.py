@@ -131,9 +131,9 @@ class Alternate:
 
     A GPU host's speed drifts between and within lease calls by more than the gaps being
     measured (1.5x between two calls, once), so the two loops take turns epoch by epoch in one
-    process: each d2lexp epoch sits between two ceiling blocks. The blocks run outside d2lexp's
-    timed window: this callback comes before Throughput, which syncs the device and starts its
-    clock after it. The ceiling is built (and warmed up) when epoch 1 starts, so epoch 0,
+    process: each timed epoch sits between two ceiling blocks. The blocks run outside the run's
+    timed window: this callback comes before the run's timer, which syncs the device and starts
+    its clock after it. The ceiling is built (and warmed up) when epoch 1 starts, so epoch 0,
     the run's warm-up, ran alone: its peak memory is the run's own.
     """
 
