@@ -82,11 +82,8 @@ def collapse(record: dict[str, Any]) -> dict[str, Any] | None:
     return {"best": best, "best_epoch": best_epoch, "final": final}
 
 
-def collapse_warning(record: dict[str, Any]) -> str | None:
-    """What to tell the user about a collapsed run (see `collapse`), or None."""
-    fell = collapse(record)
-    if fell is None:
-        return None
+def collapse_warning(record: dict[str, Any], fell: dict[str, Any]) -> str:
+    """What to tell the user about a run that collapsed: `fell` is what `collapse` found in its record."""
     at = "" if fell["best_epoch"] is None else f" (epoch {fell['best_epoch']})"
     kept = record.get("best_checkpoint") or "its best checkpoint"
     return (

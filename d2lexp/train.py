@@ -242,7 +242,7 @@ def train(cfg: DictConfig, callbacks: list | None = None, net: Any = None) -> di
                 record.update(callback.record())
         record["collapsed"] = collapse(record)
         if record["collapsed"] and rank_zero_only.rank == 0:
-            log.warning(collapse_warning(record))
+            log.warning(collapse_warning(record, record["collapsed"]))
         _log_hparams(trainer, hparams_of(cfg, choices), record)
         if task.diverged:
             record["error"] = task.diverged
