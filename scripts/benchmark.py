@@ -40,7 +40,10 @@ def main() -> None:
     parser.add_argument("--lm-presets", nargs="+", default=list(language_models.PRESETS), choices=list(language_models.PRESETS))
     parser.add_argument("--lm-epochs", type=int, default=20, help="language models: timed epochs (8 minibatches each)")
     parser.add_argument("--cnn-presets", nargs="+", default=cnn.PRESETS, choices=cnn.PRESETS)
-    parser.add_argument("--cnn-batches", type=int, help="CNNs: batches per epoch (default: whole epochs); for quick CPU runs")
+    epoch_length = parser.add_mutually_exclusive_group()
+    epoch_length.add_argument("--cnn-batches", type=int, help="CNNs: batches per epoch (default: whole epochs); for quick CPU runs")
+    epoch_length.add_argument("--cnn-epoch-seconds", type=float,
+                              help="CNNs: as many batches per epoch (up to a whole one) as the ceiling runs in about this many seconds")
     parser.add_argument("--cnn-profile-steps", type=int, default=0,
                         help="CNNs: also profile this many steady-state steps of d2lexp and the ceiling (where the time goes)")
     parser.add_argument("--cnn-odd-batch", action="store_true",

@@ -6,6 +6,8 @@
 #
 #   scripts/gpu_check.sh [OUT_DIR]                    # on a GPU (results under OUT_DIR, default $OUT or outputs/gpu_check)
 #   scripts/gpu_check.sh --bench-batches 100 [OUT_DIR] # benchmark epochs cut to 100 batches (a time-boxed GPU lease)
+#   scripts/gpu_check.sh --bench-seconds 1 ...        # or cut to about 1 s each, however fast the net (small nets' epochs are not tiny)
+#   scripts/gpu_check.sh --bench-rounds 5 ...         # timed epochs per net in the benchmark (default 3): more, steadier medians
 #   scripts/gpu_check.sh --presets densenet,vgg ...   # only these presets for 10 epochs (default: all eight)
 #   scripts/gpu_check.sh --presets-override task.compile=reduce-overhead ... # an override for the 10-epoch presets (repeatable)
 #   scripts/gpu_check.sh --bench-presets lenet,vgg ... # only these nets in the benchmark (default: all eight)
@@ -35,6 +37,8 @@ while [[ "${1:-}" == --* ]]; do
   case "$1" in
     --smoke) SMOKE=1; shift ;;
     --bench-batches) BENCH_ARGS+=(--cnn-batches "$2"); shift 2 ;;
+    --bench-seconds) BENCH_ARGS+=(--cnn-epoch-seconds "$2"); shift 2 ;;
+    --bench-rounds) BENCH_ARGS+=(--rounds "$2"); shift 2 ;;
     --bench-presets) IFS=, read -r -a NAMES <<< "$2"; BENCH_ARGS+=(--cnn-presets "${NAMES[@]}"); shift 2 ;;
     --presets) PRESETS="$2"; shift 2 ;;
     --presets-override) PRESET_OVERRIDES+=("$2"); shift 2 ;;

@@ -24,6 +24,7 @@ def test_cnn_benchmark_runs_and_writes_json(data_dir, tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     row = json.loads(out.read_text())["cnn"]["presets"]["lenet"]
     assert row["resolution"] == 28 and row["batch_size"] == 256 and row["forward_flops_per_example"] == 833_040
+    assert row["batches_per_epoch"] == 3
     assert all(row[k] > 0 for k in ("d2lexp", "ceiling", "book_style"))
     # d2lexp's three timed epochs (--rounds' default) took turns with four ceiling blocks, one each side of each
     assert len(row["d2lexp_epochs"]) == 3 and len(row["ceiling_blocks"]) == 4
@@ -59,6 +60,20 @@ def test_cnn_benchmark_reports_what_compile_made(data_dir, tmp_path):
     assert row["compile"] == "cudagraphs" and row["ceiling_setup_seconds"] > 0
     assert row["compiled"]["graphs"] in (1, 2) and row["compiled"]["graph_breaks"] == 0, row["compiled"]
     assert row["compiled"]["cudagraph_skips"] >= 1 and "CUDA-graph skips" in result.stdout
+
+
+def test_cnn_benchmark_sizes_epochs_by_seconds(data_dir, tmp_path):
+    """--cnn-epoch-seconds picks the batches per epoch from the ceiling's rate, at least 2: a
+    millionth of a second asks for fewer than one batch, so every epoch and block has 2."""
+    out = tmp_path / "bench.json"
+    result = run([sys.executable, "scripts/benchmark.py", "cnn", "--cnn-presets", "lenet", "--cnn-epoch-seconds", "1e-6",
+                  "--rounds", "1", "--skip-book-style", "--json", str(out)], data_dir, tmp_path)  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    row = json.loads(out.read_text())["cnn"]["presets"]["lenet"]
+    assert row["batches_per_epoch"] == 2 and "lenet (2 batches an epoch)" in result.stdout
+    assert len(row["d2lexp_epochs"]) == 1 and len(row["ceiling_blocks"]) == 2
+    both = run([sys.executable, "scripts/benchmark.py", "cnn", "--cnn-batches", "3", "--cnn-epoch-seconds", "1"], data_dir, tmp_path)
+    assert both.returncode == 2 and "not allowed with" in both.stderr
 
 
 def test_overhead_benchmark_runs_and_writes_json(data_dir, tmp_path):

@@ -11,6 +11,8 @@ synchronised around every timed region:
 
 d2lexp and the ceiling take turns in one process (see `Alternate`): `--rounds` timed epochs of
 d2lexp after a warm-up one, a block of as many ceiling steps before, between and after them.
+Epochs are whole, or `--cnn-batches` long, or as long as the ceiling takes about
+`--cnn-epoch-seconds` to run (`batches_lasting`): short epochs are noisy.
 Each rate is the median of its epochs or blocks; d2lexp/ceiling is the median of each epoch's
 ratio to the blocks around it.
 
@@ -30,6 +32,7 @@ from __future__ import annotations
 
 import functools
 import itertools
+import math
 import statistics
 import tempfile
 import time
@@ -112,6 +115,32 @@ def odd_batch_seconds(cfg: Any, device: torch.device) -> dict[str, float]:
     finally:
         torch.backends.cudnn.benchmark = before
     return timings
+
+
+def batches_lasting(seconds: float, cfg: Any, device: torch.device, whole_epoch: int) -> int:
+    """Training batches for timed epochs of about `seconds` each, from the rate of the minimal
+    loop's eager step (timed in blocks that double until one lasts a quarter of a second), at
+    least 2 and at most `whole_epoch`.
+
+    A fixed count makes the epochs of a small net far shorter than those of a big one (50 batches:
+    0.12 s for LeNet on an H200, 1 s for GoogLeNet), and in a fraction of a second the host's
+    drift moves a rate by more than the gaps measured. A compiled or host-bound run's epochs come
+    out shorter or longer than `seconds`; what matters is that none is tiny."""
+    step = MinimalLoop(cfg, device, compile=False).step
+    for _ in range(3):  # autotuning, allocator
+        step()
+    steps, elapsed = 1, 0.0
+    while True:
+        synchronize(device)
+        start = time.perf_counter()
+        for _ in range(steps):
+            step()
+        synchronize(device)
+        elapsed = time.perf_counter() - start
+        if elapsed >= 0.25 or steps >= whole_epoch:
+            break
+        steps *= 2
+    return max(2, min(whole_epoch, math.ceil(seconds * steps / elapsed)))
 
 
 def ceiling_block(step: Callable[[], None], batch_size: int, device: torch.device, batches: int) -> float:
@@ -332,11 +361,16 @@ def run(args: Any) -> dict[str, Any]:
     log(f"\nThe CNN presets on {name} (torch {torch.__version__})")
     results: dict[str, Any] = {}
     for preset in args.cnn_presets:
-        limit = [f"trainer.limit_train_batches={args.cnn_batches}"] if args.cnn_batches else []
         overrides = [f"experiment=d2l/{preset}", f"paths.data_dir={args.data_dir}", *device_overrides(device),
-                     "test=false", "trainer.limit_val_batches=0", *limit, *args.override]  # fmt: skip
+                     "test=false", "trainer.limit_val_batches=0", *args.override]  # fmt: skip
         cfg = d2lexp_config(overrides)
-        batches = args.cnn_batches or 60_000 // cfg.data.batch_size
+        whole_epoch = 60_000 // cfg.data.batch_size
+        batches = args.cnn_batches or whole_epoch
+        if args.cnn_epoch_seconds:
+            batches = batches_lasting(args.cnn_epoch_seconds, cfg, device, whole_epoch)
+        if args.cnn_batches or args.cnn_epoch_seconds:
+            overrides.append(f"trainer.limit_train_batches={batches}")
+            cfg = d2lexp_config(overrides)
         alternate = Alternate(functools.partial(ceiling_step, cfg, device), cfg.data.batch_size, device, batches)
         torch._dynamo.utils.counters.clear()
         with tempfile.TemporaryDirectory() as tmp:
@@ -348,11 +382,12 @@ def run(args: Any) -> dict[str, Any]:
         d2lexp, ceiling = statistics.median(alternate.rates), statistics.median(alternate.ceiling_rates)
         ratios = alternate.ratios()
         floor = lightning_floor(cfg, device, batches, args.rounds, minimal_step) if args.cnn_lightning_floor else None
-        book = None if args.skip_book_style else book_style_rate(cfg, device, args.data_dir, args.cnn_batches)
+        book = None if args.skip_book_style else book_style_rate(cfg, device, args.data_dir, batches)
         flops = counted_flops(cfg)
         results[preset] = {
             "resolution": cfg.data.resize or 28,
             "batch_size": cfg.data.batch_size,
+            "batches_per_epoch": batches,  # of every timed epoch and ceiling block
             "precision": str(cfg.trainer.precision),
             "compile": cfg.task.get("compile"),
             "d2lexp": d2lexp,  # the median of its timed epochs
@@ -383,7 +418,7 @@ def run(args: Any) -> dict[str, Any]:
         compiled_text = "" if compiled is None else (
             f"; compiled: {compiled['graphs']} graphs, {compiled['graph_breaks']} graph breaks, "
             f"{compiled['cudagraph_skips']} CUDA-graph skips; ceiling setup {alternate.ceiling_setup_seconds:.1f} s")
-        log(f"  {preset}: d2lexp {d2lexp:,.0f}, ceiling {ceiling:,.0f}, book-style {book_text} examples/s; "
+        log(f"  {preset} ({batches} batches an epoch): d2lexp {d2lexp:,.0f}, ceiling {ceiling:,.0f}, book-style {book_text} examples/s; "
             f"d2lexp/ceiling per epoch {spread}; first step {record.get('first_step_seconds') or 0:.1f} s{compiled_text}")  # fmt: skip
         if floor is not None:
             log(f"  {preset}: Lightning's floor {statistics.median(floor.rates):,.0f} examples/s, floor/ceiling per epoch "
