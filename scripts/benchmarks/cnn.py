@@ -129,7 +129,7 @@ def batches_lasting(seconds: float, cfg: Any, device: torch.device, whole_epoch:
     step = MinimalLoop(cfg, device, compile=False).step
     for _ in range(3):  # autotuning, allocator
         step()
-    steps, elapsed = 1, 0.0
+    steps = 1
     while True:
         synchronize(device)
         start = time.perf_counter()
@@ -365,12 +365,13 @@ def run(args: Any) -> dict[str, Any]:
                      "test=false", "trainer.limit_val_batches=0", *args.override]  # fmt: skip
         cfg = d2lexp_config(overrides)
         whole_epoch = 60_000 // cfg.data.batch_size
-        batches = args.cnn_batches or whole_epoch
+        limit = args.cnn_batches  # None: whole epochs
         if args.cnn_epoch_seconds:
-            batches = batches_lasting(args.cnn_epoch_seconds, cfg, device, whole_epoch)
-        if args.cnn_batches or args.cnn_epoch_seconds:
-            overrides.append(f"trainer.limit_train_batches={batches}")
+            limit = batches_lasting(args.cnn_epoch_seconds, cfg, device, whole_epoch)
+        if limit:
+            overrides.append(f"trainer.limit_train_batches={limit}")
             cfg = d2lexp_config(overrides)
+        batches = limit or whole_epoch
         alternate = Alternate(functools.partial(ceiling_step, cfg, device), cfg.data.batch_size, device, batches)
         torch._dynamo.utils.counters.clear()
         with tempfile.TemporaryDirectory() as tmp:
@@ -382,7 +383,7 @@ def run(args: Any) -> dict[str, Any]:
         d2lexp, ceiling = statistics.median(alternate.rates), statistics.median(alternate.ceiling_rates)
         ratios = alternate.ratios()
         floor = lightning_floor(cfg, device, batches, args.rounds, minimal_step) if args.cnn_lightning_floor else None
-        book = None if args.skip_book_style else book_style_rate(cfg, device, args.data_dir, batches)
+        book = None if args.skip_book_style else book_style_rate(cfg, device, args.data_dir, limit)
         flops = counted_flops(cfg)
         results[preset] = {
             "resolution": cfg.data.resize or 28,
