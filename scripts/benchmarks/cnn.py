@@ -117,6 +117,16 @@ def odd_batch_seconds(cfg: Any, device: torch.device) -> dict[str, float]:
     return timings
 
 
+def ceiling_block(step: Callable[[], None], batch_size: int, device: torch.device, batches: int) -> float:
+    """Training examples per second of `batches` calls of the minimal loop's `step`."""
+    synchronize(device)
+    start = time.perf_counter()
+    for _ in range(batches):
+        step()
+    synchronize(device)
+    return batches * batch_size / (time.perf_counter() - start)
+
+
 def batches_lasting(seconds: float, cfg: Any, device: torch.device, whole_epoch: int) -> int:
     """Training batches for timed epochs of about `seconds` each, from the rate of the minimal
     loop's eager step (timed in blocks that double until one lasts a quarter of a second), at
@@ -126,31 +136,16 @@ def batches_lasting(seconds: float, cfg: Any, device: torch.device, whole_epoch:
     0.12 s for LeNet on an H200, 1 s for GoogLeNet), and in a fraction of a second the host's
     drift moves a rate by more than the gaps measured. A compiled or host-bound run's epochs come
     out shorter or longer than `seconds`; what matters is that none is tiny."""
-    step = MinimalLoop(cfg, device, compile=False).step
+    step, batch_size = MinimalLoop(cfg, device, compile=False).step, cfg.data.batch_size
     for _ in range(3):  # autotuning, allocator
         step()
     steps = 1
     while True:
-        synchronize(device)
-        start = time.perf_counter()
-        for _ in range(steps):
-            step()
-        synchronize(device)
-        elapsed = time.perf_counter() - start
-        if elapsed >= 0.25 or steps >= whole_epoch:
+        rate = ceiling_block(step, batch_size, device, steps)  # examples a second
+        if steps * batch_size / rate >= 0.25 or steps >= whole_epoch:
             break
         steps *= 2
-    return max(2, min(whole_epoch, math.ceil(seconds * steps / elapsed)))
-
-
-def ceiling_block(step: Callable[[], None], batch_size: int, device: torch.device, batches: int) -> float:
-    """Training examples per second of `batches` calls of the minimal loop's `step`."""
-    synchronize(device)
-    start = time.perf_counter()
-    for _ in range(batches):
-        step()
-    synchronize(device)
-    return batches * batch_size / (time.perf_counter() - start)
+    return max(2, min(whole_epoch, math.ceil(seconds * rate / batch_size)))
 
 
 class Alternate:
