@@ -115,19 +115,35 @@ def load(path: str | Path) -> Any:
 
 
 def load_net(path: str | Path) -> nn.Module:
-    """The trained net of a d2lexp checkpoint as a bare `nn.Module` (eval mode, CPU), no Lightning needed.
+    """The trained net of a d2lexp checkpoint as a bare `nn.Module` (eval mode, CPU), no Lightning needed."""
+    return net_from_checkpoint(load_checkpoint(path), path)
 
-    The architecture is rebuilt from the config saved in the checkpoint; the weights are the
-    checkpoint's `net.*` entries.
+
+def net_from_checkpoint(checkpoint: dict[str, Any], source: str | Path) -> nn.Module:
+    """The net of a loaded checkpoint (`load_checkpoint`), with its weights, in eval mode.
+
+    The architecture is looked up in d2lexp's own registry (`d2lexp.nets`) by the model config
+    saved in the checkpoint, whose settings must be plain values: nothing the file names is
+    imported or called. The net is first built on the meta device (no memory) and its shapes
+    checked against the stored weights, so a file cannot make the loader allocate more than the
+    weights it holds.
     """
-    from hydra.utils import instantiate
+    from d2lexp.nets import build_net
 
-    checkpoint = load_checkpoint(path)
     config = checkpoint.get(CHECKPOINT_KEY)
-    if not config or "model" not in config:
-        raise CheckpointError(f"{path} holds no d2lexp config, so the architecture is unknown. {_HOW_TO_FIX}")
-    net = instantiate(config["model"])
+    if not isinstance(config, dict) or "model" not in config:
+        raise CheckpointError(f"{source} holds no d2lexp config, so the architecture is unknown. {_HOW_TO_FIX}")
     prefix = "net."
     state = {k[len(prefix) :]: v for k, v in checkpoint["state_dict"].items() if k.startswith(prefix)}
+    with torch.device("meta"):
+        shapes = {k: tuple(v.shape) for k, v in build_net(config["model"], str(source)).state_dict().items()}
+    stored = {k: tuple(v.shape) for k, v in state.items() if isinstance(v, torch.Tensor)}
+    if shapes != stored:
+        different = sorted(set(shapes) ^ set(stored)) or [k for k in shapes if shapes[k] != stored[k]]
+        raise CheckpointError(
+            f"{source}: its weights do not fit the net its config describes (first difference: {different[0]}). "
+            "The file may be damaged or altered."
+        )
+    net = build_net(config["model"], str(source))
     net.load_state_dict(state)
     return net.eval()

@@ -21,21 +21,26 @@ from d2lexp.train import CONF_DIR
 log = logging.getLogger("d2lexp")
 
 
-def load_vocab(checkpoint: dict):  # -> Vocab
+def load_vocab(checkpoint: dict, source: str):  # -> Vocab
+    """The vocabulary a language-model run saved with its data module's state: a list of strings."""
     from d2lexp.data.text import Vocab
 
     for value in checkpoint.values():
         if isinstance(value, dict) and value.get("idx_to_token"):
-            return Vocab.from_tokens_list(value["idx_to_token"])
-    raise CheckpointError("This checkpoint holds no vocabulary: it was not written by a language-model run.")
+            tokens = value["idx_to_token"]
+            if not isinstance(tokens, list) or not all(isinstance(t, str) for t in tokens):
+                raise CheckpointError(f"{source}: its stored vocabulary is not a list of strings; the file is damaged.")
+            return Vocab.from_tokens_list(tokens)
+    raise CheckpointError(f"{source} holds no vocabulary: it was not written by a language-model run.")
 
 
 def generate(ckpt_path: str, prefix: str, num_chars: int, device: str = "cpu") -> str:
-    from d2lexp.checkpoint import load_checkpoint, load_net
+    from d2lexp.checkpoint import load_checkpoint, net_from_checkpoint
     from d2lexp.tasks.language_model import predict_chars
 
-    vocab = load_vocab(load_checkpoint(ckpt_path))
-    net = load_net(ckpt_path).to(device)
+    checkpoint = load_checkpoint(ckpt_path)
+    net = net_from_checkpoint(checkpoint, ckpt_path).to(device)
+    vocab = load_vocab(checkpoint, ckpt_path)
     unknown = sorted({c for c in prefix if vocab[c] == vocab.unk})
     if unknown:
         log.warning("Characters not in the vocabulary are read as <unk>: %s", "".join(unknown))

@@ -1,0 +1,110 @@
+"""The nets d2lexp can rebuild from a file: a fixed registry, never a name read from the file.
+
+A checkpoint stores the config its net was built from (`d2lexp_config["model"]`: a `_target_`
+and constructor arguments). Passing that to `hydra.utils.instantiate` would let whoever wrote
+the file choose any importable callable, with arguments of their choosing: a shared
+checkpoint could run code as the user who loads it. So a stored model config is only ever
+*looked up* here: its `_target_` must name one of the nets below, and every argument must be a
+plain value (number, string, boolean, null, or a list of them). Anything else is refused, and
+nothing of it is run or imported.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from torch import nn
+
+from d2lexp.errors import CheckpointError
+from d2lexp.models.alexnet import AlexNet
+from d2lexp.models.autoregressive import AutoregressiveMLP
+from d2lexp.models.blocks import TiedMLP, mlp_custom
+from d2lexp.models.densenet import DenseNet
+from d2lexp.models.googlenet import GoogLeNet
+from d2lexp.models.lenet import LeNet, LeNetBN
+from d2lexp.models.linear import LinearRegression
+from d2lexp.models.mlp import MLP
+from d2lexp.models.nin import NiN
+from d2lexp.models.resnet import ResNet
+from d2lexp.models.rnn import RNNLM
+from d2lexp.models.softmax import SoftmaxRegression
+from d2lexp.models.vgg import VGG
+from d2lexp.scratch.conv import Conv2D
+from d2lexp.scratch.models import LeNetBNScratch, LinearRegressionScratch, MLPScratch, SoftmaxRegressionScratch
+from d2lexp.scratch.rnn import RNNLMScratch
+
+NetBuilder = Callable[..., nn.Module]
+
+_BUILDERS: tuple[NetBuilder, ...] = (
+    SoftmaxRegression, MLP, LeNet, LeNetBN, AlexNet, VGG, NiN, GoogLeNet, ResNet, DenseNet,
+    LinearRegression, TiedMLP, mlp_custom, AutoregressiveMLP, RNNLM,
+    LinearRegressionScratch, SoftmaxRegressionScratch, MLPScratch, LeNetBNScratch, Conv2D, RNNLMScratch,
+)  # fmt: skip
+
+# By the dotted name a config's `_target_` gives (what conf/model/*.yaml write and checkpoints store).
+NETS: dict[str, NetBuilder] = {f"{b.__module__}.{b.__qualname__}": b for b in _BUILDERS}
+
+PlainValue = int | float | str | bool | None | list
+
+
+def _plain(value: Any) -> bool:
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return True
+    return isinstance(value, (list, tuple)) and all(_plain(v) for v in value)
+
+
+def _describe(value: Any) -> str:
+    if isinstance(value, Mapping):
+        target = value.get("_target_")
+        return f"a config node naming {target!r} to call" if target else "a mapping"
+    return f"a {type(value).__name__}"
+
+
+def checked_net_config(node: Any, source: str, key: str = "model") -> tuple[NetBuilder, dict[str, PlainValue]]:
+    """The registered builder a stored model config names, and its arguments, checked to be
+    plain values that the builder takes; CheckpointError (one paragraph naming `source` and the
+    key) for anything else. Nothing is called or imported here."""
+
+    def refuse(where: str, why: str) -> CheckpointError:
+        return CheckpointError(
+            f"{source} is refused: {where} {why}. A d2lexp checkpoint names one of d2lexp's own nets "
+            f"({', '.join(sorted(n.rsplit('.', 1)[1] for n in NETS))}) with plain values (numbers, strings, "
+            "booleans, lists of them) as its settings, and nothing in it is ever run or imported. Load only "
+            "checkpoints written by a d2lexp run; this file was not, or was altered."
+        )
+
+    if not isinstance(node, Mapping):
+        raise refuse(f"its stored config's `{key}`", f"is {_describe(node)}, not a model config")
+    target = node.get("_target_")
+    if not isinstance(target, str) or target not in NETS:
+        raise refuse(f"{key}._target_", f"names {target!r}, which is not one of d2lexp's nets")
+    builder = NETS[target]
+    parameters = inspect.signature(builder).parameters
+    takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values())
+    arguments: dict[str, PlainValue] = {}
+    for name, value in node.items():
+        if name == "_target_":
+            continue
+        where = f"{key}.{name}"
+        if not isinstance(name, str) or name.startswith("_"):
+            raise refuse(where, "is an instruction to Hydra's instantiate (calls, partials, positional arguments)")
+        if not _plain(value):
+            raise refuse(where, f"holds {_describe(value)}")
+        if name not in parameters and not takes_any:
+            raise refuse(where, f"is not a setting of {target.rsplit('.', 1)[1]}")
+        arguments[name] = list(value) if isinstance(value, tuple) else value
+    return builder, arguments
+
+
+def build_net(node: Any, source: str, key: str = "model") -> nn.Module:
+    """The registered net a stored model config names, built with its checked arguments."""
+    builder, arguments = checked_net_config(node, source, key)
+    try:
+        return builder(**arguments)
+    except (TypeError, ValueError) as e:
+        raise CheckpointError(
+            f"{source}: its stored `{key}` settings do not build {builder.__name__} ({e}). "
+            "The file may be damaged or come from another version of d2lexp."
+        ) from None

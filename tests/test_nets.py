@@ -1,0 +1,131 @@
+"""A checkpoint is data: the net is looked up in d2lexp's registry, and a hostile file runs nothing.
+
+Each hostile config below is first shown to do its harm when given to Hydra's `instantiate`
+(a marker file appears), so the tests prove a real attack is stopped, not a harmless one.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import pickle
+from pathlib import Path
+
+import pytest
+import torch
+from hydra.utils import instantiate
+from omegaconf import OmegaConf
+
+from d2lexp.checkpoint import load_net
+from d2lexp.errors import CheckpointError
+from d2lexp.models.lenet import LeNet
+from d2lexp.nets import NETS, checked_net_config
+from tests.conftest import REPO
+
+
+class WritesMarker:
+    """Unpickling this opens (creates) the marker file: arbitrary code, as a real payload would run."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (open, (str(self.marker), "w"))
+
+
+def hostile_configs(marker: Path) -> dict[str, dict]:
+    payload = base64.b64encode(pickle.dumps(WritesMarker(marker))).decode()
+    return {
+        # torch.load of a pickle, decoded from the config itself: every target is an allowed one
+        "chain": {"_target_": "torch.load", "weights_only": False,
+                  "f": {"_target_": "io.BytesIO", "_args_": [{"_target_": "base64.b64decode", "_args_": [payload]}]}},
+        "stdlib": {"_target_": "builtins.open", "file": str(marker), "mode": "w"},
+        "nested": {"_target_": "d2lexp.models.lenet.LeNet", "in_channels": 1,
+                   "num_classes": {"_target_": "builtins.len", "_args_": [{"_target_": "builtins.open", "file": str(marker), "mode": "w"}]}},
+        "partial": {"_target_": "d2lexp.models.lenet.LeNet", "_partial_": True,
+                    "num_classes": {"_target_": "builtins.open", "file": str(marker), "mode": "w"}},
+        "args": {"_target_": "d2lexp.models.lenet.LeNet", "_args_": [{"_target_": "builtins.open", "file": str(marker), "mode": "w"}]},
+        "not_a_model": {"_target_": "d2lexp.outputs.ensure_writable", "folder": str(marker)},
+    }  # fmt: skip
+
+
+def write_checkpoint(path: Path, model_config: dict) -> Path:
+    """A file that loads under torch.load(weights_only=True), with real LeNet weights."""
+    state = {f"net.{k}": v for k, v in LeNet().state_dict().items()}
+    torch.save({"state_dict": state, "d2lexp_config": {"model": model_config}}, path)
+    return path
+
+
+@pytest.mark.parametrize("kind", list(hostile_configs(Path("x"))))
+def test_a_hostile_checkpoint_runs_nothing_and_says_why(tmp_path, kind):
+    proof = tmp_path / "proof"
+    with contextlib.suppress(Exception):  # the harm is done before any error
+        instantiate(OmegaConf.create(hostile_configs(proof)[kind]))  # what loading it used to do
+    assert proof.exists(), "the hostile config would not have run code: the test proves nothing"
+
+    marker = tmp_path / "marker"
+    path = write_checkpoint(tmp_path / f"{kind}.ckpt", hostile_configs(marker)[kind])
+    with pytest.raises(CheckpointError) as refused:
+        load_net(path)
+    message = str(refused.value)
+    assert not marker.exists()  # nothing ran
+    assert message.startswith(f"{path} is refused: model") and "\n" not in message
+    assert "nothing in it is ever run or imported" in message
+
+
+def test_the_refusal_names_the_key(tmp_path):
+    marker = tmp_path / "marker"
+    configs = hostile_configs(marker)
+    expected = {"chain": "model._target_ names 'torch.load'", "stdlib": "model._target_ names 'builtins.open'",
+                "nested": "model.num_classes holds a config node naming 'builtins.len'",
+                "partial": "model._partial_ is an instruction", "args": "model._args_ is an instruction",
+                "not_a_model": "model._target_ names 'd2lexp.outputs.ensure_writable'"}  # fmt: skip
+    for kind, text in expected.items():
+        with pytest.raises(CheckpointError, match=text.replace("(", r"\(")):
+            checked_net_config(configs[kind], "some.ckpt")
+
+
+def test_predict_refuses_a_hostile_checkpoint(tmp_path):
+    import subprocess
+    import sys
+
+    marker = tmp_path / "marker"
+    path = write_checkpoint(tmp_path / "chain.ckpt", hostile_configs(marker)["chain"])
+    result = subprocess.run([sys.executable, "-m", "d2lexp.predict", f"ckpt_path={path}"], cwd=tmp_path,
+                            capture_output=True, text=True, timeout=120)  # fmt: skip
+    output = result.stdout + result.stderr
+    assert result.returncode == 1 and f"{path} is refused" in output and "Traceback" not in output
+    assert not marker.exists()
+
+
+def test_plain_settings_of_a_registered_net_load(tmp_path):
+    net = LeNet()
+    state = {f"net.{k}": v for k, v in net.state_dict().items()}
+    config = {"_target_": "d2lexp.models.lenet.LeNet", "in_channels": 1, "num_classes": 10}
+    torch.save({"state_dict": state, "d2lexp_config": {"model": config}}, tmp_path / "ok.ckpt")
+    loaded = load_net(tmp_path / "ok.ckpt")
+    x = torch.rand(2, 1, 28, 28)
+    assert torch.equal(loaded(x), net.eval()(x))
+
+
+def test_settings_that_would_build_a_huge_net_are_refused_before_allocating(tmp_path):
+    """The net is built on the meta device first: 10^12 hidden units cost nothing to find wrong."""
+    config = {"_target_": "d2lexp.models.mlp.MLP", "num_hiddens": 10**12}
+    state = {f"net.{k}": v for k, v in LeNet().state_dict().items()}
+    torch.save({"state_dict": state, "d2lexp_config": {"model": config}}, tmp_path / "huge.ckpt")
+    with pytest.raises(CheckpointError, match="do not fit the net its config describes"):
+        load_net(tmp_path / "huge.ckpt")
+
+
+def test_every_model_option_is_a_registered_net():
+    """conf/model is what users train; each option's net can be rebuilt from its checkpoint."""
+    targets = set()
+    for path in sorted((REPO / "conf" / "model").glob("*.yaml")):
+        node = OmegaConf.load(path)
+        targets.add((node.get("model") or node)["_target_"])
+    assert targets == set(NETS)
+
+
+def test_a_bytes_payload_is_not_a_plain_value(tmp_path):
+    with pytest.raises(CheckpointError, match="model.num_classes holds a bytes"):
+        checked_net_config({"_target_": "d2lexp.models.lenet.LeNet", "num_classes": b"\x80"}, "f.ckpt")
