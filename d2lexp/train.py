@@ -162,7 +162,7 @@ def train(cfg: DictConfig, callbacks: list | None = None, net: Any = None) -> di
     from d2lexp.checkpoint import check_fits, find_checkpoint, load_checkpoint
     from d2lexp.errors import TrainingDiverged
     from d2lexp.inspect import count_macs
-    from d2lexp.outputs import UNWRITABLE, unwritable
+    from d2lexp.run_folder import UNWRITABLE, unwritable
     from d2lexp.profilers import NoProfiler
     from d2lexp.run_record import collapse, collapse_warning, hparams_of, summary_line, write_metrics
 

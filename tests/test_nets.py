@@ -45,7 +45,7 @@ def hostile_configs(marker: Path) -> dict[str, dict]:
         "partial": {"_target_": "d2lexp.models.lenet.LeNet", "_partial_": True,
                     "num_classes": {"_target_": "builtins.open", "file": str(marker), "mode": "w"}},
         "args": {"_target_": "d2lexp.models.lenet.LeNet", "_args_": [{"_target_": "builtins.open", "file": str(marker), "mode": "w"}]},
-        "not_a_model": {"_target_": "d2lexp.outputs.ensure_writable", "folder": str(marker)},
+        "not_a_model": {"_target_": "d2lexp.checkpoint.save", "obj": [1], "path": str(marker)},
     }  # fmt: skip
 
 
@@ -79,7 +79,7 @@ def test_the_refusal_names_the_key(tmp_path):
     expected = {"chain": "model._target_ names 'torch.load'", "stdlib": "model._target_ names 'builtins.open'",
                 "nested": "model.num_classes holds a config node naming 'builtins.len'",
                 "partial": "model._partial_ is an instruction", "args": "model._args_ is an instruction",
-                "not_a_model": "model._target_ names 'd2lexp.outputs.ensure_writable'"}  # fmt: skip
+                "not_a_model": "model._target_ names 'd2lexp.checkpoint.save'"}  # fmt: skip
     for kind, text in expected.items():
         with pytest.raises(CheckpointError, match=text.replace("(", r"\(")):
             checked_net_config(configs[kind], "some.ckpt")

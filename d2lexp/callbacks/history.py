@@ -6,6 +6,8 @@ from typing import Any
 
 import lightning.pytorch as pl
 
+CHECKPOINT_KEY = "d2lexp_history"
+
 
 class EpochHistory(pl.Callback):
     """Snapshots the epoch-level metrics once each epoch has logged everything.
@@ -13,28 +15,57 @@ class EpochHistory(pl.Callback):
     Lightning calls callbacks before the module in each hook, so an epoch's training
     metrics are complete only after `on_train_epoch_end`; the snapshot is taken at the
     start of the next epoch and at the end of training. One device read per epoch.
+
+    The history goes into every checkpoint (plain numbers), with what the unfinished epoch has
+    logged so far, so a resumed run's history is the whole run's.
     """
 
     def __init__(self) -> None:
         self.epochs: list[dict[str, float]] = []
         self._pending_epoch: int | None = None
+        self._carried: dict[str, float] = {}  # what the pending epoch logged before a resume
+
+    def _epoch_values(self, trainer: pl.Trainer) -> dict[str, float]:
+        return {
+            key: float(value)
+            for key, value in trainer.callback_metrics.items()
+            if not key.endswith("_step") and not key.startswith("test/")
+        }
 
     def _snapshot(self, trainer: pl.Trainer) -> None:
         if self._pending_epoch is None:
             return
-        values = {"epoch": self._pending_epoch}
-        for key, value in trainer.callback_metrics.items():
-            if not key.endswith("_step") and not key.startswith("test/"):
-                values[key] = float(value)
-        self.epochs.append(values)
-        self._pending_epoch = None
+        self.epochs.append({"epoch": self._pending_epoch, **self._carried, **self._epoch_values(trainer)})
+        self._pending_epoch, self._carried = None, {}
 
     def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self._snapshot(trainer)
-        self._pending_epoch = trainer.current_epoch
+        if self._pending_epoch != trainer.current_epoch:  # not the epoch a resumed run continues
+            self._snapshot(trainer)
+            self._pending_epoch = trainer.current_epoch
 
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._snapshot(trainer)
+
+    def on_save_checkpoint(self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict[str, Any]) -> None:
+        pending = None
+        if self._pending_epoch is not None:
+            pending = {"epoch": self._pending_epoch, **self._carried, **self._epoch_values(trainer)}
+        checkpoint[CHECKPOINT_KEY] = {"epochs": [dict(row) for row in self.epochs], "pending": pending}
+
+    def on_load_checkpoint(self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict[str, Any]) -> None:
+        saved = checkpoint.get(CHECKPOINT_KEY)
+        if not isinstance(saved, dict):
+            return  # a checkpoint of an older run: the history starts here
+
+        def numbers(row: Any) -> dict[str, float]:
+            items = row.items() if isinstance(row, dict) else ()
+            return {str(k): v for k, v in items if isinstance(v, (int, float)) and not isinstance(v, bool)}
+
+        self.epochs = [numbers(row) for row in saved.get("epochs") or [] if isinstance(row, dict)]
+        pending = numbers(saved.get("pending"))
+        if "epoch" in pending:
+            self._pending_epoch = int(pending.pop("epoch"))
+            self._carried = pending
 
     def as_columns(self) -> dict[str, list[float | None]]:
         """{"epoch": [0, 1, ...], "val/acc": [...], ...}: one list per metric."""

@@ -1,0 +1,172 @@
+"""A run's folder belongs to that run alone: claimed when the run starts, refused to any other.
+
+Folders are named by the second (`outputs/2026-11-30/12-00-00`), so two runs started in the
+same second would pick the same one. Each run therefore *claims* its folder: it creates a lock
+file in it exclusively (`O_EXCL`, atomic on every local file system) and holds an advisory lock
+on it for as long as the process lives. A run that finds its folder claimed takes the next free
+name (`12-00-00_2`, `12-00-00_3`, ...); an explicitly named folder (`hydra.run.dir=...`) that
+holds another run is refused, unless the command resumes that run (`ckpt_path` inside it) and
+no live process holds it. The same goes for sweep folders.
+
+Hydra's run and sweep folders come through the `new_run_folder` resolver
+(conf/hydra/default.yaml), which claims the folder as Hydra resolves it; `RunFolderCheck`
+claims explicitly named folders before Hydra writes anything. A folder that cannot be written
+(read-only, full, not a folder) ends the command with one paragraph.
+"""
+
+from __future__ import annotations
+
+import errno
+import itertools
+import json
+import logging
+import os
+import socket
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig, OmegaConf, open_dict
+
+from d2lexp.errors import D2lexpError
+
+try:  # advisory locks tell a live run's folder from a dead one's; not on Windows
+    import fcntl
+except ImportError:  # pragma: no cover
+    fcntl = None  # type: ignore[assignment]
+
+log = logging.getLogger("d2lexp")
+
+LOCK_FILE = ".run.lock"
+# What a folder holds once a run has used it (older runs have no lock file).
+RUN_FILES = (LOCK_FILE, ".hydra", "metrics.json", "checkpoints")
+# Errors of a folder that cannot take what a run writes, as opposed to bugs.
+UNWRITABLE = {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT, errno.ENOTDIR, errno.ENOENT}
+MAX_SUFFIX = 1000
+
+# Folders this process has claimed: their lock files stay open (and locked) until it exits.
+_claimed: dict[Path, int] = {}
+
+
+class OutputError(D2lexpError):
+    """The run's folder cannot be written (read-only, full, not a folder), or belongs to another run."""
+
+
+def unwritable(path: str | Path, error: OSError | str) -> OutputError:
+    reason = error if isinstance(error, str) else (error.strerror or str(error))
+    return OutputError(
+        f"Cannot write to {path}: {reason}. Point the runs elsewhere with paths.log_dir=/some/writable/folder "
+        "(or free some space); earlier runs' folders were not touched."
+    )
+
+
+def holds_a_run(folder: Path) -> bool:
+    return any((folder / name).exists() for name in RUN_FILES)
+
+
+def _lock(fd: int) -> bool:
+    if fcntl is None:
+        return True
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return True
+    except OSError:
+        return False
+
+
+def _try_claim(folder: Path, resuming: bool) -> bool:
+    """Claim `folder` for this process; False if another run has it."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        if holds_a_run(folder) and not resuming:
+            return False
+        fd = os.open(folder / LOCK_FILE, os.O_RDWR | os.O_CREAT | (0 if resuming else os.O_EXCL), 0o644)
+    except FileExistsError:
+        return False  # another process created the lock file first
+    except OSError as e:
+        raise unwritable(e.filename or folder, e) from None
+    if not _lock(fd):
+        os.close(fd)
+        return False  # a live process holds it
+    owner = {"pid": os.getpid(), "host": socket.gethostname(), "claimed_at": time.time(), "argv": sys.argv}
+    try:
+        os.ftruncate(fd, 0)
+        os.write(fd, (json.dumps(owner) + "\n").encode())
+    except OSError as e:
+        os.close(fd)
+        raise unwritable(folder, e) from None
+    _claimed[folder.absolute()] = fd
+    return True
+
+
+def claim(folder: str | Path, *, suffix_on_collision: bool, resuming: bool = False) -> Path:
+    """Claim `folder` (created if needed) for this process and return it.
+
+    Taken by another run: with `suffix_on_collision` the first free `<folder>_2`, `_3`, ... is
+    claimed instead; otherwise OutputError. `resuming`: the command continues the run that
+    wrote `folder`, which may then be taken over if no live process holds it.
+    """
+    folder = Path(folder).expanduser()
+    names = [folder]
+    if suffix_on_collision:
+        names = itertools.chain(names, (folder.with_name(f"{folder.name}_{i}") for i in range(2, MAX_SUFFIX)))
+    for candidate in names:
+        if candidate.absolute() in _claimed or _try_claim(candidate, resuming):
+            return candidate
+        if not suffix_on_collision:
+            live = " that is still running" if resuming else ""
+            raise OutputError(
+                f"{candidate} is the folder of another run{live}: a run never writes into another's folder. "
+                "Leave hydra.run.dir (hydra.sweep.dir) out and each run gets a folder of its own, name a new "
+                f"folder, or resume that run with ckpt_path={candidate}."
+            )
+    raise OutputError(f"{folder}: {MAX_SUFFIX} runs already started under this name; use another paths.log_dir.")
+
+
+def new_run_folder(path: str) -> str:
+    """The `new_run_folder` resolver: `path`, or the first free `path_N`, claimed for this run."""
+    return str(claim(path, suffix_on_collision=True))
+
+
+# Cached: Hydra resolves the run folder more than once, and copies the cache into every job of a
+# sweep, so a run claims one folder however often its name is read.
+OmegaConf.register_new_resolver("new_run_folder", new_run_folder, use_cache=True, replace=True)
+
+
+def _resumes(config: DictConfig, folder: Path) -> bool:
+    """Whether the command resumes the run of `folder` (its ckpt_path is inside it)."""
+    ckpt = config.get("ckpt_path")
+    if not ckpt or str(ckpt) in ("last", "auto"):
+        return False
+    ckpt_path, folder = Path(str(ckpt)).expanduser().absolute(), folder.absolute()
+    return ckpt_path == folder or folder in ckpt_path.parents
+
+
+class RunFolderCheck(Callback):
+    """Hydra callback: before a run or a sweep starts, its folder is claimed for it (see the
+    module's docstring), or the command ends with one paragraph and exit 1, before Hydra or the
+    run writes anything."""
+
+    def _claim(self, config: DictConfig, key: str, resuming: bool = False) -> Path:
+        folder = Path(str(OmegaConf.select(config, key)))  # an auto-named folder is claimed as it resolves
+        try:
+            return claim(folder, suffix_on_collision=False, resuming=resuming)
+        except OutputError as e:
+            log.error("%s", e)
+            sys.exit(1)
+
+    def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        folder = Path(str(config.hydra.run.dir))
+        resuming = _resumes(config, folder) and holds_a_run(folder)
+        self._claim(config, "hydra.run.dir", resuming)
+        if resuming and config.hydra.output_subdir is not None:
+            # The run's own .hydra/ keeps the settings it started with; this command's go beside them.
+            subdir = Path(str(config.hydra.output_subdir))
+            number = next(i for i in itertools.count(1) if not (folder / subdir / f"resume_{i}").exists())
+            with open_dict(config.hydra):
+                config.hydra.output_subdir = str(subdir / f"resume_{number}")
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        self._claim(config, "hydra.sweep.dir")
