@@ -16,6 +16,7 @@ Failed jobs are rows like the others; they never hide the jobs that finished.
 from __future__ import annotations
 
 import csv
+import math
 import logging
 import sys
 from pathlib import Path
@@ -25,7 +26,8 @@ import yaml
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
-from d2lexp.run_record import METRICS_FILE, collapse, read_metrics
+from d2lexp.errors import D2lexpError
+from d2lexp.run_record import METRICS_FILE, collapse, read_metrics, to_float
 
 log = logging.getLogger(__name__)
 
@@ -49,32 +51,103 @@ COLUMNS: list[tuple[str, str, str]] = [
     ("examples/s", "train_examples_per_second", "{:,.0f}"),
     ("peak GiB", "peak_memory_gb", "{:.1f}"),
     ("status", "status", "{}"),
+    ("reason", "reason", "{}"),  # of a job that did not finish: the first line of its error
 ]
 
 
+class NotASweep(D2lexpError):
+    """The folder given to the report is not a sweep's."""
+
+
+# The type each column's value must have; anything else in a job's metrics.json is left out of the row.
+_NUMBER_KEYS = {key for _, key, fmt in COLUMNS if fmt != "{}"} | {"epochs", "val/acc"}
+_TEXT_KEYS = {"model", "status", "error", "experiment"}
+
+
 def _job_dirs(sweep_dir: Path) -> list[Path]:
+    if not sweep_dir.is_dir():
+        raise NotASweep(f"{sweep_dir} is not a folder. Give a sweep's folder, e.g. outputs/multirun/2026-11-26/12-00-00.")
+    if (sweep_dir / METRICS_FILE).is_file() or (sweep_dir / ".hydra").is_dir():
+        raise NotASweep(
+            f"{sweep_dir} is a single run's folder, not a sweep's: its record is {sweep_dir / METRICS_FILE}. "
+            "The report compares the jobs of a sweep (python -m d2lexp -m ...): give its folder, "
+            "e.g. outputs/multirun/2026-11-26/12-00-00."
+        )
     jobs = [p for p in sweep_dir.iterdir() if p.is_dir() and ((p / ".hydra").is_dir() or (p / METRICS_FILE).is_file())]
+    if not jobs:
+        raise NotASweep(f"{sweep_dir} holds no jobs of a sweep (folders with a metrics.json or .hydra/); nothing to report.")
     return sorted(jobs, key=lambda p: (not p.name.isdigit(), int(p.name) if p.name.isdigit() else 0, p.name))
+
+
+def _first_line(error: BaseException | str) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0][:300] if text else type(error).__name__
+
+
+def _read_overrides(job_dir: Path) -> tuple[list[str], str | None]:
+    """The job's command-line overrides, and what was wrong with the file if it could not be read."""
+    path = job_dir / ".hydra" / "overrides.yaml"
+    if not path.is_file():
+        return [], None
+    try:
+        overrides = yaml.safe_load(path.read_text())
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as e:
+        return [], f"unreadable .hydra/overrides.yaml ({_first_line(e)})"
+    if overrides is None:
+        return [], None
+    if not isinstance(overrides, list) or not all(isinstance(o, str) for o in overrides):
+        return [], ".hydra/overrides.yaml is not a list of overrides"
+    return overrides, None
+
+
+def _read_record(job_dir: Path) -> dict[str, Any]:
+    """The job's metrics.json, with only well-typed values in the report's columns; a file that
+    cannot be read, or is not a record, makes a row that says so."""
+    try:
+        raw = read_metrics(job_dir)
+    except FileNotFoundError:
+        return {"status": "failed", "error": f"no {METRICS_FILE}: the job never started"}
+    except (OSError, UnicodeDecodeError, ValueError) as e:
+        return {"status": "unreadable", "error": f"{METRICS_FILE} cannot be read ({_first_line(e)})"}
+    if not isinstance(raw, dict):
+        return {"status": "unreadable", "error": f"{METRICS_FILE} holds {type(raw).__name__}, not a run's record"}
+    record: dict[str, Any] = {}
+    for key, value in raw.items():
+        number = isinstance(value, (int, float)) and not isinstance(value, bool)
+        if (key in _NUMBER_KEYS and not number) or (key in _TEXT_KEYS and not isinstance(value, str)):
+            continue
+        record[key] = value
+    history = raw.get("history")
+    record["history"] = (
+        {k: v for k, v in history.items() if isinstance(v, list)} if isinstance(history, dict) else {}
+    )
+    record.setdefault("status", "unreadable")
+    return record
 
 
 def collect(sweep_dir: str | Path) -> list[dict[str, Any]]:
     """One record per job folder of the sweep: its metrics.json plus job number and overrides.
 
-    A job that left no metrics.json (killed, or failed before it started) is reported as failed;
-    one still marked "running" was interrupted.
+    A job that left no metrics.json failed before it started; one still marked "running" was
+    interrupted; one still "pending" never ran. A file that cannot be read is a row that says so.
+    NotASweep for a folder that holds no sweep.
     """
     rows = []
     for job_dir in _job_dirs(Path(sweep_dir)):
-        overrides_file = job_dir / ".hydra" / "overrides.yaml"
-        overrides = yaml.safe_load(overrides_file.read_text()) if overrides_file.is_file() else []
-        try:
-            record = read_metrics(job_dir)
-        except (OSError, ValueError):
-            record = {"status": "failed", "error": f"no readable {METRICS_FILE}"}
+        overrides, problem = _read_overrides(job_dir)
+        record = _read_record(job_dir)
         if record.get("status") == "running":
             record["status"] = "interrupted"
+        elif record.get("status") == "pending":
+            record.update(status="not run", error=record.get("error") or "the sweep ended before this job started")
+        reasons = [_first_line(record["error"])] if record.get("status") != "done" and record.get("error") else []
+        if problem:
+            reasons.append(problem)
+            record["error"] = "; ".join(p for p in (record.get("error"), problem) if p)
+        if reasons:
+            record["reason"] = "; ".join(reasons)
         record["collapsed"] = collapse(record)  # also for runs older than metrics.json's "collapsed"
-        rows.append({**record, "job": job_dir.name, "overrides": list(overrides or []), "dir": str(job_dir)})
+        rows.append({**record, "job": job_dir.name, "overrides": overrides, "dir": str(job_dir)})
     # What tells the jobs apart: the overrides not shared by all of them.
     shared = set.intersection(*(set(r["overrides"]) for r in rows)) if len(rows) > 1 else set()
     for row in rows:
@@ -93,17 +166,22 @@ def _cell(row: dict[str, Any], key: str, fmt: str) -> str:
         return str(value)
 
 
+def _markdown_cell(text: str) -> str:
+    """A cell's text on one line, with its pipes escaped: a table row stays one row."""
+    return " ".join(text.split()).replace("|", "\\|")
+
+
 def markdown_table(rows: list[dict[str, Any]]) -> str:
     lines = ["| " + " | ".join(title for title, _, _ in COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
     for row in rows:
-        lines.append("| " + " | ".join(_cell(row, key, fmt).replace("|", "\\|") for _, key, fmt in COLUMNS) + " |")
+        lines.append("| " + " | ".join(_markdown_cell(_cell(row, key, fmt)) for _, key, fmt in COLUMNS) + " |")
     return "\n".join(lines)
 
 
 def summary(rows: list[dict[str, Any]]) -> str:
     """How many jobs finished, and their fit time in total (a sweep of the book's chapter: the chapter's time)."""
     done = sum(r.get("status") == "done" for r in rows)
-    fit = sum(r.get("fit_seconds") or 0 for r in rows)
+    fit = sum(to_float(r.get("fit_seconds")) or 0.0 for r in rows)
     text = f"{done} of {len(rows)} jobs done; fit time in total {fit:.1f} s."
     collapsed = [r for r in rows if r.get("collapsed")]
     if collapsed:
@@ -111,6 +189,10 @@ def summary(rows: list[dict[str, Any]]) -> str:
             f"job {r['job']} ({r['collapsed']['best']:.3f} -> {r['collapsed']['final']:.3f})" for r in collapsed
         ) + "."
     return text
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def _label(row: dict[str, Any]) -> str:
@@ -127,7 +209,7 @@ def plot(rows: list[dict[str, Any]], path: Path) -> None:
     for i, row in enumerate(rows):
         history = row.get("history") or {}
         epochs, accuracy = history.get("epoch") or [], history.get("val/acc") or []
-        points = [(e + 1, a) for e, a in zip(epochs, accuracy) if a is not None]
+        points = [(e + 1, a) for e, a in zip(epochs, accuracy) if _is_number(e) and _is_number(a)]
         if points:
             curves.plot(*zip(*points), marker="o", markersize=3, label=_label(row), color=f"C{i % 10}")
     curves.xaxis.set_major_locator(MaxNLocator(integer=True))
@@ -179,24 +261,29 @@ class SweepReport(Callback):
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         sweep_dir = Path(config.hydra.sweep.dir)
-        if not sweep_dir.is_dir():
-            return
-        rows = collect(sweep_dir)
+        try:
+            rows = collect(sweep_dir)
+        except NotASweep as e:
+            log.error("No sweep report: %s", e)
+            sys.exit(1)
         paths = write_report(sweep_dir, rows)
         log.info("Sweep report: %s (table), %s (curves)", paths["md"], paths["png"])
         print(f"{summary(rows)}\n{markdown_table(rows)}")
         not_done = [r for r in rows if r.get("status") != "done"]
         if not_done:
             log.error("%d of %d jobs did not finish: %s", len(not_done), len(rows),
-                      ", ".join(f"job {r['job']} ({r.get('status')}: {r.get('error', '')[:200]})" for r in not_done))  # fmt: skip
+                      ", ".join(f"job {r['job']} ({r.get('status')}: {r.get('reason', '')})" for r in not_done))  # fmt: skip
             sys.exit(1)
 
 
 def main(argv: list[str] | None = None) -> None:
     args = sys.argv[1:] if argv is None else argv
-    if len(args) != 1 or not Path(args[0]).is_dir():
+    if len(args) != 1:
         raise SystemExit("usage: python -m d2lexp.report <sweep folder>  (e.g. outputs/multirun/2026-11-26/12-00-00)")
-    rows = collect(args[0])
+    try:
+        rows = collect(args[0])
+    except NotASweep as e:
+        raise SystemExit(str(e)) from None
     paths = write_report(args[0], rows)
     print(f"{summary(rows)}\n{markdown_table(rows)}")
     print(f"\nwrote {paths['md']}, {paths['csv']}, {paths['png']}")

@@ -78,7 +78,7 @@ def collapse(record: dict[str, Any]) -> dict[str, Any] | None:
         return None
     history = record.get("history") or {}
     accuracies, epochs = history.get("val/acc") or [], history.get("epoch") or []
-    best_epoch = next((e for e, a in zip(epochs, accuracies) if a is not None and a >= best), None)
+    best_epoch = next((e for e, a in zip(epochs, accuracies) if to_float(a) is not None and a >= best), None)
     return {"best": best, "best_epoch": best_epoch, "final": final}
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import sys
 import time
 from collections.abc import Callable
@@ -170,7 +171,7 @@ def train(cfg: DictConfig, callbacks: list | None = None, net: Any = None) -> di
     quiet_lightning()
     output_dir = Path(cfg.paths.output_dir)
     choices = hydra_choices()
-    record: dict[str, Any] = {"status": "running", "output_dir": str(output_dir), "started_at": time.time()}
+    record: dict[str, Any] = {"status": "running", "output_dir": str(output_dir), "started_at": time.time(), "pid": os.getpid()}
 
     def save(record: dict[str, Any]) -> None:  # one metrics.json per run, from the first process
         if rank_zero_only.rank == 0:

@@ -49,19 +49,6 @@ def test_sweeps_refuse_relaunching_ddp(tmp_path, data_dir):
     assert [r["status"] for r in collect(next((tmp_path / "outputs" / "multirun").glob("*/*")))] == ["failed", "failed"]
 
 
-def test_joblib_runs_two_jobs_in_parallel(tmp_path, data_dir):
-    # Each job must outlast the gap between the two workers' start-ups (each imports torch and
-    # Lightning), or one job can end before the other begins (seen in CI with 1-second jobs):
-    # some 5 s of training each, on the full data.
-    result = run_cli("-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "experiment=d2l/softmax",
-                     "seed=1,2", "trainer.max_epochs=8", *QUICK, cwd=tmp_path, data_dir=data_dir)  # fmt: skip
-    assert result.returncode == 0, result.stderr[-3000:]
-    rows = collect(next((tmp_path / "outputs" / "multirun").glob("*/*")))
-    assert [r["status"] for r in rows] == ["done", "done"] and all(r["test/acc"] > 0.6 for r in rows)
-    first, second = rows
-    assert first["started_at"] < second["finished_at"] and second["started_at"] < first["finished_at"]  # overlapped
-
-
 def test_submitit_local_executor_runs_a_sweep(tmp_path, data_dir):
     result = run_cli("-m", "hydra/launcher=submitit_local", "hydra.launcher.timeout_min=10", "experiment=d2l/softmax",
                      "seed=1,2", "trainer.max_epochs=1", "data.train_subset=3000", *QUICK,

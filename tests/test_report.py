@@ -1,11 +1,13 @@
 """A real sweep from the command line, and the comparison it leaves in the sweep folder."""
 
 import csv
+import subprocess
+import sys
 
 import pytest
 from PIL import Image
 
-from d2lexp.report import collect, markdown_table, summary
+from d2lexp.report import collect, markdown_table, summary, write_report
 from d2lexp.run_record import write_metrics
 from tests.test_cli import run_cli
 
@@ -71,3 +73,43 @@ def test_the_summary_names_the_jobs_that_collapsed(tmp_path):
     rows = collect(tmp_path)
     assert rows[0]["collapsed"] == {"best": 0.550, "best_epoch": 2, "final": 0.100} and rows[1]["collapsed"] is None
     assert summary(rows).endswith("Collapsed (validation accuracy at the end under half its best): job 0 (0.550 -> 0.100).")
+
+
+def test_unreadable_jobs_are_rows_that_say_so_and_the_report_is_still_written(tmp_path):
+    """Valid JSON of the wrong shape, values of the wrong type, broken overrides, and fields that would
+    break a Markdown table: each job is one row, and the report is written."""
+    write_metrics(tmp_path / "0", {"status": "done", "model": "lenet", "test/acc": 0.8, "fit_seconds": 10.0})
+    for job, text in (("1", "[]"), ("2", "null"), ("3", "{not json")):
+        (tmp_path / job).mkdir()
+        (tmp_path / job / "metrics.json").write_text(text)
+    write_metrics(tmp_path / "4", {"status": "done", "model": ["lenet"], "fit_seconds": "abc", "params": "many",
+                                   "test/acc": True, "history": [1, 2], "val/acc": "x", "val/acc_best": 0.9})  # fmt: skip
+    write_metrics(tmp_path / "5", {"status": "failed", "model": "a|b", "error": "first line | with a pipe\nsecond line"})
+    (tmp_path / "5" / ".hydra").mkdir()
+    (tmp_path / "5" / ".hydra" / "overrides.yaml").write_text("- seed=1\n- [unclosed")
+    rows = collect(tmp_path)
+    assert [r["status"] for r in rows] == ["done", "unreadable", "unreadable", "unreadable", "done", "failed"]
+    assert "holds list, not a run's record" in rows[1]["reason"] and "holds NoneType" in rows[2]["reason"]
+    assert "metrics.json cannot be read" in rows[3]["reason"]
+    assert rows[4].get("fit_seconds") is None and rows[4].get("params") is None and rows[4]["history"] == {}
+    assert rows[5]["reason"].startswith("first line | with a pipe; unreadable .hydra/overrides.yaml")
+    paths = write_report(tmp_path, rows)
+    table = [line for line in paths["md"].read_text().splitlines() if line.startswith("| ")]
+    assert len(table) == 1 + len(rows)  # the header and one line per job: nothing broke a row
+    assert "a\\|b" in table[6] and "first line \\| with a pipe" in table[6] and "second line" not in table[6]
+    assert "2 of 6 jobs done; fit time in total 10.0 s." in paths["md"].read_text()
+    assert Image.open(paths["png"]).size[0] > 1000
+
+
+def test_a_single_runs_folder_is_refused_and_left_alone(tmp_path):
+    write_metrics(tmp_path / "run", {"status": "done", "model": "lenet"})
+    (tmp_path / "run" / ".hydra").mkdir()
+    (tmp_path / "run" / "checkpoints").mkdir()
+    before = sorted(p.name for p in (tmp_path / "run").iterdir())
+    result = subprocess.run([sys.executable, "-m", "d2lexp.report", str(tmp_path / "run")], capture_output=True, text=True)
+    assert result.returncode == 1 and "is a single run's folder, not a sweep's" in result.stderr
+    assert "Traceback" not in result.stderr and sorted(p.name for p in (tmp_path / "run").iterdir()) == before
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    result = subprocess.run([sys.executable, "-m", "d2lexp.report", str(empty)], capture_output=True, text=True)
+    assert result.returncode == 1 and "holds no jobs of a sweep" in result.stderr and not list(empty.iterdir())

@@ -1,0 +1,220 @@
+"""Sweeps whose jobs each run in a process of their own: `hydra/launcher=parallel`.
+
+    python -m d2lexp -m hydra/launcher=parallel hydra.launcher.jobs_per_device=2 model=lenet,mlp,softmax
+
+Every job is a fresh Python process (started with `spawn`), so a job that dies (the
+out-of-memory killer's SIGKILL, a segfault) takes nothing down with it: the jobs beside it go on,
+the ones after it still start, its row in the sweep report says `crashed` with the signal, and
+the sweep exits non-zero. (Joblib's process pool cannot do this: one dead worker breaks the
+whole pool, `TerminatedWorkerError`, and every job still in it is lost.)
+
+`jobs_per_device` jobs run at a time on each device (`devices`: `auto` is every visible GPU,
+or the CPU when there is none; or a list of GPU indices); each job sees only its GPU
+(`CUDA_VISIBLE_DEVICES`) and gets its share of the CPU's threads (`threads_per_job`, default:
+the CPU's cores divided among the jobs that run at once). Before anything runs, every job's
+folder is made with a `metrics.json` that says `pending`, so a job that never ran still has
+a row in the report.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import multiprocessing
+import multiprocessing.connection
+import os
+import signal
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from hydra.core.singleton import Singleton
+from hydra.core.utils import JobReturn, JobStatus, filter_overrides, run_job, setup_globals
+from hydra.plugins.launcher import Launcher
+from hydra.types import HydraContext, TaskFunction
+from omegaconf import DictConfig, OmegaConf, open_dict
+
+from d2lexp.run_record import read_metrics, write_metrics
+
+log = logging.getLogger("d2lexp")
+
+
+@dataclass(frozen=True)
+class Slot:
+    """Where one job runs: a GPU index (None: the CPU) and the CPU threads it may use."""
+
+    gpu: int | None
+    threads: int
+
+
+def visible_gpus() -> list[int]:
+    """The GPUs this machine shows, without initialising CUDA in this process."""
+    import torch
+
+    return list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
+
+
+def slots(devices: Any, jobs_per_device: int, threads_per_job: int | None) -> list[Slot]:
+    """One slot per job that may run at once."""
+    if jobs_per_device < 1:
+        raise ValueError(f"hydra.launcher.jobs_per_device must be at least 1, got {jobs_per_device}")
+    gpus: list[int | None]
+    if devices == "auto":
+        gpus = list(visible_gpus()) or [None]
+    elif devices == "cpu":
+        gpus = [None]
+    else:
+        gpus = [int(d) for d in devices]
+    at_once = len(gpus) * jobs_per_device
+    threads = threads_per_job or max(1, (os.cpu_count() or 1) // at_once)
+    return [Slot(gpu, threads) for _ in range(jobs_per_device) for gpu in gpus]
+
+
+def _describe_exit(exitcode: int | None) -> str:
+    if exitcode is not None and exitcode < 0:
+        name = signal.Signals(-exitcode).name
+        hint = " (the out-of-memory killer sends this)" if name == "SIGKILL" else ""
+        return f"its process was killed by {name}{hint} before the job could record its end"
+    return f"its process ended with exit code {exitcode} before the job could record its end"
+
+
+def _run_in_process(connection: Any, hydra_context: HydraContext, task: tuple[str, str], config: DictConfig,
+                    singleton_state: dict[Any, Any], slot: Slot) -> None:  # fmt: skip
+    """The child process: its device and threads first, then Hydra's own `run_job`."""
+    if slot.gpu is not None:
+        os.environ["CUDA_VISIBLE_DEVICES"] = str(slot.gpu)
+    for variable in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ[variable] = str(slot.threads)
+    import importlib
+
+    import torch
+
+    torch.set_num_threads(slot.threads)
+    module, name = task
+    task_function = getattr(importlib.import_module(module), name)
+    task_function = getattr(task_function, "__wrapped__", task_function)  # the function under @hydra.main
+    import d2lexp.run_folder  # noqa: F401  (registers the resolver of run folders)
+
+    # Hydra's singletons from the sweep's process; the resolvers are this process's own (the same ones,
+    # registered by the imports; closures do not cross a process boundary).
+    from omegaconf.basecontainer import BaseContainer
+
+    Singleton.set_state({"instances": singleton_state, "omegaconf_resolvers": BaseContainer._resolvers})
+    setup_globals()
+    result = run_job(hydra_context=hydra_context, task_function=task_function, config=config,
+                     job_dir_key="hydra.sweep.dir", job_subdir_key="hydra.sweep.subdir")  # fmt: skip
+    # What the sweep needs back (the JobReturn itself holds configs that do not cross processes).
+    failed = result.status == JobStatus.FAILED  # an error outside d2lexp's own handling: keep its text
+    connection.send((not failed, str(result._return_value) if failed else result._return_value))
+    connection.close()
+
+
+@dataclass
+class _Job:
+    number: int
+    overrides: list[str]
+    config: DictConfig
+    folder: Path
+    result: JobReturn | None = None
+
+
+class ParallelLauncher(Launcher):
+    """Hydra launcher: each job in its own process, `jobs_per_device` at a time on each device."""
+
+    def __init__(self, jobs_per_device: int = 1, devices: Any = "auto", threads_per_job: int | None = None) -> None:
+        self.jobs_per_device = jobs_per_device
+        self.devices = OmegaConf.to_container(devices) if OmegaConf.is_config(devices) else devices
+        self.threads_per_job = threads_per_job
+        self.config: DictConfig | None = None
+        self.hydra_context: HydraContext | None = None
+        self.task_function: TaskFunction | None = None
+
+    def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
+        self.config, self.hydra_context, self.task_function = config, hydra_context, task_function
+
+    def _job(self, number: int, overrides: Sequence[str]) -> _Job:
+        assert self.config is not None and self.hydra_context is not None
+        config = self.hydra_context.config_loader.load_sweep_config(self.config, list(overrides))
+        with open_dict(config):
+            config.hydra.job.id = f"{config.hydra.job.name}_{number}"
+            config.hydra.job.num = number
+        folder = Path(str(config.hydra.sweep.dir)) / str(config.hydra.sweep.subdir)
+        return _Job(number, list(overrides), config, folder)
+
+    def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
+        assert self.config is not None and self.hydra_context is not None and self.task_function is not None
+        setup_globals()
+        available = slots(self.devices, self.jobs_per_device, self.threads_per_job)
+        jobs = [self._job(initial_job_idx + i, overrides) for i, overrides in enumerate(job_overrides)]
+        for job in jobs:  # every job has a row from the start, even one that never gets to run
+            write_metrics(job.folder, {"status": "pending", "job": job.number, "overrides": job.overrides})
+        log.info("Launching %d jobs, %d at a time, each in its own process (%d CPU threads each)",
+                 len(jobs), len(available), available[0].threads)  # fmt: skip
+        task = (self.task_function.__module__, self.task_function.__name__)
+        context = multiprocessing.get_context("spawn")
+        waiting, running = list(jobs), {}
+        try:
+            while waiting or running:
+                while waiting and available:
+                    job, slot = waiting.pop(0), available.pop(0)
+                    log.info("\t#%d : %s", job.number, " ".join(filter_overrides(job.overrides)))
+                    receiver, sender = context.Pipe(duplex=False)
+                    process = context.Process(
+                        target=_run_in_process, name=f"d2lexp-job-{job.number}",
+                        args=(sender, self.hydra_context, task, job.config, Singleton.get_state()["instances"], slot),
+                    )  # fmt: skip
+                    process.start()
+                    sender.close()
+                    running[process.sentinel] = (job, slot, process, receiver)
+                for sentinel in multiprocessing.connection.wait(list(running)):
+                    job, slot, process, receiver = running.pop(sentinel)
+                    job.result = self._result(job, process, receiver)
+                    available.append(slot)
+        except KeyboardInterrupt:
+            log.error("The sweep was interrupted: waiting for the running jobs to record how far they got.")
+            for job, _, process, receiver in running.values():
+                process.join(timeout=60)
+                job.result = self._result(job, process, receiver)
+            for job in waiting:
+                self._record_failure(job, "not run", "the sweep was interrupted before it started")
+        return [job.result or self._return(job, math.nan) for job in jobs]
+
+    def _result(self, job: _Job, process: Any, receiver: Any) -> JobReturn:
+        process.join()
+        try:
+            sent = receiver.recv() if receiver.poll() else None
+        except (EOFError, OSError):
+            sent = None
+        receiver.close()
+        if sent is None:
+            self._record_failure(job, "crashed", _describe_exit(process.exitcode))
+            return self._return(job, math.nan)
+        completed, value = sent
+        if not completed:
+            self._record_failure(job, "failed", str(value).strip().splitlines()[0] if str(value).strip() else "failed")
+            return self._return(job, math.nan)
+        return self._return(job, value)
+
+    def _record_failure(self, job: _Job, status: str, reason: str) -> None:
+        """Say in the job's own metrics.json what became of it (it could not say so itself)."""
+        try:
+            record = read_metrics(job.folder)
+            record = record if isinstance(record, dict) else {}
+        except (OSError, ValueError):
+            record = {}
+        record.update(status=status, error=reason)
+        log.error("Job %d %s: %s.", job.number, status, reason)
+        try:
+            write_metrics(job.folder, record)
+        except OSError as e:
+            log.error("Could not record this in %s/metrics.json: %s", job.folder, e.strerror or e)
+
+    def _return(self, job: _Job, value: Any) -> JobReturn:
+        """A finished job as Hydra's sweepers take it. A job that failed returns NaN, as d2lexp's failed
+        jobs do, so the sweep goes on to its report; its metrics.json says what happened."""
+        result = JobReturn(overrides=job.overrides, cfg=job.config, hydra_cfg=job.config,
+                           working_dir=str(job.folder), task_name=str(job.config.hydra.job.name))  # fmt: skip
+        result.status = JobStatus.COMPLETED
+        result.return_value = value
+        return result

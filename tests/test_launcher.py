@@ -1,0 +1,57 @@
+"""`hydra/launcher=parallel`: jobs side by side, each in its own process; one that is killed (as
+the out-of-memory killer kills) leaves the others to finish, and the report lists every job."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+from d2lexp.report import collect
+
+PARALLEL = ["hydra/launcher=parallel", "hydra.launcher.jobs_per_device=2", "hydra.launcher.devices=cpu"]
+QUICK = ["experiment=d2l/softmax", "data.train_subset=20000", "data.test_subset=1000", "callbacks.progress_bar=null",
+         "callbacks.model_summary=null"]  # fmt: skip
+
+
+def test_a_killed_job_is_a_crashed_row_and_the_others_finish(tmp_path, data_dir):
+    env = {**os.environ, "D2LEXP_DATA": str(data_dir), "PYTHONUNBUFFERED": "1"}
+    sweep = tmp_path / "sweep"
+    # Job 1 would train long; it is killed while job 0 trains beside it, and job 2 has not started.
+    process = subprocess.Popen(
+        [sys.executable, "-m", "d2lexp", "-m", *PARALLEL, *QUICK, "trainer.max_epochs=3,200,3", f"hydra.sweep.dir={sweep}"],
+        cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    records, deadline = [{}, {}], time.time() + 240
+    while any(r.get("status") != "running" for r in records) and time.time() < deadline:  # both jobs training
+        time.sleep(0.05)
+        try:
+            records = [json.loads((sweep / job / "metrics.json").read_text()) for job in ("0", "1")]
+        except (OSError, ValueError):
+            pass
+    assert all(r.get("status") == "running" for r in records), "jobs 0 and 1 never ran side by side"
+    killed_at = time.time()
+    os.kill(records[1]["pid"], signal.SIGKILL)
+    output, _ = process.communicate(timeout=300)
+    assert process.returncode == 1, output[-3000:]  # a job did not finish: the sweep says so
+    rows = collect(sweep)
+    assert [r["status"] for r in rows] == ["done", "crashed", "done"]
+    assert rows[1]["reason"].startswith("its process was killed by SIGKILL") and "out-of-memory" in rows[1]["reason"]
+    assert all(r["epochs"] == 3 and r["test/acc"] > 0.6 for r in (rows[0], rows[2]))
+    report = (sweep / "report.md").read_text()
+    assert "2 of 3 jobs done" in report and "| crashed | its process was killed by SIGKILL" in report
+    assert "job 1 (crashed: its process was killed by SIGKILL" in output and "Traceback" not in output
+    assert rows[0]["started_at"] < killed_at < rows[0]["finished_at"]  # job 0 was training when job 1 was killed
+
+
+def test_jobs_that_never_ran_have_rows(tmp_path):
+    """A job still pending when the sweep ended (the sweep was stopped before it began) says so."""
+    from d2lexp.run_record import write_metrics
+
+    write_metrics(tmp_path / "0", {"status": "done", "model": "lenet"})
+    write_metrics(tmp_path / "1", {"status": "pending", "job": 1, "overrides": ["seed=2"]})
+    rows = collect(tmp_path)
+    assert [r["status"] for r in rows] == ["done", "not run"] and "before this job started" in rows[1]["reason"]
