@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 from pathlib import Path
 from typing import Any
 
@@ -89,13 +91,52 @@ def check_fits(checkpoint: dict[str, Any], module: nn.Module, path: str | Path) 
         )
 
 
+class _WriteErrors:
+    """A file's `write` and `flush`, remembering the OSError one raised: torch.save reports a
+    failed write as a RuntimeError without its cause, so a full disk would read as a bug."""
+
+    def __init__(self, file: Any) -> None:
+        self.file, self.error = file, None
+
+    def write(self, data: Any) -> int:
+        try:
+            return self.file.write(data)
+        except OSError as e:
+            self.error = e
+            raise
+
+    def flush(self) -> None:
+        try:
+            self.file.flush()
+        except OSError as e:
+            self.error = e
+            raise
+
+
 def save(obj: Any, path: str | Path) -> Path:
-    """torch.save, atomically: a crash never leaves half a file where a good one was."""
+    """torch.save, atomically: a crash never leaves half a file where a good one was.
+
+    The file is written beside its name and renamed into place. A write that fails (a full disk,
+    a read-only folder) raises the OSError that stopped it, with its errno, and leaves no partial
+    file behind.
+    """
     path = Path(path).expanduser()
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, tmp)
-    tmp.replace(path)
+    temporary = path.with_name(path.name + ".tmp")
+    try:
+        with open(temporary, "wb") as file:
+            writer = _WriteErrors(file)
+            try:
+                torch.save(obj, writer)
+            except RuntimeError:
+                if writer.error is not None:
+                    raise writer.error from None
+                raise
+        os.replace(temporary, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            temporary.unlink(missing_ok=True)  # give a full disk its space back
+        raise
     return path
 
 

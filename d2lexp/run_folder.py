@@ -62,6 +62,48 @@ def unwritable(path: str | Path, error: OSError | str) -> OutputError:
     )
 
 
+def is_unwritable(error: BaseException) -> bool:
+    """Whether `error` is a folder refusing a write (full, read-only, gone), not a bug."""
+    return isinstance(error, OSError) and error.errno in UNWRITABLE
+
+
+def run_stopped_unwritable(folder: Path, error: OSError, recorded: bool) -> OutputError:
+    """The paragraph for a run whose own folder stopped taking writes part-way (a full disk, a
+    folder made read-only): what failed, what is intact, what to do."""
+    name = error.filename.decode() if isinstance(error.filename, bytes) else error.filename
+    file = f" ({Path(name).relative_to(folder) if name and Path(name).is_relative_to(folder) else name})" if name else ""
+    last = folder / "checkpoints" / "last.ckpt"
+    kept = (
+        f" Its last complete checkpoint, {last}, is intact: resume from it with ckpt_path={folder} once the folder "
+        "takes writes again."
+        if last.is_file()
+        else ""
+    )
+    status = "" if recorded else " Its metrics.json could not be updated either (it still says running)."
+    return OutputError(
+        f"The run stopped: its folder {folder} no longer takes writes{file}: {error.strerror or error}. Free some "
+        f"space or make the folder writable, or point new runs elsewhere with paths.log_dir=...{kept}{status} "
+        "Earlier runs' folders were not touched."
+    )
+
+
+def quiet_unwritable_threads() -> None:
+    """A background writer (TensorBoard's) that hits a full or read-only folder dies with a traceback
+    on stderr, then the training thread reports the same error: keep only the training thread's
+    paragraph."""
+    import threading
+
+    previous = threading.excepthook
+
+    def hook(args: threading.ExceptHookArgs) -> None:
+        if is_unwritable(args.exc_value):
+            log.debug("A background thread could not write: %s", args.exc_value)
+        else:
+            previous(args)
+
+    threading.excepthook = hook
+
+
 def holds_a_run(folder: Path) -> bool:
     return any((folder / name).exists() for name in RUN_FILES)
 
@@ -126,8 +168,14 @@ def claim(folder: str | Path, *, suffix_on_collision: bool, resuming: bool = Fal
 
 
 def new_run_folder(path: str) -> str:
-    """The `new_run_folder` resolver: `path`, or the first free `path_N`, claimed for this run."""
-    return str(claim(path, suffix_on_collision=True))
+    """The `new_run_folder` resolver: `path`, or the first free `path_N`, claimed for this run.
+    A folder that cannot be claimed (read-only, full) is returned as it is: `RunFolderCheck`
+    claims it again and says why it cannot, in one paragraph (an error raised inside a resolver
+    reaches the user wrapped in OmegaConf's)."""
+    try:
+        return str(claim(path, suffix_on_collision=True))
+    except OutputError:
+        return path
 
 
 # Cached: Hydra resolves the run folder more than once, and copies the cache into every job of a
@@ -149,18 +197,19 @@ class RunFolderCheck(Callback):
     module's docstring), or the command ends with one paragraph and exit 1, before Hydra or the
     run writes anything."""
 
-    def _claim(self, config: DictConfig, key: str, resuming: bool = False) -> Path:
-        folder = Path(str(OmegaConf.select(config, key)))  # an auto-named folder is claimed as it resolves
+    def _claim(self, config: DictConfig, key: str) -> tuple[Path, bool]:
         try:
-            return claim(folder, suffix_on_collision=False, resuming=resuming)
+            folder = Path(str(OmegaConf.select(config, key)))  # an auto-named folder is claimed as it resolves
+            # An explicit folder of an earlier run may be taken over by a command that resumes that run.
+            resuming = key == "hydra.run.dir" and _resumes(config, folder) and holds_a_run(folder)
+            claim(folder, suffix_on_collision=False, resuming=resuming)
+            return folder, resuming
         except OutputError as e:
             log.error("%s", e)
             sys.exit(1)
 
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
-        folder = Path(str(config.hydra.run.dir))
-        resuming = _resumes(config, folder) and holds_a_run(folder)
-        self._claim(config, "hydra.run.dir", resuming)
+        folder, resuming = self._claim(config, "hydra.run.dir")
         if resuming and config.hydra.output_subdir is not None:
             # The run's own .hydra/ keeps the settings it started with; this command's go beside them.
             subdir = Path(str(config.hydra.output_subdir))

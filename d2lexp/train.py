@@ -22,6 +22,7 @@ from omegaconf import DictConfig, OmegaConf
 import d2lexp
 from d2lexp import config as _schemas  # noqa: F401  (registers the typed schemas with Hydra)
 from d2lexp.errors import D2lexpError
+from d2lexp.run_folder import quiet_unwritable_threads
 
 CONF_DIR = str(Path(__file__).resolve().parent.parent / "conf")
 
@@ -163,7 +164,7 @@ def train(cfg: DictConfig, callbacks: list | None = None, net: Any = None) -> di
     from d2lexp.checkpoint import check_fits, find_checkpoint, load_checkpoint
     from d2lexp.errors import TrainingDiverged
     from d2lexp.inspect import count_macs
-    from d2lexp.run_folder import UNWRITABLE, unwritable
+    from d2lexp.run_folder import is_unwritable, run_stopped_unwritable
     from d2lexp.profilers import NoProfiler
     from d2lexp.run_record import collapse, collapse_warning, hparams_of, summary_line, write_metrics
 
@@ -173,12 +174,13 @@ def train(cfg: DictConfig, callbacks: list | None = None, net: Any = None) -> di
     choices = hydra_choices()
     record: dict[str, Any] = {"status": "running", "output_dir": str(output_dir), "started_at": time.time(), "pid": os.getpid()}
 
-    def save(record: dict[str, Any]) -> None:  # one metrics.json per run, from the first process
+    def save(record: dict[str, Any]) -> OSError | None:  # one metrics.json per run, from the first process
         if rank_zero_only.rank == 0:
             try:
                 write_metrics(output_dir, record)
-            except OSError as e:  # a full or read-only disk: say so, do not hide the first error
-                log.error("Could not write %s/metrics.json: %s", output_dir, e.strerror or e)
+            except OSError as e:  # a full or read-only disk: the caller says so, and what stopped the run
+                return e
+        return None
 
     try:
         pl.seed_everything(cfg.seed, workers=True, verbose=False)
@@ -257,12 +259,16 @@ def train(cfg: DictConfig, callbacks: list | None = None, net: Any = None) -> di
         elif isinstance(e, SystemExit):  # Lightning's SIGTERMException: a scheduler's time limit, `kill`, `timeout`
             status, error = "interrupted", "stopped by a signal (SIGTERM)"
         record.update(status=status, error=record.get("error") or error)
-        save(record)
-        if isinstance(e, OSError) and e.errno in UNWRITABLE:
-            raise unwritable(getattr(e, "filename", None) or output_dir, e) from None
+        unrecorded = save(record)
+        if is_unwritable(e):
+            raise run_stopped_unwritable(output_dir, e, recorded=unrecorded is None) from None
+        if unrecorded is not None:
+            log.error("Could not record the run's end in %s/metrics.json: %s", output_dir, unrecorded.strerror)
         raise
     record["finished_at"] = time.time()
-    save(record)
+    unrecorded = save(record)
+    if unrecorded is not None:
+        raise run_stopped_unwritable(output_dir, unrecorded, recorded=False)
     if rank_zero_only.rank == 0:
         log.info("%s -> %s", summary_line(record), output_dir)
     return record
@@ -326,6 +332,8 @@ def main(cfg: DictConfig) -> float | None:
     In a sweep, a failing job is recorded as failed (metrics.json, the sweep report) and
     the sweep goes on; the sweep exits non-zero at the end. A single run exits at once.
     """
+    logging.raiseExceptions = False  # a log file on a full disk: the run's own paragraph says what happened
+    quiet_unwritable_threads()
     try:
         record = train(cfg)
     except D2lexpError as e:

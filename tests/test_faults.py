@@ -18,6 +18,8 @@ from d2lexp.run_record import read_metrics
 from d2lexp.train import train
 from tests.test_cli import run_cli
 
+TINY = ["experiment=d2l/softmax", "data.train_subset=1000", "data.test_subset=500", "trainer.max_epochs=1",
+        "callbacks.progress_bar=null"]  # fmt: skip
 RUN = ["experiment=d2l/lenet", "optimizer=adam", "optimizer.lr=0.01", "data.train_subset=6000", "data.test_subset=1000",
        "data.batch_size=100", "trainer.max_epochs=2", "callbacks.progress_bar=null", "callbacks.model_summary=null",
        "seed=11"]  # fmt: skip
@@ -153,19 +155,70 @@ def test_a_read_only_output_folder_is_refused_before_anything_runs(tmp_path, dat
     assert "Traceback" not in output and digest(folder) == before
 
 
-def test_a_full_disk_while_saving_is_a_clear_error(make_cfg, tmp_path, monkeypatch, earlier_run):
-    folder, before = earlier_run
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 1.3 MB file system of its own: the real full-disk path, through the real torch.save."""
+    folder = tmp_path / "disk"
+    folder.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1300k", "tmpfs", str(folder)], capture_output=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"mounting a small tmpfs needs root ({mounted.stderr.decode().strip()})")
+    yield folder
+    subprocess.run(["umount", "-l", str(folder)], capture_output=True)
 
-    def disk_full(checkpoint, path, *args, **kwargs):  # what a full disk does to the checkpoint writer
-        raise OSError(errno.ENOSPC, "No space left on device", str(path))
 
-    monkeypatch.setattr(torch, "save", disk_full)  # d2lexp writes checkpoints with torch.save, in the background
-    cfg = make_cfg("experiment=d2l/softmax", "data.train_subset=1000", "data.test_subset=500", "trainer.max_epochs=1",
-                   output_dir=tmp_path / "outputs" / "full")  # fmt: skip
-    with pytest.raises(D2lexpError, match="No space left on device. Point the runs elsewhere"):
-        train(cfg)
-    assert read_metrics(tmp_path / "outputs" / "full")["status"] == "failed"
-    assert digest(folder) == before
+def paragraphs(output: str) -> list[str]:
+    return [line for line in output.splitlines() if "[ERROR]" in line]
+
+
+def test_a_full_disk_ends_in_one_paragraph_and_keeps_every_earlier_result(small_disk, tmp_path, data_dir):
+    earlier = run_cli(*TINY, "hydra.run.dir=earlier", f"paths.log_dir={small_disk}", cwd=small_disk, data_dir=data_dir)
+    assert earlier.returncode == 0, earlier.stderr[-2000:]
+    before = digest(small_disk / "earlier")
+    # An MLP's checkpoints (0.8 MB each) fill the disk at its second best epoch.
+    result = run_cli("experiment=d2l/mlp", "data.train_subset=2000", "data.test_subset=500", "trainer.max_epochs=4",
+                     "callbacks.progress_bar=null", "hydra.run.dir=full", cwd=small_disk, data_dir=data_dir)  # fmt: skip
+    output = result.stdout + result.stderr
+    assert result.returncode == 1 and "Traceback" not in output
+    (message,) = paragraphs(output)
+    run = small_disk / "full"
+    assert f"its folder {run} no longer takes writes" in message and "No space left on device" in message
+    assert f"resume from it with ckpt_path={run}" in message
+    record = read_metrics(run)
+    assert record["status"] == "failed" and "No space left on device" in record["error"]
+    assert not list(small_disk.rglob("*.tmp"))  # no half-written leftovers
+    checkpoint = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)  # the last good one, whole
+    assert checkpoint["epoch"] == 0 and "net.1.weight" in checkpoint["state_dict"]
+    assert digest(small_disk / "earlier") == before
+
+
+def test_a_folder_made_read_only_mid_run_ends_in_one_paragraph(tmp_path, data_dir):
+    run = tmp_path / "run"
+    env = {**os.environ, "D2LEXP_DATA": str(data_dir), "PYTHONUNBUFFERED": "1"}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "d2lexp", "experiment=d2l/mlp", "data.train_subset=30000", "data.test_subset=500",
+         "trainer.max_epochs=20", "callbacks.progress_bar=null", f"hydra.run.dir={run}"],
+        cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    last, deadline = run / "checkpoints" / "last.ckpt", time.time() + 240
+    while not last.exists() and time.time() < deadline:
+        time.sleep(0.05)
+    # As root, permissions do not stop writes: a read-only bind mount over the folder does.
+    bound = subprocess.run(["mount", "--bind", str(run), str(run)], capture_output=True)
+    if bound.returncode != 0:
+        process.kill()
+        pytest.skip(f"making a folder read-only under a running process needs root ({bound.stderr.decode().strip()})")
+    try:
+        subprocess.run(["mount", "-o", "remount,bind,ro", str(run)], check=True, capture_output=True)
+        output, _ = process.communicate(timeout=300)
+        assert process.returncode == 1 and "Traceback" not in output, output[-3000:]
+        (message,) = paragraphs(output)
+        assert f"its folder {run} no longer takes writes" in message and "Read-only file system" in message
+        assert "metrics.json could not be updated either (it still says running)" in message
+        assert read_metrics(run)["status"] == "running"  # as the message says
+        assert torch.load(last, weights_only=True)["state_dict"]  # the last good checkpoint, whole
+    finally:
+        subprocess.run(["umount", "-l", str(run)], capture_output=True)
 
 
 @pytest.mark.parametrize(

@@ -22,6 +22,8 @@ from lightning.fabric.utilities.cloud_io import _is_local_file_protocol
 from lightning.pytorch.callbacks import ModelCheckpoint as LightningModelCheckpoint
 from lightning_utilities.core.apply_func import apply_to_collection
 
+from d2lexp.checkpoint import save
+
 log = logging.getLogger(__name__)
 
 # The file each trainer's d2lexp checkpoint callbacks wrote last, with the point of training it holds.
@@ -43,10 +45,15 @@ def _replace_with_link(source: str, target: str) -> None:
     if os.path.lexists(temporary):
         os.remove(temporary)
     try:
-        os.link(source, temporary)
-    except OSError:
-        shutil.copyfile(source, temporary)
-    os.replace(temporary, target)
+        try:
+            os.link(source, temporary)
+        except OSError:
+            shutil.copyfile(source, temporary)
+        os.replace(temporary, target)
+    except BaseException:
+        if os.path.lexists(temporary):  # a copy cut short by a full disk: give its space back
+            os.remove(temporary)
+        raise
 
 
 def _host_snapshot(checkpoint: dict[str, Any]) -> dict[str, Any]:
@@ -113,15 +120,7 @@ class BackgroundCheckpointIO(TorchCheckpointIO):
 
     @staticmethod
     def _write(checkpoint: dict[str, Any], path: str) -> None:
-        os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-        temporary = f"{path}.tmp"
-        try:
-            torch.save(checkpoint, temporary)  # straight to the file: its writes release the GIL
-        except BaseException:
-            if os.path.lexists(temporary):  # half a file (a full disk): give its space back
-                os.remove(temporary)
-            raise
-        os.replace(temporary, path)
+        save(checkpoint, path)  # atomic; a full disk raises its OSError and leaves no partial file
 
     def remove_checkpoint(self, path: Any) -> None:
         self._submit(super().remove_checkpoint, path)
