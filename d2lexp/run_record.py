@@ -59,14 +59,33 @@ def write_metrics(output_dir: str | Path, record: dict[str, Any]) -> Path:
     path = Path(output_dir) / METRICS_FILE
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".json.tmp")
-    clean = {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in record.items()}
     try:
-        tmp.write_text(json.dumps(clean, indent=2) + "\n")
+        tmp.write_text(json.dumps(strict_json(record), indent=2, allow_nan=False) + "\n")
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)  # no half-written leftovers, and a full disk gets its space back
         raise
     return path
+
+
+def strict_json(record: dict[str, Any]) -> dict[str, Any]:
+    """The record as strict JSON allows it: every non-finite number (NaN, infinity) becomes null,
+    and `non_finite` says which were, e.g. {"train/loss": "inf", "history.val/loss[3]": "nan"}."""
+    found: dict[str, str] = {}
+
+    def clean(value: Any, where: str) -> Any:
+        if isinstance(value, float) and not math.isfinite(value):
+            found[where] = str(value)
+            return None
+        if isinstance(value, dict):
+            return {k: clean(v, f"{where}.{k}" if where else str(k)) for k, v in value.items()}
+        if isinstance(value, (list, tuple)):
+            return [clean(v, f"{where}[{i}]") for i, v in enumerate(value)]
+        return value
+
+    cleaned = clean({k: v for k, v in record.items() if k != "non_finite"}, "")
+    cleaned["non_finite"] = found or None
+    return cleaned
 
 
 def read_metrics(run_dir: str | Path) -> dict[str, Any]:

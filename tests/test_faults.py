@@ -252,3 +252,27 @@ def test_out_of_range_values_fail_before_the_data_is_read(make_cfg, override, me
     with pytest.raises(D2lexpError) as err:
         train(cfg)
     assert message in str(err.value)
+
+
+def test_a_loss_that_explodes_while_finite_is_diverged(tmp_path, data_dir):
+    """The book's LeNet at lr 1e6: the loss stays finite (1.6e7) at chance accuracy, which is not "done"."""
+    result = run_cli("experiment=d2l/lenet", "optimizer.lr=1e6", "data.train_subset=5000", "data.test_subset=500",
+                     "trainer.max_epochs=3", "callbacks.progress_bar=null", "hydra.run.dir=run",
+                     cwd=tmp_path, data_dir=data_dir)  # fmt: skip
+    output = result.stdout + result.stderr
+    assert result.returncode == 1 and "Traceback" not in output
+    assert "lenet diverged: the mean training loss of the epoch" in output and "more than 10 times" in output
+    record = read_metrics(tmp_path / "run")
+    assert record["status"] == "diverged" and record["epochs"] == 1 and record["train/loss"] > 1e3
+
+
+def test_metrics_json_is_strict_json_and_names_what_was_not_finite(tmp_path):
+    from d2lexp.run_record import write_metrics
+
+    write_metrics(tmp_path, {"status": "diverged", "train/loss": float("inf"),
+                             "history": {"val/loss": [1.0, float("nan")]}, "non_finite": "stale"})  # fmt: skip
+    text = (tmp_path / "metrics.json").read_text()
+    assert "Infinity" not in text and "NaN" not in text
+    record = json.loads(text, parse_constant=lambda c: pytest.fail(f"not strict JSON: {c}"))
+    assert record["train/loss"] is None and record["history"]["val/loss"] == [1.0, None]
+    assert record["non_finite"] == {"train/loss": "inf", "history.val/loss[1]": "nan"}
