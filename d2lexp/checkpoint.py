@@ -19,11 +19,55 @@ _HOW_TO_FIX = (
 )
 
 
-def find_checkpoint(spec: str | Path, log_dir: str | Path, exclude: str | Path | None = None) -> Path:
+# The settings that make a run what it is: a run resumed with `ckpt_path=last` must share them.
+# (Where the data lives, how long to train and on which device may differ.)
+DEFINING = ("model", "init", "data", "task", "optimizer", "scheduler", "seed")
+_NOT_DEFINING = {"data.data_dir", "data.download", "data.on_device"}
+
+
+def _flat(node: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(node, dict):
+        return {k: v for key, value in node.items() for k, v in _flat(value, f"{prefix}{key}.").items()}
+    return {prefix.rstrip("."): node}
+
+
+def defining_settings(config: dict[str, Any]) -> dict[str, Any]:
+    """A run's defining settings (`DEFINING`), flattened to dotted keys, from its config as a
+    container (interpolations unresolved, as Hydra records it in .hydra/config.yaml)."""
+    flat = _flat({key: config.get(key) for key in DEFINING})
+    return {k: v for k, v in flat.items() if k not in _NOT_DEFINING}
+
+
+def _recorded_settings(checkpoint: Path) -> dict[str, Any] | None:
+    """The defining settings of the run that wrote `checkpoint`, as its run folder's
+    .hydra/config.yaml records them: plain YAML, interpolations left unresolved (resolving a
+    file's interpolations could run resolvers with side effects), so compare them with a
+    config's unresolved settings."""
+    import yaml
+
+    config_file = checkpoint.parent.parent / ".hydra" / "config.yaml"
+    try:
+        config = yaml.safe_load(config_file.read_text())
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        return None
+    return defining_settings(config) if isinstance(config, dict) else None
+
+
+def _differences(found: dict[str, Any], wanted: dict[str, Any], limit: int = 4) -> str:
+    keys = sorted(k for k in set(found) | set(wanted) if found.get(k) != wanted.get(k))
+    shown = [f"{k}: {found.get(k)!r} there, {wanted.get(k)!r} here" for k in keys[:limit]]
+    return "; ".join(shown) + (f"; and {len(keys) - limit} more" if len(keys) > limit else "")
+
+
+def find_checkpoint(
+    spec: str | Path, log_dir: str | Path, exclude: str | Path | None = None, settings: dict[str, Any] | None = None
+) -> Path:
     """The checkpoint a `ckpt_path` value means.
 
-    - "last": the newest `checkpoints/last.ckpt` of any run under `log_dir` (but `exclude`,
-      the run being started), i.e. the run that stopped last, killed or not;
+    - "last": the newest `checkpoints/last.ckpt` under `log_dir` (but `exclude`, the run being
+      started) of a run with the same defining `settings` (`defining_settings`) as this one;
+      when the newest run differs, the newest one that matches; none: CheckpointError naming
+      the newest run and how it differs;
     - a run folder: its `checkpoints/last.ckpt`;
     - a file: itself.
     """
@@ -35,7 +79,20 @@ def find_checkpoint(spec: str | Path, log_dir: str | Path, exclude: str | Path |
                 f"ckpt_path=last: no run under {root} has a checkpoints/last.ckpt to resume from. "
                 "Give the checkpoint file or the run folder instead (ckpt_path=outputs/<date>/<time>)."
             )
-        return max(found, key=lambda p: p.stat().st_mtime).resolve()
+        newest_first = sorted(found, key=lambda p: p.stat().st_mtime, reverse=True)
+        if settings is None:
+            return newest_first[0].resolve()
+        for candidate in newest_first:
+            if _recorded_settings(candidate) == settings:
+                return candidate.resolve()
+        newest = newest_first[0]
+        recorded = _recorded_settings(newest)
+        how = _differences(recorded, settings) if recorded is not None else "its settings cannot be read"
+        raise CheckpointError(
+            f"ckpt_path=last: no run under {root} was trained with this run's settings, so none can be resumed "
+            f"exactly. The newest, {newest.parent.parent}, differs ({how}). Resume a run with its own settings, "
+            f"or give its folder: ckpt_path={newest.parent.parent} with the same overrides it was started with."
+        )
     path = Path(spec).expanduser()
     if path.is_dir():
         for candidate in (path / "checkpoints" / "last.ckpt", path / "last.ckpt"):

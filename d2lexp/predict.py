@@ -49,6 +49,12 @@ def generate(ckpt_path: str, prefix: str, num_chars: int, device: str = "cpu") -
 
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="predict")
 def main(cfg: DictConfig) -> None:
+    if not cfg.ckpt_path:
+        log.error(
+            "Which model? Give the checkpoint of a language-model run: python -m d2lexp.predict "
+            "ckpt_path=outputs/<date>/<time>/checkpoints/last.ckpt prefix=\"time traveller\"."
+        )
+        sys.exit(1)
     if not cfg.prefix:
         log.error("prefix must be at least one character, e.g. prefix=\"time traveller\".")
         sys.exit(1)

@@ -161,7 +161,7 @@ def train(cfg: DictConfig, callbacks: list | None = None, net: Any = None) -> di
     from lightning.pytorch.utilities import rank_zero_only
 
     from d2lexp.callbacks.checkpoint import BackgroundCheckpointIO
-    from d2lexp.checkpoint import check_fits, find_checkpoint, load_checkpoint
+    from d2lexp.checkpoint import check_fits, defining_settings, find_checkpoint, load_checkpoint
     from d2lexp.errors import TrainingDiverged
     from d2lexp.inspect import count_macs
     from d2lexp.run_folder import is_unwritable, run_stopped_unwritable
@@ -200,7 +200,8 @@ def train(cfg: DictConfig, callbacks: list | None = None, net: Any = None) -> di
             record["macs_per_example"] = count_macs(lambda: instantiate(cfg.model), example)
         ckpt_path = None
         if cfg.get("ckpt_path"):
-            ckpt_path = str(find_checkpoint(cfg.ckpt_path, cfg.paths.log_dir, exclude=output_dir))
+            settings = defining_settings(OmegaConf.to_container(cfg, resolve=False))
+            ckpt_path = str(find_checkpoint(cfg.ckpt_path, cfg.paths.log_dir, exclude=output_dir, settings=settings))
             check_fits(load_checkpoint(ckpt_path), task, ckpt_path)
             record["resumed_from"] = ckpt_path
         callbacks, show_progress = with_progress_bar([*(callbacks or []), *build_callbacks(cfg)], cfg)

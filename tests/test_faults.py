@@ -276,3 +276,27 @@ def test_metrics_json_is_strict_json_and_names_what_was_not_finite(tmp_path):
     record = json.loads(text, parse_constant=lambda c: pytest.fail(f"not strict JSON: {c}"))
     assert record["train/loss"] is None and record["history"]["val/loss"] == [1.0, None]
     assert record["non_finite"] == {"train/loss": "inf", "history.val/loss[1]": "nan"}
+
+
+def test_ckpt_path_last_resumes_only_a_run_with_the_same_settings(tmp_path, data_dir):
+    """The newest run is an MLP's: resuming "last" for softmax regression takes the older softmax run;
+    with no softmax run at all, it is refused, naming the newest run and how it differs."""
+    softmax = run_cli(*TINY, "hydra.run.dir=outputs/softmax", cwd=tmp_path, data_dir=data_dir)
+    assert softmax.returncode == 0, softmax.stderr[-2000:]
+    mlp = ["experiment=d2l/mlp", *TINY[1:]]
+    newer = run_cli(*mlp, "hydra.run.dir=outputs/mlp", cwd=tmp_path, data_dir=data_dir)
+    assert newer.returncode == 0, newer.stderr[-2000:]
+    before = digest(tmp_path / "outputs")
+    resumed = run_cli(*TINY, "trainer.max_epochs=2", "ckpt_path=last", "hydra.run.dir=outputs/resumed",
+                      cwd=tmp_path, data_dir=data_dir)  # fmt: skip
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert read_metrics(tmp_path / "outputs" / "resumed")["resumed_from"].endswith("outputs/softmax/checkpoints/last.ckpt")
+    refused = run_cli(*mlp, "optimizer.lr=0.5", "ckpt_path=last", "hydra.run.dir=outputs/refused", cwd=tmp_path,
+                      data_dir=data_dir)  # fmt: skip
+    output = refused.stdout + refused.stderr
+    assert refused.returncode == 1 and "Traceback" not in output
+    assert "no run under outputs was trained with this run's settings" in output
+    # The newest run is the resumed softmax one: named, with how it differs.
+    assert "The newest, outputs/resumed, differs (model._target_: 'd2lexp.models.softmax.SoftmaxRegression' there" in output
+    assert "optimizer.lr: 0.1 there, 0.5 here" in output
+    assert all(digest(tmp_path / "outputs").get(k) == v for k, v in before.items())  # nothing of theirs changed

@@ -39,6 +39,33 @@ def _missing_files(raw: Path) -> list[str]:
     return [n for n in names if not (raw / n).exists() and not (raw / f"{n}.gz").exists()]
 
 
+def _download(raw: Path, missing: list[str]) -> None:
+    """Fetch the files with torchvision's downloader into a temporary folder, then move the
+    missing ones into `raw`: a download that fails leaves nothing behind, not even empty folders."""
+    import shutil
+    import tempfile
+
+    from torchvision.datasets import FashionMNIST
+
+    with tempfile.TemporaryDirectory(prefix="d2lexp-download-") as scratch:
+        try:
+            FashionMNIST(root=scratch, train=True, download=True)
+        except Exception as e:  # no network, a proxy, a full disk: all end the same way
+            reason = " ".join(f"{type(e).__name__}: {e}".split())  # one paragraph
+            raise DataError(
+                f"Fashion-MNIST is not in {raw} and downloading it failed ({reason}). "
+                "Point the run at a copy: set D2LEXP_DATA=/path/to/datasets or pass paths.data_dir=..., "
+                "a folder holding FashionMNIST/raw/ with the four IDX files (extracted or .gz); "
+                "or run once where the network is reachable."
+            ) from None
+        fetched = Path(scratch) / "FashionMNIST" / "raw"
+        raw.mkdir(parents=True, exist_ok=True)
+        for name in missing:
+            for candidate in (fetched / f"{name}.gz", fetched / name):
+                if candidate.exists() and not (raw / candidate.name).exists():
+                    shutil.move(str(candidate), raw / candidate.name)
+
+
 def ensure_fashion_mnist(data_dir: str | Path, download: bool = True) -> Path:
     """Make sure the four IDX files are in `<data_dir>/FashionMNIST/raw/`; return that folder.
 
@@ -50,18 +77,7 @@ def ensure_fashion_mnist(data_dir: str | Path, download: bool = True) -> Path:
     missing = _missing_files(raw)
     if missing and download:
         log.info("Fashion-MNIST not found in %s: downloading it with torchvision", raw)
-        try:
-            from torchvision.datasets import FashionMNIST
-
-            FashionMNIST(root=str(Path(data_dir).expanduser()), train=True, download=True)
-        except Exception as e:  # no network, a proxy, a full disk: all end the same way
-            reason = " ".join(f"{type(e).__name__}: {e}".split())  # one paragraph
-            raise DataError(
-                f"Fashion-MNIST is not in {raw} and downloading it failed ({reason}). "
-                "Point the run at a copy: set D2LEXP_DATA=/path/to/datasets or pass paths.data_dir=..., "
-                "a folder holding FashionMNIST/raw/ with the four IDX files (extracted or .gz); "
-                "or run once where the network is reachable."
-            ) from None
+        _download(raw, missing)
         missing = _missing_files(raw)
     if missing:
         raise DataError(

@@ -98,3 +98,17 @@ def test_sample_images_carry_the_book_labels(data_dir):
     images, titles = dm.sample_images(18)
     assert images.shape == (18, 28, 28) and len(titles) == 18 and set(titles) <= set(CLASS_NAMES)
     assert titles[0] == CLASS_NAMES[int(dm.splits["train"][1][0])]
+
+
+def test_a_failed_download_creates_nothing(tmp_path, monkeypatch):
+    """Where the download cannot reach a server, nothing appears where the data was to go: no
+    empty FashionMNIST/raw/ left to puzzle over. (The mirror is a closed local port, so the
+    connection really fails, whatever this machine's network.)"""
+    from torchvision.datasets import FashionMNIST
+
+    monkeypatch.setattr(FashionMNIST, "mirrors", ["http://127.0.0.1:9/"])
+    target = tmp_path / "data"
+    with pytest.raises(DataError, match="downloading it failed") as failed:
+        ensure_fashion_mnist(target, download=True)
+    assert "\n" not in str(failed.value) and "D2LEXP_DATA" in str(failed.value)
+    assert not target.exists()
