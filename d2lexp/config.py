@@ -138,3 +138,68 @@ def register_schemas() -> None:
 
 
 register_schemas()
+
+
+def unknown_key_message(config_dir: str, config_name: str, args: list[str]) -> str | None:
+    """One paragraph for a command line that sets a key the config does not have
+    (`trainer.max_epoch=3`), naming the closest keys it does have; None when every key exists.
+
+    Hydra's own message suggests `+trainer.max_epoch=3`, which would add the misspelt key and
+    train with the setting the user meant to change left as it was. This composes the config
+    once more (a tenth of a second), so only command lines that set keys pay for it.
+    """
+    import difflib
+    import re
+
+    from hydra import compose, initialize_config_dir
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import ConfigCompositionException, OverrideParseException
+    from omegaconf import OmegaConf
+
+    try:
+        parsed = OverridesParser.create().parse_overrides([a for a in args if not a.startswith("-")])
+    except OverrideParseException:
+        return None  # Hydra says what is wrong with the syntax
+    overrides = []
+    for override in parsed:
+        if override.key_or_group.startswith("hydra"):
+            continue
+        if override.is_sweep_override():  # a sweep's first value stands for all of them
+            first = next(override.sweep_string_iterator(), None)
+            key = override.input_line.split("=", 1)[0]
+            overrides.append(f"{key}={first}")
+        else:
+            overrides.append(override.input_line)
+    if not any("=" in o and not o.startswith(("+", "~")) for o in overrides):
+        return None
+    with initialize_config_dir(config_dir=config_dir, version_base="1.3"):
+        try:
+            compose(config_name=config_name, overrides=overrides)
+            return None
+        except ConfigCompositionException as e:
+            found = re.search(r"Could not override '([^']+)'", str(e))
+            if not found:
+                return None
+            key = found.group(1)
+            rest = [o for o in overrides if o.split("=", 1)[0].lstrip("+~") != key]
+            try:
+                config = compose(config_name=config_name, overrides=rest)
+            except ConfigCompositionException:
+                return None
+
+    def keys(node: object, prefix: str = "") -> list[str]:
+        if not isinstance(node, dict):
+            return []
+        return [k for name, value in node.items() for k in (f"{prefix}{name}", *keys(value, f"{prefix}{name}."))]
+
+    known = keys(OmegaConf.to_container(config, resolve=False))
+    close = difflib.get_close_matches(key, known, n=3, cutoff=0.6)
+    if close:
+        others = f" (or {', '.join(close[1:])})" if close[1:] else ""
+        suggestion = f"Did you mean {close[0]}{others}?"
+    else:
+        suggestion = "`python -m d2lexp --cfg job` lists the keys it has."
+    return (
+        f"{key} is not a setting of this config, so the command line cannot change it. {suggestion} "
+        "(To add a key of your own on purpose, write it with a leading +.)"
+    )

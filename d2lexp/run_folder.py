@@ -192,12 +192,24 @@ def _resumes(config: DictConfig, folder: Path) -> bool:
     return ckpt_path == folder or folder in ckpt_path.parents
 
 
+def _joins_a_distributed_run() -> bool:
+    """Whether this process is one of a distributed run's other processes (DDP's rank 1, ...),
+    which Lightning, torchrun or SLURM start into the folder the first process claimed."""
+    for variable in ("RANK", "LOCAL_RANK", "NODE_RANK", "SLURM_PROCID"):
+        value = os.environ.get(variable, "0")
+        if value.isdigit() and int(value) > 0:
+            return True
+    return False
+
+
 class RunFolderCheck(Callback):
     """Hydra callback: before a run or a sweep starts, its folder is claimed for it (see the
     module's docstring), or the command ends with one paragraph and exit 1, before Hydra or the
-    run writes anything."""
+    run writes anything. A distributed run's other processes join the folder its first claimed."""
 
     def _claim(self, config: DictConfig, key: str) -> tuple[Path, bool]:
+        if _joins_a_distributed_run():
+            return Path(str(OmegaConf.select(config, key))), False
         try:
             folder = Path(str(OmegaConf.select(config, key)))  # an auto-named folder is claimed as it resolves
             # An explicit folder of an earlier run may be taken over by a command that resumes that run.

@@ -326,8 +326,17 @@ def _in_multirun() -> bool:
         return False
 
 
+def main() -> None:
+    """`python -m d2lexp` and the `d2lexp` command: a misspelt key is caught before Hydra starts."""
+    message = _schemas.unknown_key_message(CONF_DIR, "config", sys.argv[1:])
+    if message:
+        print(message, file=sys.stderr)
+        sys.exit(1)
+    hydra_main()
+
+
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="config")
-def main(cfg: DictConfig) -> float | None:
+def hydra_main(cfg: DictConfig) -> float | None:
     """The command line. Returns the objective metric (for sweepers such as Optuna).
 
     In a sweep, a failing job is recorded as failed (metrics.json, the sweep report) and
