@@ -226,7 +226,7 @@ def net_from_checkpoint(checkpoint: dict[str, Any], source: str | Path) -> nn.Mo
     checked against the stored weights, so a file cannot make the loader allocate more than the
     weights it holds.
     """
-    from d2lexp.nets import build_net
+    from d2lexp.nets import rebuild
 
     config = checkpoint.get(CHECKPOINT_KEY)
     if not isinstance(config, dict) or "model" not in config:
@@ -234,7 +234,7 @@ def net_from_checkpoint(checkpoint: dict[str, Any], source: str | Path) -> nn.Mo
     prefix = "net."
     state = {k[len(prefix) :]: v for k, v in checkpoint["state_dict"].items() if k.startswith(prefix)}
     with torch.device("meta"):
-        shapes = {k: tuple(v.shape) for k, v in build_net(config["model"], str(source)).state_dict().items()}
+        shapes = {k: tuple(v.shape) for k, v in rebuild(config["model"], str(source)).state_dict().items()}
     stored = {k: tuple(v.shape) for k, v in state.items() if isinstance(v, torch.Tensor)}
     if shapes != stored:
         different = sorted(set(shapes) ^ set(stored)) or [k for k in shapes if shapes[k] != stored[k]]
@@ -242,6 +242,6 @@ def net_from_checkpoint(checkpoint: dict[str, Any], source: str | Path) -> nn.Mo
             f"{source}: its weights do not fit the net its config describes (first difference: {different[0]}). "
             "The file may be damaged or altered."
         )
-    net = build_net(config["model"], str(source))
+    net = rebuild(config["model"], str(source))
     net.load_state_dict(state)
     return net.eval()

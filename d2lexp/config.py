@@ -12,9 +12,13 @@ keeps every schema's fields in step with the constructor it describes.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, List, Optional
 
 from hydra.core.config_store import ConfigStore
+
+# The configs every d2lexp command composes: the repository's conf/.
+CONF_DIR = str(Path(__file__).resolve().parent.parent / "conf")
 
 
 @dataclass
@@ -120,7 +124,19 @@ class ScratchSGDSchema:
     lr: float = 0.1
 
 
+@dataclass
+class SpeedSchema:
+    """conf/speed/default.yaml: one switch per feature of d2lexp.speed."""
+
+    compile: Any = False
+    channels_last: Any = "auto"
+    autotune_main_shapes: bool = True
+    background_checkpoints: bool = True
+    lean_profiler: bool = True
+
+
 SCHEMAS: dict[str, type] = {
+    "speed": SpeedSchema,
     "trainer": TrainerSchema,
     "fashion_mnist": FashionMNISTSchema,
     "time_machine": TimeMachineSchema,
@@ -140,7 +156,7 @@ def register_schemas() -> None:
 register_schemas()
 
 
-def unknown_key_message(config_dir: str, config_name: str, args: list[str]) -> str | None:
+def unknown_key_message(config_name: str, args: list[str], config_dir: str = CONF_DIR) -> str | None:
     """One paragraph for a command line that sets a key the config does not have
     (`trainer.max_epoch=3`), naming the closest keys it does have; None when every key exists.
 

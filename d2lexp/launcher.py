@@ -35,7 +35,7 @@ from hydra.plugins.launcher import Launcher
 from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from d2lexp.run_record import read_metrics, write_metrics
+from d2lexp.record import read_metrics, write_metrics
 
 log = logging.getLogger("d2lexp")
 

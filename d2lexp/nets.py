@@ -98,7 +98,7 @@ def checked_net_config(node: Any, source: str, key: str = "model") -> tuple[NetB
     return builder, arguments
 
 
-def build_net(node: Any, source: str, key: str = "model") -> nn.Module:
+def rebuild(node: Any, source: str, key: str = "model") -> nn.Module:
     """The registered net a stored model config names, built with its checked arguments."""
     builder, arguments = checked_net_config(node, source, key)
     try:

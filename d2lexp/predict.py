@@ -16,7 +16,7 @@ import torch
 from omegaconf import DictConfig
 
 from d2lexp.errors import CheckpointError, D2lexpError
-from d2lexp.train import CONF_DIR
+from d2lexp.config import CONF_DIR
 
 log = logging.getLogger("d2lexp")
 

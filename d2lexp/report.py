@@ -27,7 +27,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
 from d2lexp.errors import D2lexpError
-from d2lexp.run_record import METRICS_FILE, collapse, read_metrics, to_float
+from d2lexp.record import METRICS_FILE, collapse, read_metrics, to_float
 
 log = logging.getLogger(__name__)
 

@@ -87,23 +87,6 @@ def run_stopped_unwritable(folder: Path, error: OSError, recorded: bool) -> Outp
     )
 
 
-def quiet_unwritable_threads() -> None:
-    """A background writer (TensorBoard's) that hits a full or read-only folder dies with a traceback
-    on stderr, then the training thread reports the same error: keep only the training thread's
-    paragraph."""
-    import threading
-
-    previous = threading.excepthook
-
-    def hook(args: threading.ExceptHookArgs) -> None:
-        if is_unwritable(args.exc_value):
-            log.debug("A background thread could not write: %s", args.exc_value)
-        else:
-            previous(args)
-
-    threading.excepthook = hook
-
-
 def holds_a_run(folder: Path) -> bool:
     return any((folder / name).exists() for name in RUN_FILES)
 

@@ -10,7 +10,7 @@ import pytest
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
-from d2lexp.train import CONF_DIR
+from d2lexp.config import CONF_DIR
 
 REPO = Path(__file__).resolve().parents[1]
 # Where the tests look for data, in order: $D2LEXP_DATA, ../shared/datasets (CI), ./data (after a first run).

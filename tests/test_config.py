@@ -5,11 +5,14 @@ from pathlib import Path
 import lightning.pytorch as pl
 import pytest
 import torch
-from hydra.utils import instantiate
+from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint, RichModelSummary, RichProgressBar
 from omegaconf import OmegaConf
+from torch import nn
 
-from d2lexp.inspect import meta_model, model_example
-from d2lexp.train import CONF_DIR, build_callbacks, build_loggers, build_net, build_task
+from d2lexp import build
+from d2lexp.callbacks.samples import LogSampleImages
+from d2lexp.config import CONF_DIR
+from d2lexp.measure import meta_model
 
 CONF = Path(CONF_DIR)
 
@@ -19,10 +22,12 @@ def options(group: str) -> list[str]:
     return sorted(str(p.relative_to(root).with_suffix("")) for p in root.rglob("*.yaml"))
 
 
-def test_default_config_is_lenet_on_fashion_mnist(make_cfg):
+def test_the_default_run_is_the_books_lenet(make_cfg):
+    """`python -m d2lexp` with nothing else: the book's LeNet recipe (d2l ch. 7.6), lr 0.9 included."""
     cfg = make_cfg()
     assert cfg.model._target_.endswith("LeNet") and cfg.data._target_.endswith("FashionMNISTDataModule")
-    assert cfg.optimizer._target_ == "torch.optim.SGD" and cfg.trainer.max_epochs == 10
+    assert cfg.optimizer._target_ == "torch.optim.SGD" and cfg.optimizer.lr == 0.9 and cfg.data.batch_size == 256
+    assert cfg.trainer.max_epochs == 10 and cfg.init._target_.endswith("xavier_uniform")
 
 
 # Models that do not take Fashion-MNIST images, and the data they go with.
@@ -34,9 +39,9 @@ MODEL_DATA = {
 
 @pytest.mark.parametrize("option", options("model"))
 def test_model_options(make_cfg, option):
-    cfg = make_cfg(f"model={option}", f"data={MODEL_DATA.get(option, 'fashion_mnist')}")
-    net = meta_model(lambda: build_net(cfg))  # shapes only: the big CNNs cost nothing here
-    example = model_example(cfg).to("meta")  # at the resolution the model config asks for
+    cfg = make_cfg("~experiment", f"model={option}", f"data={MODEL_DATA.get(option, 'fashion_mnist')}")
+    net = meta_model(lambda: build.net(cfg))  # shapes only: the big CNNs cost nothing here
+    example = build.data(cfg).model_input().to("meta")  # at the resolution the model is built for
     output = net(torch.cat([example, example]))
     output = output[0] if isinstance(output, tuple) else output  # language models also return their state
     assert output.shape[0] == 2
@@ -44,35 +49,49 @@ def test_model_options(make_cfg, option):
         assert output.shape == (2, cfg.model.num_classes)
 
 
+def weights(net: nn.Module) -> torch.Tensor:
+    return torch.cat([m.weight.flatten() for m in net.modules() if isinstance(m, (nn.Linear, nn.Conv2d))])
+
+
+INIT_CHECKS = {  # what each option leaves in LeNet's weights
+    "constant": lambda w: bool((w == 1.0).all()),
+    "d2l_custom": lambda w: bool(((w == 0) | (w.abs() >= 5)).all()) and (w != 0).any() and (w == 0).any(),
+    "normal": lambda w: abs(float(w.std()) - 0.01) < 0.001 and abs(float(w.mean())) < 0.001,
+    "pytorch": lambda w: float(w.abs().max()) <= 1 / 5**0.5 + 1e-6,  # Kaiming-uniform: |w| <= 1/sqrt(fan_in), fan_in >= 5*5
+    "xavier_uniform": lambda w: float(w.abs().max()) <= (6 / (120 + 84)) ** 0.5 * 2 and float(w.std()) > 0.01,
+}
+
+
 @pytest.mark.parametrize("option", options("init"))
 def test_init_options(make_cfg, option):
-    build_net(make_cfg(f"init={option}"))
+    assert INIT_CHECKS[option](weights(build.net(make_cfg(f"init={option}")))), option
 
 
 @pytest.mark.parametrize("option", options("optimizer"))
 def test_optimizer_options(make_cfg, option):
     cfg = make_cfg(f"optimizer={option}")
-    task = build_task(cfg, build_net(cfg))
+    task = build.task(cfg, build.net(cfg))
     assert isinstance(task.configure_optimizers(), torch.optim.Optimizer)
 
 
 @pytest.mark.parametrize("option", options("scheduler"))
 def test_scheduler_options(make_cfg, option):
     cfg = make_cfg(f"scheduler={option}")
-    task = build_task(cfg, build_net(cfg))
+    task = build.task(cfg, build.net(cfg))
     config = task.configure_optimizers()
     assert isinstance(config["optimizer"], torch.optim.Optimizer) and config["lr_scheduler"]["scheduler"]
 
 
 @pytest.mark.parametrize("option", options("data"))
 def test_data_options(make_cfg, option):
-    assert isinstance(instantiate(make_cfg(f"data={option}").data), pl.LightningDataModule)
+    data = build.data(make_cfg("~experiment", f"data={option}"))
+    assert isinstance(data, pl.LightningDataModule) and data.example_input().shape[0] == 1
 
 
-@pytest.mark.parametrize("option", [o for o in options("trainer") if o != "slurm"])
+@pytest.mark.parametrize("option", [o for o in options("trainer") if o not in ("slurm", "gpu", "ddp")])
 def test_trainer_options(make_cfg, option):
     cfg = make_cfg(f"trainer={option}")
-    assert isinstance(instantiate(cfg.trainer, logger=False), pl.Trainer)
+    assert isinstance(build.trainer(cfg, [], []), pl.Trainer)
 
 
 def test_slurm_trainer_follows_the_launcher(data_dir, tmp_path):
@@ -92,26 +111,36 @@ def test_slurm_trainer_follows_the_launcher(data_dir, tmp_path):
 
 @pytest.mark.parametrize("option", options("logger"))
 def test_logger_options(make_cfg, option):
-    assert build_loggers(make_cfg(f"logger={option}"))
+    assert build.loggers(make_cfg(f"logger={option}"))
+
+
+CALLBACKS = {  # the configured ones of each option; every run adds the record's (build.RECORD_CALLBACKS)
+    "default": [ModelCheckpoint] * 3 + [RichModelSummary, RichProgressBar, LearningRateMonitor, LogSampleImages],
+    "none": [],
+}
 
 
 @pytest.mark.parametrize("option", options("callbacks"))
 def test_callback_options(make_cfg, option):
-    assert all(isinstance(c, pl.Callback) for c in build_callbacks(make_cfg(f"callbacks={option}", quiet=False)))
+    built = build.callbacks(make_cfg(f"callbacks={option}", quiet=False))
+    record = [type(c) for c in built if isinstance(c, build.RECORD_CALLBACKS)]
+    configured = [c for c in built if not isinstance(c, build.RECORD_CALLBACKS) and type(c).__module__ != "d2lexp.speed.autotune"]
+    assert sorted(record, key=str) == sorted(build.RECORD_CALLBACKS, key=str)
+    assert len(configured) == len(CALLBACKS[option])
+    assert all(isinstance(c, kind) for c, kind in zip(configured, CALLBACKS[option]))
 
 
 @pytest.mark.parametrize("option", options("experiment"))
 def test_experiment_presets_compose_and_build(make_cfg, option):
     cfg = make_cfg(f"experiment={option}")
-    task = build_task(cfg, build_net(cfg))
-    instantiate(cfg.data)
-    assert isinstance(task, pl.LightningModule)
+    task = build.task(cfg, build.net(cfg))
+    assert isinstance(build.data(cfg), pl.LightningDataModule) and isinstance(task, pl.LightningModule)
 
 
 @pytest.mark.parametrize("option", options("debug"))
 def test_debug_presets(make_cfg, option):
     cfg = make_cfg(f"debug={option}")
-    assert isinstance(instantiate(cfg.trainer, logger=False), pl.Trainer)
+    assert isinstance(build.trainer(cfg, [], []), pl.Trainer)
 
 
 @pytest.mark.parametrize(

@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from d2lexp.errors import D2lexpError
-from d2lexp.run_record import read_metrics
+from d2lexp.record import read_metrics
 from d2lexp.train import train
 from tests.test_cli import run_cli
 
@@ -244,7 +244,7 @@ def test_bad_values_fail_before_any_work(tmp_path, override, message):
         ("data.batch_size=-1", "data.batch_size must be a positive integer, got -1"),
         ("data.val_size=-5", "data.val_size must be in [0, 60000), got -5"),
         ("optimizer.momentum=-0.5", "The optimizer settings are not valid: Invalid momentum value: -0.5"),
-        ("task.compile=fast", "task.compile='fast' is not a compile setting"),
+        ("speed.compile=fast", "speed.compile='fast' is not a compile setting"),
     ],
 )
 def test_out_of_range_values_fail_before_the_data_is_read(make_cfg, override, message, tmp_path):
@@ -267,7 +267,7 @@ def test_a_loss_that_explodes_while_finite_is_diverged(tmp_path, data_dir):
 
 
 def test_metrics_json_is_strict_json_and_names_what_was_not_finite(tmp_path):
-    from d2lexp.run_record import write_metrics
+    from d2lexp.record import write_metrics
 
     write_metrics(tmp_path, {"status": "diverged", "train/loss": float("inf"),
                              "history": {"val/loss": [1.0, float("nan")]}, "non_finite": "stale"})  # fmt: skip

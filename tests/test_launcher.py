@@ -49,7 +49,7 @@ def test_a_killed_job_is_a_crashed_row_and_the_others_finish(tmp_path, data_dir)
 
 def test_jobs_that_never_ran_have_rows(tmp_path):
     """A job still pending when the sweep ended (the sweep was stopped before it began) says so."""
-    from d2lexp.run_record import write_metrics
+    from d2lexp.record import write_metrics
 
     write_metrics(tmp_path / "0", {"status": "done", "model": "lenet"})
     write_metrics(tmp_path / "1", {"status": "pending", "job": 1, "overrides": ["seed=2"]})

@@ -8,7 +8,7 @@ import pytest
 from PIL import Image
 
 from d2lexp.report import collect, markdown_table, summary, write_report
-from d2lexp.run_record import write_metrics
+from d2lexp.record import write_metrics
 from tests.test_cli import run_cli
 
 QUICK = ["data.train_subset=3000", "data.test_subset=1000", "trainer.max_epochs=2", "callbacks.progress_bar=null"]

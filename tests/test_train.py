@@ -13,7 +13,7 @@ from tensorboard.plugins.hparams import plugin_data_pb2
 
 from d2lexp.callbacks.run_config import CHECKPOINT_KEY
 from d2lexp.errors import CheckpointError
-from d2lexp.run_record import read_metrics
+from d2lexp.record import read_metrics
 from d2lexp.train import train
 from tests.conftest import test_config
 
@@ -31,7 +31,7 @@ def lenet_run(tmp_path_factory, data_dir):
     """One short real LeNet run, shared by the tests that inspect what a run leaves behind."""
     out = tmp_path_factory.mktemp("lenet")
     cfg = test_config(
-        out, data_dir, "model=lenet", "optimizer=adam", "optimizer.lr=0.01", "data.batch_size=128",
+        out, data_dir, "~experiment", "model=lenet", "optimizer=adam", "optimizer.lr=0.01", "data.batch_size=128",
         "trainer.log_every_n_steps=10", *QUICK,
     )  # fmt: skip
     return out, train(cfg)
@@ -180,7 +180,7 @@ def test_a_checkpoint_with_torchmetrics_states_still_resumes(make_cfg, tmp_path)
 
 def test_resuming_a_different_model_is_refused(make_cfg, lenet_run, tmp_path):
     out, _ = lenet_run
-    cfg = make_cfg("model=mlp", f"ckpt_path={out / 'checkpoints/last.ckpt'}", *QUICK)
+    cfg = make_cfg("~experiment", "model=mlp", f"ckpt_path={out / 'checkpoints/last.ckpt'}", *QUICK)
     with pytest.raises(CheckpointError, match="LeNet, which do not fit"):
         train(cfg)
     assert read_metrics(tmp_path / "run")["status"] == "failed"

@@ -6,10 +6,12 @@ from typing import Any
 
 import lightning.pytorch as pl
 
+from d2lexp.callbacks.base import RecordingCallback
+
 CHECKPOINT_KEY = "d2lexp_history"
 
 
-class EpochHistory(pl.Callback):
+class EpochHistory(RecordingCallback):
     """Snapshots the epoch-level metrics once each epoch has logged everything.
 
     Lightning calls callbacks before the module in each hook, so an epoch's training

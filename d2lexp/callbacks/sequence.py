@@ -10,7 +10,8 @@ from typing import Any
 import lightning.pytorch as pl
 import torch
 
-from d2lexp.callbacks.samples import tensorboard_writer
+from d2lexp.callbacks.base import RecordingCallback, tensorboard_writer
+from d2lexp.data.base import DataModule
 
 
 @torch.no_grad()
@@ -42,9 +43,9 @@ def k_step_predictions(net: torch.nn.Module, series: torch.Tensor, tau: int, max
     return columns
 
 
-class SequencePredictions(pl.Callback):
+class SequencePredictions(RecordingCallback):
     """At the end of fitting: one-step, multi-step and k-step predictions of the data module's
-    `series` (needs `time`, `series`, `features`, `tau`, `num_train`), drawn in
+    `time_series`, drawn in
     `<output_dir>/predictions_*.png` and logged to TensorBoard; their mean squared errors
     against the observations go to metrics.json (`predict/...`)."""
 
@@ -54,11 +55,13 @@ class SequencePredictions(pl.Callback):
 
     def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         data = trainer.datamodule
-        if trainer.global_rank != 0 or not all(hasattr(data, a) for a in ("series", "features", "tau", "num_train")):
+        series = data.time_series if isinstance(data, DataModule) else None
+        if trainer.global_rank != 0 or series is None:
             return
         net = pl_module.net.cpu().eval() if pl_module.device.type != "cpu" else pl_module.net.eval()
-        time, series, tau, start = data.time, data.series, data.tau, data.num_train + data.tau
-        one_step = one_step_predictions(net, data.features)
+        time, tau, start = series.time, series.tau, series.num_train + series.tau
+        one_step = one_step_predictions(net, series.features)
+        series = series.values
         multi_step = multi_step_predictions(net, series, tau, start)
         k_steps = k_step_predictions(net, series, tau, max(self.steps))
         rows = k_steps.shape[0]

@@ -7,13 +7,14 @@ from typing import Any
 
 import lightning.pytorch as pl
 
-from d2lexp.callbacks.samples import tensorboard_writer
+from d2lexp.callbacks.base import RecordingCallback, tensorboard_writer
+from d2lexp.data.base import DataModule
 from d2lexp.tasks.language_model import predict_chars
 
 log = logging.getLogger(__name__)
 
 
-class GeneratedText(pl.Callback):
+class GeneratedText(RecordingCallback):
     """Every `every_n_epochs` epochs and at the end of training, continue `prefix` by
     `num_chars` characters (greedy, the book's `predict_ch8`) and log it as `samples/text`."""
 
@@ -22,7 +23,8 @@ class GeneratedText(pl.Callback):
         self.last: str | None = None
 
     def _generate(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        vocab = getattr(trainer.datamodule, "vocab", None)
+        data = trainer.datamodule
+        vocab = data.vocab if isinstance(data, DataModule) else None
         if vocab is None or trainer.global_rank != 0:
             return
         self.last = predict_chars(pl_module.net, vocab, self.prefix, self.num_chars, pl_module.device)

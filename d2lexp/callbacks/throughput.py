@@ -1,14 +1,40 @@
-"""Training throughput measured by the wall clock, with one device sync per epoch."""
+"""Training throughput measured by the wall clock, with one device sync per epoch, and how long
+a run took to reach its first training step."""
 
 from __future__ import annotations
 
+import os
 import time
 from typing import Any
 
 import lightning.pytorch as pl
 import torch
 
-import d2lexp
+from d2lexp.callbacks.base import RecordingCallback
+from d2lexp.data.base import DataModule
+
+
+def process_start_time() -> float | None:
+    """When this process started (Unix time), from /proc where there is one (Linux)."""
+    try:
+        with open("/proc/self/stat") as f:
+            start_ticks = int(f.read().rsplit(")", 1)[1].split()[19])  # field 22: start, in ticks since boot
+        age = time.clock_gettime(time.CLOCK_BOOTTIME) - start_ticks / os.sysconf("SC_CLK_TCK")
+        return time.time() - age
+    except (OSError, ValueError, IndexError, AttributeError):
+        return None
+
+
+_process_has_run = False
+
+
+def run_start_time() -> float:
+    """Where a run's start-up begins: the first run of a process counts from the process's start
+    (imports included), each later one (a sweep's next job in the same process) from now."""
+    global _process_has_run
+    first, _process_has_run = not _process_has_run, True
+    started = process_start_time() if first else None
+    return started if started is not None else time.time()
 
 
 def synchronize(device: torch.device) -> None:
@@ -18,21 +44,20 @@ def synchronize(device: torch.device) -> None:
         torch.mps.synchronize()
 
 
-class Throughput(pl.Callback):
+class Throughput(RecordingCallback):
     """Logs `train/<unit>_per_second` for each epoch: items over training wall time.
 
-    Validation inside an epoch is timed separately and left out. Items are
-    counted from batch shapes (no device access): `examples` = the batch's
-    first dimension, `tokens` = every element of the input. The first epoch
+    Validation inside an epoch is timed separately and left out. Items are counted from batch
+    shapes (no device access), in the data's `item_unit`: `examples` = the batch's first
+    dimension, `tokens` = every element of the input. The first epoch
     includes warm-up (cuDNN autotuning, `torch.compile`), so the run-level
     figure `items_per_second` excludes it whenever more than one epoch ran. On a GPU
     it also records the peak memory allocated during the run.
     """
 
-    def __init__(self, unit: str = "examples") -> None:
-        if unit not in ("examples", "tokens"):
-            raise ValueError(f"Throughput unit must be 'examples' or 'tokens', got {unit!r}")
-        self.unit = unit
+    def __init__(self, run_start: float | None = None) -> None:
+        self.run_start = time.time() if run_start is None else run_start  # see `run_start_time`
+        self.unit = "examples"
         self.epoch_seconds: list[float] = []
         self.epoch_items: list[int] = []
         self.first_step_time: float | None = None
@@ -48,6 +73,8 @@ class Throughput(pl.Callback):
         return int(x.numel()) if self.unit == "tokens" else int(x.shape[0])
 
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if isinstance(trainer.datamodule, DataModule):
+            self.unit = trainer.datamodule.item_unit
         if pl_module.device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(pl_module.device)
         self._device = pl_module.device
@@ -94,7 +121,7 @@ class Throughput(pl.Callback):
     @property
     def startup_seconds(self) -> float | None:
         """Seconds from the run's start (the process's, for its first run) to the first training step."""
-        return None if self.first_step_time is None else self.first_step_time - d2lexp.run_start_time()
+        return None if self.first_step_time is None else self.first_step_time - self.run_start
 
     @property
     def items_per_second(self) -> float | None:

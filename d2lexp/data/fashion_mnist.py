@@ -6,11 +6,11 @@ import logging
 from pathlib import Path
 from typing import Any
 
-import lightning.pytorch as pl
 import torch
 
 from d2lexp.data.idx import extract_gz, read_idx
-from d2lexp.data.loader import TensorBatchLoader, accelerator_device, seeded_generator
+from d2lexp.data.base import DataModule
+from d2lexp.data.loader import TensorBatchLoader, seeded_generator
 from d2lexp.data.transforms import ImageBatchTransform
 from d2lexp.errors import ConfigError, DataError
 
@@ -108,7 +108,7 @@ def load_split(raw: Path, split: str) -> tuple[torch.Tensor, torch.Tensor]:
     return images.unsqueeze(1), labels.long()
 
 
-class FashionMNISTDataModule(pl.LightningDataModule):
+class FashionMNISTDataModule(DataModule):
     """Fashion-MNIST held as one uint8 tensor per split; batches are gathered by index.
 
     Validation uses the test split, as the book reports "test acc" every epoch,
@@ -118,6 +118,7 @@ class FashionMNISTDataModule(pl.LightningDataModule):
     the splits live there, and batches are gathered there.
     """
 
+    num_classes = len(CLASS_NAMES)
     class_names = CLASS_NAMES
 
     def __init__(
@@ -179,7 +180,7 @@ class FashionMNISTDataModule(pl.LightningDataModule):
         self.splits["train"] = (train_x, train_y)
         self.splits["test"] = (test_x, test_y)
         self.splits.setdefault("val", self.splits["test"])
-        device = accelerator_device(self, self.on_device)
+        device = self.data_device(self.on_device)
         if device.type != "cpu":  # each split crosses to the accelerator once, as uint8
             self.splits = {name: tuple(t.to(device) for t in split) for name, split in self.splits.items()}
 
@@ -208,7 +209,7 @@ class FashionMNISTDataModule(pl.LightningDataModule):
         return torch.zeros(1, 1, 28, 28, dtype=torch.uint8)
 
     def sample_images(self, n: int = 18) -> tuple[torch.Tensor, list[str]]:
-        """The first `n` training images as floats [n, H, W] and their text labels."""
+        """The first `n` training images as floats [n, H, W] and their text labels (the book's names)."""
         images, labels = self.splits["train"]
         return images[:n, 0].float().cpu() / 255.0, [self.class_names[int(i)] for i in labels[:n].tolist()]
 

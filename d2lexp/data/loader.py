@@ -17,20 +17,6 @@ import numpy as np
 import torch
 
 
-def accelerator_device(datamodule: object, on_device: bool | str = "auto") -> torch.device:
-    """Where a data module should keep its tensors: the accelerator the trainer runs on
-    (`on_device` "auto": a GPU or MPS device; True: any device), else the CPU.
-
-    Holding a whole split on the GPU (as uint8) once makes every batch a gather there: the
-    training loop never waits for host-to-device copies.
-    """
-    trainer = getattr(datamodule, "_trainer", None)
-    if trainer is None or not on_device:
-        return torch.device("cpu")
-    device = trainer.strategy.root_device
-    return device if (on_device is True or device.type in ("cuda", "mps")) else torch.device("cpu")
-
-
 def _distributed_rank_and_world() -> tuple[int, int]:
     if torch.distributed.is_available() and torch.distributed.is_initialized():
         return torch.distributed.get_rank(), torch.distributed.get_world_size()

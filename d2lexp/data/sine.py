@@ -2,19 +2,18 @@
 
 from __future__ import annotations
 
-import lightning.pytorch as pl
 import torch
 
+from d2lexp.data.base import DataModule, TimeSeries
 from d2lexp.data.loader import TensorBatchLoader, seeded_generator
 from d2lexp.errors import ConfigError
 
 
-class SineDataModule(pl.LightningDataModule):
+class SineDataModule(DataModule):
     """x_t = sin(0.01 t) + N(0, noise^2), t = 1..T; features are windows (x_{t-tau}, ..., x_{t-1}),
     labels x_t. The first `num_train` windows train (shuffled), the rest validate.
 
-    `time`, `series`, `tau` and `num_train` let a callback draw one-step, multi-step and
-    k-step predictions against the data.
+    `time_series` lets a callback draw one-step, multi-step and k-step predictions against the data.
     """
 
     def __init__(
@@ -32,6 +31,7 @@ class SineDataModule(pl.LightningDataModule):
         # features[i] = series[i : i + tau], labels[i] = series[i + tau]
         self.features = torch.stack([self.series[i : T - tau + i] for i in range(tau)], dim=1)
         self.labels = self.series[tau:].reshape(-1, 1)
+        self.time_series = TimeSeries(self.time, self.series, self.features, tau, num_train)
 
     def train_dataloader(self) -> TensorBatchLoader:
         split = (self.features[: self.num_train], self.labels[: self.num_train])

@@ -9,9 +9,9 @@ import math
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-import lightning.pytorch as pl
 import torch
 
+from d2lexp.data.base import DataModule, TrueParameters
 from d2lexp.data.loader import EpochSampler, ResumableLoader, TensorBatchLoader, epoch_generator, seeded_generator
 from d2lexp.errors import ConfigError
 from d2lexp.scratch.conv import corr2d
@@ -34,7 +34,7 @@ class ScratchDataIter(ResumableLoader):
         return itertools.islice(data_iter(self.batch_size, self.features, self.labels, generator=generator), start, None)
 
 
-class SyntheticRegressionDataModule(pl.LightningDataModule):
+class SyntheticRegressionDataModule(DataModule):
     """y = Xw + b + noise (d2l ch. 3.1): `num_train` examples to fit and `num_val` fresh ones
     to validate on, from a generator seeded by `seed`.
 
@@ -59,8 +59,7 @@ class SyntheticRegressionDataModule(pl.LightningDataModule):
                 raise ConfigError(f"{key} must be a positive integer, got {value!r}.")
         if loader not in ("tensor", "scratch"):
             raise ConfigError(f"data.loader must be 'tensor' or 'scratch', got {loader!r}.")
-        self.true_w = torch.tensor(list(w), dtype=torch.float32)
-        self.true_b = float(b)
+        self.true_parameters = TrueParameters(torch.tensor(list(w), dtype=torch.float32), float(b))
         self.num_train, self.num_val, self.noise = num_train, num_val, noise
         self.batch_size, self.loader, self.seed = batch_size, loader, seed
         self.splits: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
@@ -69,7 +68,7 @@ class SyntheticRegressionDataModule(pl.LightningDataModule):
         if self.splits:
             return
         X, y = synthetic_data(
-            self.true_w, self.true_b, self.num_train + self.num_val, self.noise, generator=seeded_generator(self.seed, 2)
+            self.true_parameters.w, self.true_parameters.b, self.num_train + self.num_val, self.noise, generator=seeded_generator(self.seed, 2)
         )
         self.splits["train"] = (X[: self.num_train], y[: self.num_train])
         self.splits["val"] = (X[self.num_train :], y[self.num_train :]) if self.num_val else self.splits["train"]
@@ -87,7 +86,7 @@ class SyntheticRegressionDataModule(pl.LightningDataModule):
         return self.val_dataloader()
 
     def example_input(self) -> torch.Tensor:
-        return torch.zeros(1, len(self.true_w))
+        return torch.zeros(1, len(self.true_parameters.w))
 
 
 def edge_image(height: int = 6, width: int = 8) -> torch.Tensor:
@@ -97,17 +96,16 @@ def edge_image(height: int = 6, width: int = 8) -> torch.Tensor:
     return X
 
 
-class EdgeDetectionDataModule(pl.LightningDataModule):
+class EdgeDetectionDataModule(DataModule):
     """One image and its vertical-edge map, Y = corr2d(X, [[1, -1]]) (d2l ch. 7.2): learning
-    a 1x2 kernel from them should find [1, -1] again (`true_w`)."""
-
-    true_b = None
+    a 1x2 kernel from them should find [1, -1] again (`true_parameters`)."""
 
     def __init__(self, kernel: Sequence[float] = (1.0, -1.0), height: int = 6, width: int = 8) -> None:
         super().__init__()
-        self.true_w = torch.tensor(list(kernel), dtype=torch.float32)
+        kernel = torch.tensor(list(kernel), dtype=torch.float32)
+        self.true_parameters = TrueParameters(kernel)
         X = edge_image(height, width)
-        Y = corr2d(X, self.true_w.reshape(1, -1))
+        Y = corr2d(X, kernel.reshape(1, -1))
         self.example = (X.reshape(1, 1, height, width), Y.reshape(1, 1, height, width - len(kernel) + 1))
 
     def train_dataloader(self) -> TensorBatchLoader:

@@ -12,10 +12,9 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-import lightning.pytorch as pl
 import torch
 
-from d2lexp.data.loader import accelerator_device
+from d2lexp.data.base import DataModule
 from d2lexp.data.text import SequenceLoader, Vocab, tokenize
 from d2lexp.errors import ConfigError, DataError
 
@@ -85,7 +84,7 @@ def load_corpus(path: str | Path, max_tokens: int = -1) -> tuple[torch.Tensor, V
     return torch.tensor(corpus, dtype=torch.long), vocab
 
 
-class TimeMachineDataModule(pl.LightningDataModule):
+class TimeMachineDataModule(DataModule):
     """Character-level language-model minibatches of The Time Machine.
 
     `sampling="sequential"`: row i of each minibatch continues row i of the previous one, so
@@ -94,6 +93,8 @@ class TimeMachineDataModule(pl.LightningDataModule):
     uses 10,000). `val_fraction` > 0 holds out the end of the corpus for validation; the book
     reports training perplexity only.
     """
+
+    item_unit = "tokens"
 
     def __init__(
         self,
@@ -118,7 +119,7 @@ class TimeMachineDataModule(pl.LightningDataModule):
         self.data_dir, self.batch_size, self.num_steps = data_dir, batch_size, num_steps
         self.sampling, self.max_tokens, self.val_fraction = sampling, max_tokens, val_fraction
         self.download, self.seed, self.on_device = download, seed, on_device
-        self.vocab: Vocab | None = None
+        self.vocab: Vocab | None = None  # from the text, or restored from a checkpoint
         self.corpus: dict[str, torch.Tensor] = {}
 
     @property
@@ -134,7 +135,7 @@ class TimeMachineDataModule(pl.LightningDataModule):
             return
         corpus, vocab = load_corpus(ensure_time_machine(self.data_dir, self.download), self.max_tokens)
         self.vocab = self.vocab or vocab  # a vocabulary restored from a checkpoint wins
-        corpus = corpus.to(accelerator_device(self, self.on_device))  # minibatches are cut where the model runs
+        corpus = corpus.to(self.data_device(self.on_device))  # minibatches are cut where the model runs
         num_val = int(len(corpus) * self.val_fraction)
         self.corpus["train"] = corpus[: len(corpus) - num_val]
         self.corpus["val"] = corpus[len(corpus) - num_val :]

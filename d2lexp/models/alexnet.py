@@ -9,10 +9,10 @@ from d2lexp.models.shapes import output_numel
 class AlexNet(nn.Sequential):
     """Five conv layers, three dense; 46,764,746 parameters for 1x224x224 input, 10 classes.
 
-    The first dense layer is sized for `image_size` (6,400 inputs at 224).
+    The first dense layer is sized for `input_size` (6,400 inputs at 224).
     """
 
-    def __init__(self, in_channels: int = 1, num_classes: int = 10, image_size: int = 224, dropout: float = 0.5) -> None:
+    def __init__(self, in_channels: int = 1, num_classes: int = 10, input_size: int = 224, dropout: float = 0.5) -> None:
         def features() -> list[nn.Module]:
             return [
                 nn.Conv2d(in_channels, 96, kernel_size=11, stride=4, padding=1), nn.ReLU(),
@@ -26,11 +26,11 @@ class AlexNet(nn.Sequential):
                 nn.Flatten(),
             ]  # fmt: skip
 
-        flat = output_numel(lambda: nn.Sequential(*features()), (in_channels, image_size, image_size))
+        flat = output_numel(lambda: nn.Sequential(*features()), (in_channels, input_size, input_size))
         super().__init__(
             *features(),
             nn.Linear(flat, 4096), nn.ReLU(), nn.Dropout(dropout),
             nn.Linear(4096, 4096), nn.ReLU(), nn.Dropout(dropout),
             nn.Linear(4096, num_classes),
         )  # fmt: skip
-        self.num_classes = num_classes
+        self.num_classes, self.input_size = num_classes, input_size

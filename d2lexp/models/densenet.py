@@ -4,6 +4,8 @@ halve channels and resolution. Trained on 96x96 inputs."""
 import torch
 from torch import nn
 
+from d2lexp.models.shapes import check_input_size
+
 
 def conv_block(in_channels: int, out_channels: int) -> nn.Sequential:
     """BN -> ReLU -> 3x3 conv, the book's pre-activation unit."""
@@ -51,7 +53,9 @@ class DenseNet(nn.Sequential):
         stem_channels: int = 64,
         growth_rate: int = 32,
         convs_per_block: tuple[int, ...] = (4, 4, 4, 4),
+        input_size: int | None = 96,
     ) -> None:
+        """`input_size`: the side of the square images it is built for (checked; None: not checked)."""
         layers: list[nn.Module] = [
             nn.Sequential(
                 nn.Conv2d(in_channels, stem_channels, kernel_size=7, stride=2, padding=3),
@@ -73,4 +77,9 @@ class DenseNet(nn.Sequential):
             nn.Linear(channels, num_classes),
         ]  # fmt: skip
         super().__init__(*layers)
-        self.num_classes = num_classes
+        self.num_classes, self.input_size = num_classes, input_size
+        if input_size is not None:
+            check_input_size(
+                lambda: DenseNet(in_channels, num_classes, stem_channels, growth_rate, convs_per_block, None),
+                (in_channels, input_size, input_size), "DenseNet",
+            )  # fmt: skip

@@ -3,6 +3,8 @@
 import torch
 from torch import nn
 
+from d2lexp.models.shapes import check_input_size
+
 
 class Inception(nn.Module):
     """Four parallel paths concatenated on channels: 1x1; 1x1 -> 3x3; 1x1 -> 5x5; 3x3 max pool -> 1x1.
@@ -34,7 +36,8 @@ class Inception(nn.Module):
 class GoogLeNet(nn.Sequential):
     """Five stages (b1..b5) and a dense head; 5,977,530 parameters for one channel, 10 classes."""
 
-    def __init__(self, in_channels: int = 1, num_classes: int = 10) -> None:
+    def __init__(self, in_channels: int = 1, num_classes: int = 10, input_size: int | None = 96) -> None:
+        """`input_size`: the side of the square images it is built for (checked; None: not checked)."""
         b1 = nn.Sequential(
             nn.Conv2d(in_channels, 64, kernel_size=7, stride=2, padding=3), nn.ReLU(),
             nn.MaxPool2d(kernel_size=3, stride=2, padding=1),
@@ -64,4 +67,6 @@ class GoogLeNet(nn.Sequential):
             nn.Flatten(),
         )
         super().__init__(b1, b2, b3, b4, b5, nn.Linear(1024, num_classes))
-        self.num_classes = num_classes
+        self.num_classes, self.input_size = num_classes, input_size
+        if input_size is not None:
+            check_input_size(lambda: GoogLeNet(in_channels, num_classes, None), (in_channels, input_size, input_size), "GoogLeNet")

@@ -2,6 +2,8 @@
 
 from torch import nn
 
+from d2lexp.models.shapes import check_input_size
+
 
 class NiNBlock(nn.Sequential):
     """A convolution followed by two 1x1 convolutions (per-pixel MLPs), each with ReLU."""
@@ -17,7 +19,8 @@ class NiNBlock(nn.Sequential):
 class NiN(nn.Sequential):
     """1,992,166 parameters for one input channel and 10 classes (at any resolution)."""
 
-    def __init__(self, in_channels: int = 1, num_classes: int = 10, dropout: float = 0.5) -> None:
+    def __init__(self, in_channels: int = 1, num_classes: int = 10, dropout: float = 0.5, input_size: int | None = 224) -> None:
+        """`input_size`: the side of the square images it is built for (checked; None: not checked)."""
         super().__init__(
             NiNBlock(in_channels, 96, kernel_size=11, stride=4, padding=0),
             nn.MaxPool2d(3, stride=2),
@@ -30,4 +33,6 @@ class NiN(nn.Sequential):
             nn.AdaptiveAvgPool2d((1, 1)),
             nn.Flatten(),
         )
-        self.num_classes = num_classes
+        self.num_classes, self.input_size = num_classes, input_size
+        if input_size is not None:
+            check_input_size(lambda: NiN(in_channels, num_classes, dropout, None), (in_channels, input_size, input_size), "NiN")

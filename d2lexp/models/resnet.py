@@ -4,6 +4,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from d2lexp.models.shapes import check_input_size
+
 
 class Residual(nn.Module):
     """Two 3x3 conv + BN layers with a skip connection; a 1x1 conv matches shapes when asked."""
@@ -43,8 +45,9 @@ class ResNet(nn.Sequential):
     """
 
     def __init__(
-        self, stages: tuple[int, ...] = (2, 2, 2, 2), in_channels: int = 1, num_classes: int = 10
+        self, stages: tuple[int, ...] = (2, 2, 2, 2), in_channels: int = 1, num_classes: int = 10, input_size: int | None = 96
     ) -> None:
+        """`input_size`: the side of the square images it is built for (checked; None: not checked)."""
         layers: list[nn.Module] = [
             nn.Sequential(
                 nn.Conv2d(in_channels, 64, kernel_size=7, stride=2, padding=3), nn.BatchNorm2d(64), nn.ReLU(),
@@ -58,4 +61,6 @@ class ResNet(nn.Sequential):
             channels = out_channels
         layers += [nn.AdaptiveAvgPool2d((1, 1)), nn.Flatten(), nn.Linear(channels, num_classes)]
         super().__init__(*layers)
-        self.num_classes = num_classes
+        self.num_classes, self.input_size = num_classes, input_size
+        if input_size is not None:
+            check_input_size(lambda: ResNet(stages, in_channels, num_classes, None), (in_channels, input_size, input_size), "ResNet")

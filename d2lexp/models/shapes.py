@@ -16,3 +16,13 @@ def output_numel(build: Callable[[], nn.Module], input_shape: Sequence[int]) -> 
     """
     with torch.device("meta"):
         return build()(torch.empty(1, *input_shape)).numel()
+
+
+def check_input_size(build: Callable[[], nn.Module], input_shape: Sequence[int], name: str) -> None:
+    """Refuse an input size the net `build()` makes cannot take (its feature maps would shrink to
+    nothing before its global pooling), as ValueError, at construction rather than in training."""
+    try:
+        output_numel(lambda: build().eval(), input_shape)  # eval: batch norm takes one example then
+    except RuntimeError as e:
+        size = "x".join(map(str, input_shape[1:]))
+        raise ValueError(f"{name} cannot take {size} inputs: they shrink to nothing inside it ({e}); give it a larger input_size") from None

@@ -32,7 +32,7 @@ class VGG(nn.Sequential):
     """VGG blocks, then three dense layers with dropout; VGG-11 has 128,806,154 parameters at
     1x224x224 and 10 classes, the book's narrow VGG-11 43,093,322.
 
-    The first dense layer is sized for `image_size` (channels x 7 x 7 at 224).
+    The first dense layer is sized for `input_size` (channels x 7 x 7 at 224).
     """
 
     def __init__(
@@ -40,7 +40,7 @@ class VGG(nn.Sequential):
         arch: Sequence[Sequence[int]] = VGG11,
         in_channels: int = 1,
         num_classes: int = 10,
-        image_size: int = 224,
+        input_size: int = 224,
         hidden: int = 4096,
         dropout: float = 0.5,
     ) -> None:
@@ -51,11 +51,11 @@ class VGG(nn.Sequential):
                 channels = out_channels
             return [*layers, nn.Flatten()]
 
-        flat = output_numel(lambda: nn.Sequential(*blocks()), (in_channels, image_size, image_size))
+        flat = output_numel(lambda: nn.Sequential(*blocks()), (in_channels, input_size, input_size))
         super().__init__(
             *blocks(),
             nn.Linear(flat, hidden), nn.ReLU(), nn.Dropout(dropout),
             nn.Linear(hidden, hidden), nn.ReLU(), nn.Dropout(dropout),
             nn.Linear(hidden, num_classes),
         )  # fmt: skip
-        self.num_classes = num_classes
+        self.num_classes, self.input_size = num_classes, input_size

@@ -10,17 +10,13 @@ import torch.nn.functional as F
 from torch import nn
 from torchmetrics import MaxMetric
 
-from d2lexp.tasks.base import OptimizerFactory, Task
+from d2lexp.tasks.base import OptimizerFactory, Scheduler, Task
 from d2lexp.tasks.metrics import RunningMean, correct
 
 
 def cross_entropy_on_logits(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """Per-example cross-entropy of class scores (log-softmax inside: numerically stable)."""
     return F.cross_entropy(logits, y, reduction="none")
-
-
-def has_conv2d(net: nn.Module) -> bool:
-    return any(isinstance(m, nn.Conv2d) for m in net.modules())
 
 
 class ClassificationTask(Task):
@@ -37,15 +33,10 @@ class ClassificationTask(Task):
         self,
         net: nn.Module,
         optimizer: OptimizerFactory,
-        channels_last: bool | str = "auto",
+        scheduler: Scheduler | None = None,
         loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
-        **options: Any,
     ) -> None:
-        """`options`: the scheduler and compile settings every task takes (see `Task`)."""
-        super().__init__(net, optimizer, **options)
-        self.channels_last = has_conv2d(net) if channels_last == "auto" else bool(channels_last)
-        if self.channels_last:
-            self.net = self.net.to(memory_format=torch.channels_last)
+        super().__init__(net, optimizer, scheduler)
         # Per-example losses from the net's output and the labels; default: cross-entropy on logits.
         self.loss = loss or cross_entropy_on_logits
 
@@ -57,8 +48,6 @@ class ClassificationTask(Task):
         self.track_train_metrics(self.train_loss, self.train_acc)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.channels_last and x.dim() == 4:
-            x = x.contiguous(memory_format=torch.channels_last)
         return self.apply_net(x)
 
     def _shared_step(self, batch: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

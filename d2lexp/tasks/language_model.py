@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from d2lexp.errors import ConfigError
-from d2lexp.tasks.base import OptimizerFactory, Task
+from d2lexp.tasks.base import OptimizerFactory, Scheduler, Task
 from d2lexp.tasks.metrics import RunningMean
 
 State = torch.Tensor | tuple[torch.Tensor, ...]
@@ -60,15 +60,14 @@ class LanguageModelTask(Task):
     is Lightning's own (`trainer.gradient_clip_val`).
     """
 
-    def __init__(self, net: nn.Module, optimizer: OptimizerFactory, **options: Any) -> None:
-        super().__init__(net, optimizer, **options)
+    def __init__(self, net: nn.Module, optimizer: OptimizerFactory, scheduler: Scheduler | None = None) -> None:
+        super().__init__(net, optimizer, scheduler)
         self.train_loss, self.val_loss = RunningMean(), RunningMean()
         self.track_train_metrics(self.train_loss)
         self._state: dict[str, State | None] = {"train": None, "val": None}
 
     def setup(self, stage: str) -> None:
-        super().setup(stage)
-        vocab = getattr(self.trainer.datamodule, "vocab", None)
+        vocab = self.data.vocab if self.data is not None else None
         size = getattr(self.net, "vocab_size", None)
         if vocab is not None and size is not None and size != len(vocab):
             raise ConfigError(
@@ -77,7 +76,7 @@ class LanguageModelTask(Task):
             )
 
     def _carries_state(self) -> bool:
-        return bool(getattr(self.trainer.datamodule, "sequential", False)) if self._trainer is not None else False
+        return self.data is not None and self.data.sequential
 
     def forward(self, X: torch.Tensor, state: State | None = None) -> tuple[torch.Tensor, State]:
         return self.apply_net(X, state)

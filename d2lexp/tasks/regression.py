@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from d2lexp.tasks.base import OptimizerFactory, Task
+from d2lexp.tasks.base import OptimizerFactory, Scheduler, Task
 from d2lexp.tasks.metrics import RunningMean
 
 Loss = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -26,7 +26,7 @@ class RegressionTask(Task):
 
     Logs train/loss, val/loss, test/loss (mean per element). When the net can tell its
     weights (`get_w_b()`, as the book's linear models) and the data knows the true ones
-    (`true_w`, `true_b`), it also logs how far off they are: param/w_error (largest
+    (`true_parameters`), it also logs how far off they are: param/w_error (largest
     absolute difference), param/b_error and the estimates param/w_hat_<i>, param/b_hat.
     """
 
@@ -34,12 +34,11 @@ class RegressionTask(Task):
         self,
         net: nn.Module,
         optimizer: OptimizerFactory,
+        scheduler: Scheduler | None = None,
         loss: Loss | None = None,
         reduction: str = "mean",
-        **options: Any,
     ) -> None:
-        """`options`: the scheduler and compile settings every task takes (see `Task`)."""
-        super().__init__(net, optimizer, **options)
+        super().__init__(net, optimizer, scheduler)
         if reduction not in ("mean", "sum"):
             raise ValueError(f"task.reduction must be 'mean' or 'sum', got {reduction!r}")
         self.loss = loss or mse
@@ -81,16 +80,14 @@ class RegressionTask(Task):
         self.test_loss.reset()
 
     def _log_parameter_error(self) -> None:
-        datamodule = self.trainer.datamodule if self._trainer is not None else None
-        true_w = getattr(datamodule, "true_w", None)
-        if true_w is None or not hasattr(self.net, "get_w_b"):
+        truth = self.data.true_parameters if self.data is not None else None
+        if truth is None or not hasattr(self.net, "get_w_b"):
             return
         w_hat, b_hat = self.net.get_w_b()
-        true_w = torch.as_tensor(true_w, dtype=w_hat.dtype, device=w_hat.device).flatten()
+        true_w = truth.w.to(dtype=w_hat.dtype, device=w_hat.device).flatten()
         self.log("param/w_error", (w_hat - true_w).abs().max())
         for i, value in enumerate(w_hat):
             self.log(f"param/w_hat_{i}", value)
-        true_b = getattr(datamodule, "true_b", None)
-        if true_b is not None and b_hat is not None:
-            self.log("param/b_error", (b_hat.flatten() - float(true_b)).abs().max())
+        if truth.b is not None and b_hat is not None:
+            self.log("param/b_error", (b_hat.flatten() - truth.b).abs().max())
             self.log("param/b_hat", b_hat.flatten()[0])

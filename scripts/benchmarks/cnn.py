@@ -46,7 +46,7 @@ import torch.nn.functional as F
 from benchmarks.common import book_train_epoch, d2lexp_config, log
 from benchmarks.step_profile import profile_d2lexp, profile_loop
 from d2lexp.callbacks.throughput import Throughput, synchronize
-from d2lexp.tasks.base import compile_options
+from d2lexp.speed.compile import compile_options
 
 PRESETS = ["lenet", "alexnet", "vgg", "nin", "googlenet", "lenet_bn", "resnet18", "densenet"]
 
@@ -60,9 +60,9 @@ class MinimalLoop:
     precision, channels_last, the same net, optimizer and (unless `compile=False`) compile setting."""
 
     def __init__(self, cfg: Any, device: torch.device, compile: bool = True) -> None:
-        from d2lexp.train import build_net
+        from d2lexp import build
 
-        net = build_net(cfg).to(device).to(memory_format=torch.channels_last)
+        net = build.net(cfg).to(device).to(memory_format=torch.channels_last)
         options = compile_options(cfg.task.get("compile")) if compile else None
         self.net = torch.compile(net, **options) if options is not None else net
         self.optimizer = torch.optim.SGD(net.parameters(), lr=cfg.optimizer.lr)
@@ -286,14 +286,14 @@ def book_style_rate(cfg: Any, device: torch.device, data_dir: str, batches: int 
     from torch.utils.data import DataLoader
     from torchvision import transforms
 
-    from d2lexp.train import build_net
+    from d2lexp import build
 
     steps = [transforms.ToTensor()]
     if cfg.data.resize:
         steps.insert(0, transforms.Resize(cfg.data.resize))
     dataset = torchvision.datasets.FashionMNIST(data_dir, train=True, transform=transforms.Compose(steps), download=False)
     loader = DataLoader(dataset, cfg.data.batch_size, shuffle=True, num_workers=4)
-    net = build_net(cfg).to(device)
+    net = build.net(cfg).to(device)
     optimizer = torch.optim.SGD(net.parameters(), lr=cfg.optimizer.lr)
 
     def epoch(limit: int | None) -> tuple[float, float]:

@@ -67,7 +67,7 @@ def book_train_epoch(
 def d2lexp_config(overrides: list[str]):  # -> DictConfig
     from hydra import compose, initialize_config_dir
 
-    from d2lexp.train import CONF_DIR
+    from d2lexp.config import CONF_DIR
 
     with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
         return compose(config_name="config", overrides=overrides)

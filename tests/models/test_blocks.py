@@ -12,7 +12,8 @@ from d2lexp.checkpoint import load, load_net, save
 from d2lexp.errors import CheckpointError
 from d2lexp.inspect import format_parameters
 from d2lexp.models.blocks import CenteredLayer, FixedHiddenMLP, MyLinear, MySequential, TiedMLP, mlp_custom
-from d2lexp.train import build_net, train
+from d2lexp import build
+from d2lexp.train import train
 
 
 def test_my_sequential_behaves_like_nn_sequential():
@@ -73,7 +74,7 @@ def test_parameter_listing_by_name():
     ("d2l_custom", lambda w: torch.all((w == 0) | (w.abs() >= 5))),
 ])  # fmt: skip
 def test_init_from_config_reaches_custom_layers(make_cfg, option, check):
-    net = build_net(make_cfg("model=mlp_custom", f"init={option}"))
+    net = build.net(make_cfg("~experiment", "model=mlp_custom", f"init={option}"))
     assert check(net[1].weight.detach())
 
 
@@ -96,7 +97,7 @@ def test_save_and_load_tensors_dicts_and_state_dicts(tmp_path):
 
 
 def test_a_checkpoint_loads_into_a_bare_module(make_cfg, tmp_path):
-    cfg = make_cfg("model=tied_mlp", "data.train_subset=2000", "data.test_subset=500", "trainer.max_epochs=1")
+    cfg = make_cfg("~experiment", "model=tied_mlp", "data.train_subset=2000", "data.test_subset=500", "trainer.max_epochs=1")
     train(cfg)
     net = load_net(tmp_path / "run" / "checkpoints" / "last.ckpt")
     assert isinstance(net, TiedMLP) and not net.training
@@ -108,6 +109,6 @@ def test_a_checkpoint_loads_into_a_bare_module(make_cfg, tmp_path):
 
 
 def test_custom_models_train_through_the_pipeline(make_cfg):
-    record = train(make_cfg("model=mlp_custom", "init=normal", "data.train_subset=5000", "data.test_subset=1000",
+    record = train(make_cfg("~experiment", "model=mlp_custom", "init=normal", "data.train_subset=5000", "data.test_subset=1000",
                             "trainer.max_epochs=2"))  # fmt: skip
     assert record["test/acc"] > 0.5

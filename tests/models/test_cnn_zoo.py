@@ -5,10 +5,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from d2lexp.inspect import inspect_model, meta_model
+from d2lexp.measure import inspect_model, meta_model
 from d2lexp.models.googlenet import Inception
 from d2lexp.models.vgg import VGG, VGG11, VGG11_NARROW, VGGBlock
-from d2lexp.train import build_net
+from d2lexp import build
 
 # (model config, the book's parameter count at 1 channel / 10 classes, preset resolution)
 BOOK_MODELS = [
@@ -26,9 +26,9 @@ BOOK_MODELS = [
 
 @pytest.mark.parametrize("name, params, resolution", BOOK_MODELS, ids=[m[0] for m in BOOK_MODELS])
 def test_parameter_count_and_shape_at_the_preset_resolution(make_cfg, name, params, resolution):
-    cfg = make_cfg(f"model={name}")
+    cfg = make_cfg("~experiment", f"model={name}")
     assert (cfg.data.resize or 28) == resolution
-    net = meta_model(lambda: build_net(cfg))  # the real config's net, on the meta device
+    net = meta_model(lambda: build.net(cfg))  # the real config's net, on the meta device
     assert sum(p.numel() for p in net.parameters()) == params
     stats = inspect_model(net, torch.empty(2, 1, resolution, resolution, device="meta"))
     assert stats.output_shape == (2, 10)
@@ -36,11 +36,11 @@ def test_parameter_count_and_shape_at_the_preset_resolution(make_cfg, name, para
 
 def test_vgg_variants_are_data():
     assert VGG11_NARROW == ((1, 16), (1, 32), (2, 64), (2, 128), (2, 128))
-    net = VGG(VGG11, image_size=224)
+    net = VGG(VGG11, input_size=224)
     blocks = [m for m in net if isinstance(m, VGGBlock)]
     assert [sum(isinstance(l, torch.nn.Conv2d) for l in b) for b in blocks] == [1, 1, 2, 2, 2]
     assert net[6].in_features == 512 * 7 * 7  # sized for 224 by the model itself
-    assert VGG(VGG11, image_size=96)[6].in_features == 512 * 3 * 3
+    assert VGG(VGG11, input_size=96)[6].in_features == 512 * 3 * 3
 
 
 def test_inception_concatenates_its_four_paths():
@@ -54,13 +54,11 @@ SMALL = {"alexnet": 96, "vgg11": 32, "vgg11_narrow": 32, "nin": 96, "googlenet":
 
 @pytest.mark.parametrize("name", ["lenet_bn", *SMALL], ids=lambda n: n)
 def test_a_few_real_training_steps_lower_the_loss(make_cfg, data_dir, name):
-    import hydra
-
-    overrides = [f"model={name}"] + ([f"data.resize={SMALL[name]}"] if name in SMALL else [])
-    cfg = make_cfg(*overrides, "data.batch_size=16")
+    overrides = [f"model={name}"] + ([f"model.input_size={SMALL[name]}"] if name in SMALL else [])
+    cfg = make_cfg("~experiment", *overrides, "data.batch_size=16")
     torch.manual_seed(0)
-    net = build_net(cfg)
-    datamodule = hydra.utils.instantiate(cfg.data)
+    net = build.net(cfg)
+    datamodule = build.data(cfg)
     datamodule.setup()
     x, y = datamodule.on_after_batch_transfer(next(iter(datamodule.val_dataloader())), 0)
 

@@ -5,7 +5,8 @@ import torch
 
 from d2lexp.models.lenet import LeNetBN
 from d2lexp.scratch.models import LeNetBNScratch, MLPScratch, SoftmaxRegressionScratch
-from d2lexp.train import build_net, train
+from d2lexp import build
+from d2lexp.train import train
 
 
 def test_scratch_bn_lenet_has_the_books_shape():
@@ -35,7 +36,7 @@ def test_softmax_from_scratch_and_with_the_framework_reach_the_same_weights(make
     common = ["data.train_subset=20000", "data.test_subset=1000", "trainer.max_epochs=1", "seed=3"]
     scratch_cfg = make_cfg("experiment=d2l/softmax_scratch", *common, output_dir=tmp_path / "scratch")
     framework_cfg = make_cfg("experiment=d2l/softmax", *common, output_dir=tmp_path / "framework")
-    scratch_net, framework_net = build_net(scratch_cfg), build_net(framework_cfg)
+    scratch_net, framework_net = build.net(scratch_cfg), build.net(framework_cfg)
     with torch.no_grad():  # the same starting point
         framework_net[1].weight.copy_(scratch_net.W.T)
         framework_net[1].bias.copy_(scratch_net.b)

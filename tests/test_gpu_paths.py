@@ -7,9 +7,10 @@ import lightning.pytorch as pl
 import pytest
 import torch
 
+from d2lexp import build
 from d2lexp.data.fashion_mnist import FashionMNISTDataModule
-from d2lexp.data.loader import TensorBatchLoader, accelerator_device
-from d2lexp.train import build_net, build_task, train
+from d2lexp.data.loader import TensorBatchLoader
+from d2lexp.train import train
 from tests.conftest import compose_config
 
 CUDA = torch.cuda.is_available()
@@ -22,13 +23,13 @@ class FakeTrainer:
 
 def test_data_goes_where_the_trainer_runs():
     dm = FashionMNISTDataModule()
-    assert accelerator_device(dm, "auto") == torch.device("cpu")  # no trainer yet
-    dm._trainer = FakeTrainer()
-    assert accelerator_device(dm, "auto") == torch.device("cpu")  # auto: accelerators only
-    assert accelerator_device(dm, True) == torch.device("cpu") and accelerator_device(dm, False) == torch.device("cpu")
+    assert dm.data_device("auto") == torch.device("cpu")  # no trainer yet
+    dm.trainer = FakeTrainer()
+    assert dm.data_device("auto") == torch.device("cpu")  # auto: accelerators only
+    assert dm.data_device(True) == torch.device("cpu") and dm.data_device(False) == torch.device("cpu")
     if CUDA:
         FakeTrainer.strategy.root_device = torch.device("cuda:0")
-        assert accelerator_device(dm, "auto").type == "cuda"
+        assert dm.data_device("auto").type == "cuda"
 
 
 @pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not CUDA, reason="needs a GPU"))])
@@ -41,7 +42,7 @@ def test_batches_are_gathered_on_the_tensors_device(device):
 
 def test_resize_and_channels_last_happen_on_the_batch(make_cfg, data_dir):
     cfg = make_cfg("experiment=d2l/resnet18", "data.resize=32")
-    task = build_task(cfg, build_net(cfg))
+    task = build.task(cfg, build.net(cfg))
     conv = next(m for m in task.net.modules() if isinstance(m, torch.nn.Conv2d))
     assert conv.weight.is_contiguous(memory_format=torch.channels_last)
     dm = FashionMNISTDataModule(data_dir=str(data_dir), resize=32, batch_size=8)
@@ -155,7 +156,7 @@ def test_gpu_training_steps_never_wait_for_the_device(make_cfg):
 def test_gpu_preset_settings():
     cfg = compose_config(["trainer=gpu"])
     assert cfg.trainer.accelerator == "gpu" and cfg.trainer.precision == "bf16-mixed" and cfg.trainer.benchmark
-    assert cfg.data.on_device == "auto" and cfg.task.channels_last == "auto" and cfg.matmul_precision == "high"
+    assert cfg.data.on_device == "auto" and cfg.speed.channels_last == "auto" and cfg.matmul_precision == "high"
 
 
 @pytest.mark.skipif(not CUDA, reason="needs a GPU")
@@ -163,7 +164,7 @@ def test_gpu_preset_settings():
 def test_gpu_compiled_training_replays_cuda_graphs(make_cfg, setting):
     """The compiled net's forward and backward really run as CUDA graphs in Lightning's loop: one
     graph, none of its CUDA graphs skipped (a skip means launches again), and the run learns."""
-    cfg = make_cfg("experiment=d2l/lenet_bn", "trainer=gpu", "trainer.accelerator=gpu", f"task.compile={setting}",
+    cfg = make_cfg("experiment=d2l/lenet_bn", "trainer=gpu", "trainer.accelerator=gpu", f"speed.compile={setting}",
                    "data.train_subset=10240", "data.test_subset=1024", "trainer.max_epochs=2")  # fmt: skip
     torch._dynamo.utils.counters.clear()
     record = train(cfg)

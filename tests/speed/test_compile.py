@@ -1,4 +1,5 @@
-"""What every task shares: here, compiling the net with torch.compile."""
+"""torch.compile of the net (`speed.compile`): compiled after the model summary, one static graph
+for the full training batches, plain weights in the checkpoints, every net of a process compiled."""
 
 from functools import partial
 
@@ -8,10 +9,11 @@ import torch
 from torch import nn
 from torch._dynamo.testing import CompileCounter, CompileCounterWithBackend
 
+from d2lexp import build
 from d2lexp.errors import ConfigError
-from d2lexp.tasks.base import compile_options
+from d2lexp.speed.compile import CompiledForMainShape, CompileNet, compile_options
 from d2lexp.tasks.classification import ClassificationTask
-from d2lexp.train import build_net, build_task, train
+from d2lexp.train import train
 
 
 def test_compile_settings_map_to_torch_compile_arguments():
@@ -27,11 +29,16 @@ class CompiledWhen(pl.Callback):
     """Whether the task's net is compiled when the callbacks' on_fit_start hooks run (Lightning's
     model summary runs the net then, under FlopCounterMode) and when training starts."""
 
+    @staticmethod
+    def compiled(task: pl.LightningModule) -> bool:
+        call = getattr(task.apply_net, "apply_net", task.apply_net)  # inside channels-last inputs, if any
+        return isinstance(call, CompiledForMainShape)
+
     def on_fit_start(self, trainer: pl.Trainer, task: pl.LightningModule) -> None:
-        self.at_fit_start = task._compiled_net is not None
+        self.at_fit_start = self.compiled(task)
 
     def on_train_start(self, trainer: pl.Trainer, task: pl.LightningModule) -> None:
-        self.at_train_start = task._compiled_net is not None
+        self.at_train_start = self.compiled(task)
 
 
 @pytest.mark.parametrize("setting", ["true", "cudagraphs"])
@@ -42,8 +49,8 @@ def test_a_compiled_net_learns_and_saves_plain_weights(make_cfg, setting):
 
     The net is an nn.Sequential and the model summary is on: the two things that, with torch
     before 2.14, left a net compiled with `net.compile()` in `configure_model` running eager.
-    Evaluation runs the plain net (see `Task.apply_net`)."""
-    cfg = make_cfg("experiment=d2l/softmax", f"task.compile={setting}", "data.train_subset=10000", "data.test_subset=2000",
+    Evaluation runs the plain net (see `CompiledForMainShape`)."""
+    cfg = make_cfg("experiment=d2l/softmax", f"speed.compile={setting}", "data.train_subset=10000", "data.test_subset=2000",
                    "trainer.max_epochs=1", "callbacks.progress_bar=null", quiet=False)  # fmt: skip
     assert cfg.callbacks.model_summary is not None
     torch._dynamo.reset()
@@ -66,24 +73,22 @@ def test_each_run_in_a_process_compiles_its_net_however_many_came_before():
     frames = CompileCounter()  # a backend that counts the graphs it is given and runs them as they are
     for depth in range(1, 11):  # ten nets of different structure, so no graph fits another
         task = ClassificationTask(nn.Sequential(*(nn.Linear(4, 4) for _ in range(depth))), partial(torch.optim.SGD, lr=0.1))
-        task.compile_options = {"backend": frames, "dynamic": False}
-        task.on_fit_start()
+        CompileNet({"backend": frames, "dynamic": False}).on_fit_start(None, task)
         task(torch.rand(2, 4))
         assert frames.frame_count == depth, f"run {depth} of this process did not compile its net"
 
 
 @pytest.mark.parametrize("preset", ["lenet", "alexnet", "vgg", "nin", "googlenet", "lenet_bn", "resnet18", "densenet"])
 def test_every_cnn_preset_compiles_to_one_graph(make_cfg, preset):
-    """What `task.compile` makes of each CNN of the chapter, on the CPU: dynamo traces the whole
+    """What `speed.compile` makes of each CNN of the chapter, on the CPU: dynamo traces the whole
     net as one graph, forward and backward (AOT autograd, as the GPU's `cudagraphs` and Inductor
     backends do), with no graph break. On a GPU one graph is what lets a training step replay as
     one CUDA graph: each break would run eager Python between graphs."""
     cfg = make_cfg(f"experiment=d2l/{preset}")
-    task = build_task(cfg, build_net(cfg))
+    task = build.task(cfg, build.net(cfg))
     graphs = CompileCounterWithBackend("aot_eager")
-    task.compile_options = {"backend": graphs, "dynamic": False}
     torch._dynamo.utils.counters.clear()
-    task.on_fit_start()
+    CompileNet({"backend": graphs, "dynamic": False}).on_fit_start(None, task)
     size = cfg.data.resize or 28
     task.train()
     task(torch.rand(2, 1, size, size)).sum().backward()

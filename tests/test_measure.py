@@ -1,9 +1,12 @@
+"""Shapes, parameters and MACs on the meta device (d2lexp.measure), and the inspect command over them."""
+
 import subprocess
 import sys
 
 import torch
 
-from d2lexp.inspect import count_macs, inception_comparison, inspect_model, meta_model
+from d2lexp.inspect import inception_comparison
+from d2lexp.measure import inspect_model, meta_model, model_stats
 from d2lexp.models.lenet import LeNet
 from d2lexp.models.vgg import VGG, VGG11
 
@@ -20,7 +23,8 @@ def test_lenet_table_layer_by_layer():
 
 
 def test_macs_are_per_example_and_free_on_meta():
-    assert count_macs(LeNet, torch.zeros(4, 1, 28, 28)) == 416_520
+    stats = model_stats(LeNet, torch.zeros(4, 1, 28, 28))
+    assert stats.macs == 416_520 and stats.output_shape == (4, 10) and stats.params == 61_706
     vgg = meta_model(lambda: VGG(VGG11))
     assert next(vgg.parameters()).is_meta
     assert inspect_model(vgg, torch.empty(1, 1, 224, 224, device="meta")).macs == 7_547_232_256

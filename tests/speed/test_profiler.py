@@ -4,7 +4,7 @@ import lightning.pytorch as pl
 import pytest
 from lightning.pytorch.profilers import SimpleProfiler
 
-from d2lexp.profilers import NoProfiler
+from d2lexp.speed.profiler import NoProfiler
 from d2lexp.train import train
 
 

@@ -1,4 +1,4 @@
-"""The Trainer's profiler when none is asked for (`trainer.profiler=null`)."""
+"""The Trainer's profiler when none is asked for (`trainer.profiler=null`, `speed.lean_profiler`)."""
 
 from __future__ import annotations
 

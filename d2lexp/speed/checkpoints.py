@@ -75,9 +75,9 @@ class BackgroundCheckpointIO(TorchCheckpointIO):
     """Lightning's checkpoint writer (`torch.save`), atomic, and on a background thread for the
     saves made inside `writing_in_background()` (d2lexp's ModelCheckpoint makes all its saves so).
 
-    Writing AlexNet's 187 MB takes 0.2 to 0.7 s on the 2-core development machine, once an
-    epoch, while the GPU would wait. In the background the training thread only copies the
-    state to host memory (tens of milliseconds) and goes on; the copy is what gets written, so
+    Writing a large net's checkpoint takes a good part of a second, once an epoch, while the GPU
+    would wait. In the background the training thread only copies the state to host memory and
+    goes on; the copy is what gets written, so
     the file holds the state of the moment it was saved. One thread does every write, removal
     and link in the order they were asked for, so the files end as a synchronous writer would
     leave them. At most one save waits in memory: a save waits for the one before. A failure
@@ -174,8 +174,7 @@ class ModelCheckpoint(LightningModelCheckpoint):
 
     - **One write per state.** d2lexp's defaults keep the best epoch and `last.ckpt`; when an
       epoch improves, both callbacks save the same state in the same hook call. The second
-      makes its file a hard link of the first instead of serialising the model again (for
-      AlexNet's 187 MB, half a second per epoch on a 2-core machine). Only the checkpoint
+      makes its file a hard link of the first instead of serialising the model again. Only the checkpoint
       callbacks' own bookkeeping differs between the two files, which resuming does not need.
     - **Atomic files.** A checkpoint is written beside its name and renamed into place, so a
       run killed while saving leaves the previous `last.ckpt` whole, and a file written over

@@ -1,0 +1,263 @@
+"""Everything a run is made of, built from its composed config: the one place that calls
+Hydra's `instantiate`.
+
+    cfg.data                     -> the data module          (conf/data/*.yaml)
+    cfg.model, cfg.init          -> the net                  (conf/model, conf/init)
+    cfg.optimizer, cfg.scheduler -> factories for the task   (conf/optimizer, conf/scheduler)
+    cfg.task                     -> the LightningModule      (conf/task)
+    cfg.callbacks, cfg.logger    -> lists for the Trainer    (conf/callbacks, conf/logger)
+    cfg.trainer, cfg.speed       -> the Trainer              (conf/trainer, conf/speed)
+
+Each value is checked as it is built, so a bad one stops the run with one paragraph before any
+data is read or any step is trained. (The configs come from the user's own conf/ and command
+line; nothing read from a checkpoint or a run folder is ever built here: see d2lexp.nets.)
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import hydra
+import lightning.pytorch as pl
+import torch
+from omegaconf import DictConfig, OmegaConf
+from torch import nn
+
+from d2lexp import speed
+from d2lexp.callbacks.history import EpochHistory
+from d2lexp.callbacks.resume import RandomState
+from d2lexp.callbacks.run_config import RunConfigInCheckpoint
+from d2lexp.callbacks.throughput import Throughput, run_start_time
+from d2lexp.checkpoint import check_fits, defining_settings, find_checkpoint, load_checkpoint
+from d2lexp.data.base import DataModule
+from d2lexp.errors import ConfigError, D2lexpError
+from d2lexp.measure import ModelStats, model_stats
+from d2lexp.tasks.base import OptimizerFactory, Scheduler, Task
+
+log = logging.getLogger("d2lexp")
+
+# The callbacks a run's record and its exact resumption depend on: added to every run, whatever
+# the callbacks group holds (conf/callbacks/default.yaml says so).
+RECORD_CALLBACKS = (Throughput, EpochHistory, RandomState, RunConfigInCheckpoint)
+
+
+def instantiate(node: Any, group: str, **kwargs: Any) -> Any:
+    """hydra.utils.instantiate, with d2lexp's own errors let through unwrapped (a data module that
+    refuses `batch_size=-1` speaks for itself) and a constructor's ValueError or TypeError made
+    into one paragraph naming the config group."""
+    from hydra.errors import InstantiationException
+
+    try:
+        return hydra.utils.instantiate(node, _convert_="all", **kwargs)
+    except InstantiationException as e:
+        cause = e.__cause__
+        if isinstance(cause, D2lexpError):
+            raise cause from None
+        if isinstance(cause, (ValueError, TypeError)):
+            raise ConfigError(f"The {group} settings are not valid: {cause}. Fix the {group}.* values.") from None
+        raise
+
+
+def data(cfg: DictConfig) -> DataModule:
+    return instantiate(cfg.data, "data")
+
+
+def net(cfg: DictConfig) -> nn.Module:
+    """The net from `cfg.model`, initialised by `cfg.init`."""
+    built = instantiate(cfg.model, "model")
+    if cfg.get("init") is not None:
+        built.apply(instantiate(cfg.init, "init"))
+    return built
+
+
+def optimizer(cfg: DictConfig) -> OptimizerFactory:
+    """The optimizer factory, after building it once on a dummy parameter: PyTorch checks its
+    values then (a negative lr or momentum, ...), so a bad one stops the run before any work."""
+    factory = instantiate(cfg.optimizer, "optimizer")
+    try:
+        factory([nn.Parameter(torch.zeros(1))])
+    except (ValueError, TypeError) as e:
+        raise ConfigError(f"The optimizer settings are not valid: {e}. Fix the optimizer.* values.") from None
+    return factory
+
+
+def scheduler(cfg: DictConfig) -> Scheduler | None:
+    return instantiate(cfg.scheduler, "scheduler") if cfg.get("scheduler") is not None else None
+
+
+def task(cfg: DictConfig, built_net: nn.Module) -> Task:
+    """The LightningModule training `built_net`, made faster as `cfg.speed` says. (Built from a
+    partial: objects handed to `instantiate` as arguments would be turned into configs.)"""
+    make = instantiate(cfg.task, "task", _partial_=True)
+    try:
+        built = make(net=built_net, optimizer=optimizer(cfg), scheduler=scheduler(cfg))
+    except (ValueError, TypeError) as e:
+        raise ConfigError(f"The task settings are not valid: {e}. Fix the task.* values.") from None
+    speed.prepare_task(built, cfg.speed)
+    return built
+
+
+def callbacks(cfg: DictConfig, first: Sequence[pl.Callback] = ()) -> list[pl.Callback]:
+    """`first` (a caller's own), the configured callbacks, the record's, then speed's (last: the
+    net is compiled after the model summary has run it)."""
+    configured = [instantiate(c, "callbacks") for c in (cfg.get("callbacks") or {}).values() if c is not None]
+    record = [
+        Throughput(run_start_time()),
+        EpochHistory(),
+        RandomState(),
+        RunConfigInCheckpoint(OmegaConf.to_container(cfg, resolve=True)),
+    ]
+    every = [*first, *configured, *record, *speed.callbacks(cfg.speed)]
+    if not cfg.trainer.get("enable_progress_bar", True):  # the switch drops a configured bar rather than refusing it
+        every = [c for c in every if not isinstance(c, pl.callbacks.ProgressBar)]
+    return every
+
+
+def loggers(cfg: DictConfig) -> list[Any]:
+    return [instantiate(c, "logger") for c in (cfg.get("logger") or {}).values() if c is not None]
+
+
+def check_accelerator(cfg: DictConfig) -> None:
+    """A GPU asked for where there is none: one paragraph, not Lightning's traceback."""
+    accelerator = str(cfg.trainer.get("accelerator", "auto"))
+    available = {"gpu": torch.cuda.is_available(), "cuda": torch.cuda.is_available(), "mps": torch.backends.mps.is_available()}
+    if not available.get(accelerator, True):
+        build = f"CUDA {torch.version.cuda}" if torch.version.cuda else "the CPU only"
+        raise ConfigError(
+            f"trainer.accelerator={accelerator}, but PyTorch sees no such device on this machine (this PyTorch is "
+            f"built for {build}). Train on the CPU with trainer=cpu, or leave the accelerator to trainer.accelerator=auto."
+        )
+
+
+def trainer(cfg: DictConfig, every_callback: list[pl.Callback], every_logger: list[Any]) -> pl.Trainer:
+    check_accelerator(cfg)
+    options: dict[str, Any] = speed.trainer_options(cfg.speed, cfg.trainer)
+    if cfg.trainer.get("deterministic"):
+        options["benchmark"] = False  # cuDNN autotuning picks algorithms by timing them
+    # Only a bar configured in `callbacks` is shown: with none, Lightning would add its own, redrawn
+    # 100 times a second on a thread that takes the GIL from the training loop.
+    options["enable_progress_bar"] = any(isinstance(c, pl.callbacks.ProgressBar) for c in every_callback)
+    built = instantiate(cfg.trainer, "trainer", callbacks=every_callback, logger=every_logger or False, **options)
+    refuse_relaunching_sweeps(built)
+    return built
+
+
+def refuse_relaunching_sweeps(built: pl.Trainer) -> None:
+    """Hydra multirun with a strategy that starts its other processes by re-running the
+    command (Lightning's `ddp`) would make those processes re-run the whole sweep, each with
+    other hyperparameters (Lightning issue #11300). Refuse it, naming what works instead."""
+    from lightning.pytorch.strategies.launchers.subprocess_script import _SubprocessScriptLauncher
+
+    strategy = built.strategy
+    launcher = getattr(strategy, "launcher", None)
+    environment = getattr(strategy, "cluster_environment", None)
+    relaunches = (
+        isinstance(launcher, _SubprocessScriptLauncher)
+        and environment is not None
+        and not environment.creates_processes_externally
+        and (built.num_devices > 1 or built.num_nodes > 1)
+    )
+    if relaunches and in_multirun():
+        raise ConfigError(
+            "A -m sweep cannot use trainer.strategy=ddp on one machine: Lightning starts the other processes by "
+            "re-running the command, and each would re-run the whole sweep with other settings (Lightning issue "
+            "#11300). Use trainer.strategy=ddp_spawn for a local sweep, or run the sweep under SLURM with one task "
+            "per GPU (hydra/launcher=slurm trainer=slurm), where SLURM starts every process."
+        )
+
+
+def in_multirun() -> bool:
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    try:
+        return HydraConfig.get().mode == RunMode.MULTIRUN
+    except ValueError:
+        return False
+
+
+def check_run_settings(cfg: DictConfig) -> None:
+    """The root config's own values, which no schema types."""
+    seed = cfg.get("seed")
+    if not isinstance(seed, int) or isinstance(seed, bool):
+        raise ConfigError(f"seed must be a whole number (e.g. seed=42), got {seed!r}.")
+    if cfg.trainer.get("max_epochs") == -1 and cfg.trainer.get("max_steps", -1) == -1 and not cfg.trainer.get("max_time"):
+        log.warning(
+            "trainer.max_epochs=-1: no epoch limit. This run trains until it is stopped (Ctrl-C), or set "
+            "trainer.max_epochs, trainer.max_steps or trainer.max_time."
+        )
+
+
+def check_input_fits_net(built_net: nn.Module, example: torch.Tensor) -> None:
+    """A net built for one input size (`model.input_size`) must be given images of that size."""
+    size = getattr(built_net, "input_size", None)
+    if size is not None and example.dim() == 4 and tuple(example.shape[-2:]) != (size, size):
+        given = "x".join(map(str, example.shape[-2:]))
+        raise ConfigError(
+            f"The net is built for {size}x{size} images (model.input_size={size}), but the data gives {given} "
+            f"(data.resize). Set model.input_size={example.shape[-1]} and leave data.resize to follow it."
+        )
+
+
+def check_net_fits_data(stats_output: tuple[int, ...], data_module: DataModule) -> None:
+    """A classifier's output must have one score per class of the data."""
+    classes = data_module.num_classes
+    if classes is not None and stats_output and stats_output[-1] != classes:
+        raise ConfigError(
+            f"The net gives {stats_output[-1]} scores per example, but the data has {classes} classes. "
+            f"Set model.num_classes={classes}."
+        )
+
+
+def given_net_stats(given_net: nn.Module, example: torch.Tensor) -> ModelStats | None:
+    """A caller's own net, measured on a meta copy; None if its forward cannot run there (it makes
+    tensors on a device of its own, say)."""
+    try:
+        return model_stats(lambda: copy.deepcopy(given_net), example)
+    except (RuntimeError, NotImplementedError):
+        return None
+
+
+@dataclass
+class Run:
+    """One run's parts, built and checked."""
+
+    data: DataModule
+    net: nn.Module
+    task: Task
+    trainer: pl.Trainer
+    resume_from: str | None  # the checkpoint fitting continues from
+    macs_per_example: int | None  # None for a given net that cannot run on the meta device
+    tests: bool  # whether a test pass follows fitting
+
+
+def run(cfg: DictConfig, given_net: nn.Module | None = None, first_callbacks: Sequence[pl.Callback] = ()) -> Run:
+    """Every part of the run `cfg` describes, seeded. `given_net` replaces the one `cfg.model`
+    and `cfg.init` would build (it is trained in place)."""
+    from lightning.pytorch.utilities.model_helpers import is_overridden
+
+    check_run_settings(cfg)
+    pl.seed_everything(cfg.seed, workers=True, verbose=False)
+    torch.set_float32_matmul_precision(cfg.get("matmul_precision") or "highest")
+    data_module = data(cfg)
+    built_net = net(cfg) if given_net is None else given_net
+    built_task = task(cfg, built_net)
+    built_task.example_input_array = data_module.example_input()  # the model summary shows shapes and FLOPs
+    example = data_module.model_input()
+    check_input_fits_net(built_net, example)
+    stats = model_stats(lambda: net(cfg), example) if given_net is None else given_net_stats(given_net, example)
+    if stats is not None:
+        check_net_fits_data(stats.output_shape, data_module)
+    resume_from = None
+    if cfg.get("ckpt_path"):
+        settings = defining_settings(OmegaConf.to_container(cfg, resolve=False))
+        found = find_checkpoint(cfg.ckpt_path, cfg.paths.log_dir, exclude=cfg.paths.output_dir, settings=settings)
+        check_fits(load_checkpoint(found), built_task, found)
+        resume_from = str(found)
+    built_trainer = trainer(cfg, callbacks(cfg, first_callbacks), loggers(cfg))
+    tests = bool(cfg.get("test")) and is_overridden("test_step", built_task) and is_overridden("test_dataloader", data_module)
+    return Run(data_module, built_net, built_task, built_trainer, resume_from, stats.macs if stats else None, tests)

@@ -1,0 +1,300 @@
+"""A run's record: what it leaves behind for people and programs, assembled here and nowhere
+else. metrics.json (kept current from the start: "running", then how it ended), the TensorBoard
+HParams entry, and the one-line summary; `HEADLINE` lists the metrics all three (and the sweep
+report) show.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from d2lexp.callbacks.base import RecordingCallback
+from d2lexp.errors import TrainingDiverged
+from d2lexp.run_folder import is_unwritable, run_stopped_unwritable
+
+if TYPE_CHECKING:
+    from d2lexp.build import Run
+
+log = logging.getLogger("d2lexp")
+
+METRICS_FILE = "metrics.json"
+
+
+@dataclass(frozen=True)
+class Headline:
+    """A metric every view of a run shows, where the run has it."""
+
+    key: str  # in metrics.json (and TensorBoard)
+    label: str  # in the summary line and the sweep report's column
+    fmt: str  # in the sweep report
+
+
+HEADLINE = (
+    Headline("train/loss", "train loss", "{:.4f}"),
+    Headline("train/acc", "train acc", "{:.4f}"),
+    Headline("val/acc_best", "best val acc", "{:.4f}"),
+    Headline("test/acc", "test acc", "{:.4f}"),
+    Headline("train/ppl", "perplexity", "{:.3f}"),
+    Headline("val/ppl", "val perplexity", "{:.3f}"),
+    Headline("param/w_error", "w error", "{:.2g}"),
+    Headline("param/b_error", "b error", "{:.2g}"),
+)
+THROUGHPUT = ("train_examples_per_second", "train_tokens_per_second")
+
+# Config values that describe a run in the HParams tab (flattened dotted keys).
+_HPARAM_GROUPS = ("model", "init", "data", "optimizer", "scheduler", "task")
+_HPARAM_TRAINER_KEYS = ("max_epochs", "precision", "accelerator", "devices", "gradient_clip_val")
+_HPARAM_SKIP = ("_target_", "_partial_", "data_dir", "seed", "download")
+
+
+def to_float(value: Any) -> float | None:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _flatten(prefix: str, node: Any, out: dict[str, Any]) -> None:
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key not in _HPARAM_SKIP:
+                _flatten(f"{prefix}.{key}" if prefix else str(key), value, out)
+    elif isinstance(node, (bool, int, float, str)) or node is None:
+        out[prefix] = "null" if node is None else node
+    else:
+        out[prefix] = str(node)
+
+
+def hparams_of(cfg: DictConfig, choices: dict[str, str]) -> dict[str, Any]:
+    """A flat dict of the run's defining settings: group choices, then their values."""
+    container = OmegaConf.to_container(cfg, resolve=True)
+    out: dict[str, Any] = {f"choice.{k}": v for k, v in choices.items() if v is not None}
+    for group in _HPARAM_GROUPS:
+        node = container.get(group)
+        if node is not None:
+            target = node.get("_target_") if isinstance(node, dict) else None
+            if target:
+                out[f"{group}.class"] = target.rsplit(".", 1)[-1]
+            _flatten(group, node, out)
+    for key in _HPARAM_TRAINER_KEYS:
+        _flatten(f"trainer.{key}", container.get("trainer", {}).get(key), out)
+    out["seed"] = container.get("seed")
+    return out
+
+
+def write_metrics(output_dir: str | Path, record: dict[str, Any]) -> Path:
+    """Write `metrics.json` atomically (a crash never leaves half a file)."""
+    path = Path(output_dir) / METRICS_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".json.tmp")
+    try:
+        tmp.write_text(json.dumps(strict_json(record), indent=2, allow_nan=False) + "\n")
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)  # no half-written leftovers, and a full disk gets its space back
+        raise
+    return path
+
+
+def strict_json(record: dict[str, Any]) -> dict[str, Any]:
+    """The record as strict JSON allows it: every non-finite number (NaN, infinity) becomes null,
+    and `non_finite` says which were, e.g. {"train/loss": "inf", "history.val/loss[3]": "nan"}."""
+    found: dict[str, str] = {}
+
+    def clean(value: Any, where: str) -> Any:
+        if isinstance(value, float) and not math.isfinite(value):
+            found[where] = str(value)
+            return None
+        if isinstance(value, dict):
+            return {k: clean(v, f"{where}.{k}" if where else str(k)) for k, v in value.items()}
+        if isinstance(value, (list, tuple)):
+            return [clean(v, f"{where}[{i}]") for i, v in enumerate(value)]
+        return value
+
+    cleaned = clean({k: v for k, v in record.items() if k != "non_finite"}, "")
+    cleaned["non_finite"] = found or None
+    return cleaned
+
+
+def read_metrics(run_dir: str | Path) -> dict[str, Any]:
+    return json.loads((Path(run_dir) / METRICS_FILE).read_text())
+
+
+def collapse(record: dict[str, Any]) -> dict[str, Any] | None:
+    """A classifier whose validation accuracy ended under half its best had learned, then lost
+    it: its net collapsed (dead ReLUs, say: NiN with the book's recipe, now and then). Returns the
+    best and final accuracies and the best epoch, or None."""
+    final, best = to_float(record.get("val/acc")), to_float(record.get("val/acc_best"))
+    if final is None or best is None or not final < best / 2:
+        return None
+    history = record.get("history") or {}
+    accuracies, epochs = history.get("val/acc") or [], history.get("epoch") or []
+    best_epoch = next((e for e, a in zip(epochs, accuracies) if to_float(a) is not None and a >= best), None)
+    return {"best": best, "best_epoch": best_epoch, "final": final}
+
+
+def collapse_warning(record: dict[str, Any], fell: dict[str, Any]) -> str:
+    """What to tell the user about a run that collapsed: `fell` is what `collapse` found in its record."""
+    at = "" if fell["best_epoch"] is None else f" (epoch {fell['best_epoch']})"
+    kept = record.get("best_checkpoint") or "its best checkpoint"
+    return (
+        f"{record.get('model', 'the model')}: validation accuracy fell from its best, {fell['best']:.3f}{at}, to "
+        f"{fell['final']:.3f} at the end: the training collapsed, and a test pass ran on the final weights. "
+        f"The best epoch's weights are kept in {kept}. Another run, or a lower learning rate, may not collapse."
+    )
+
+
+def summary_line(record: dict[str, Any]) -> str:
+    """'lenet: done, 10 epochs, train loss 0.469, train acc 0.824, ..., 8,800 examples/s, fit 80.1 s'."""
+    parts = [f"{record.get('model', '?')}: {record.get('status', '?')}", f"{record.get('epochs', '?')} epochs"]
+    for headline in HEADLINE:
+        value = to_float(record.get(headline.key))
+        if value is not None:
+            shown = f"{value:.3f}" if 1e-2 <= abs(value) < 1e3 else f"{value:.2g}"
+            parts.append(f"{headline.label} {shown}")
+    for key in THROUGHPUT:
+        if record.get(key):
+            parts.append(f"{record[key]:,.0f} {key.split('_')[1]}/s")
+    if record.get("fit_seconds") is not None:
+        parts.append(f"fit {record['fit_seconds']:.1f} s")
+    if record.get("sample"):
+        parts.append(repr(record["sample"]))
+    return ", ".join(parts)
+
+
+def _metric_values(trainer: Any) -> dict[str, float]:
+    """The trainer's epoch-level metrics as numbers (one device read each)."""
+    values = ((k, to_float(v)) for k, v in trainer.callback_metrics.items() if not k.endswith("_step"))
+    return {k: v for k, v in values if v is not None}
+
+
+def _existing(path: str | None) -> str | None:
+    """A checkpoint's path, if the file is still there (a user may have deleted it mid-run)."""
+    return path if path and Path(path).is_file() else None
+
+
+class RunRecord:
+    """The record of one run, and its metrics.json. From the first process only in a
+    distributed run; every other view of the run (the summary line, HParams) is made from it."""
+
+    def __init__(self, cfg: DictConfig, choices: dict[str, str]) -> None:
+        from lightning.pytorch.utilities import rank_zero_only
+
+        self.cfg, self.choices = cfg, choices
+        self.output_dir = Path(cfg.paths.output_dir)
+        self.writes = rank_zero_only.rank == 0
+        self.data: dict[str, Any] = {
+            "status": "running",
+            "output_dir": str(self.output_dir),
+            "started_at": time.time(),
+            "pid": os.getpid(),
+            "experiment": choices.get("experiment"),
+            "seed": cfg.get("seed"),
+        }
+
+    def save(self) -> OSError | None:
+        """Write metrics.json; a folder that no longer takes writes is returned, not raised, so
+        the caller can say what stopped the run first."""
+        if self.writes:
+            try:
+                write_metrics(self.output_dir, self.data)
+            except OSError as e:
+                return e
+        return None
+
+    def started(self, run: Run) -> None:
+        """What the run is, before it trains: metrics.json says "running" from here on, so a run
+        killed from now on shows as interrupted in reports."""
+        self.data.update(
+            model=self.choices.get("model", type(run.net).__name__.lower()),
+            params=sum(p.numel() for p in run.net.parameters()),
+            macs_per_example=run.macs_per_example,
+        )
+        if run.resume_from:
+            self.data["resumed_from"] = run.resume_from
+        self.save()
+
+    def fitted(self, run: Run, seconds: float) -> None:
+        """What fitting left: the epoch metrics (before a test pass replaces the trainer's)."""
+        self.data["fit_seconds"] = seconds
+        self.data.update(sorted(_metric_values(run.trainer).items()))
+
+    def tested(self, run: Run) -> None:
+        self.data.update(sorted(_metric_values(run.trainer).items()))
+
+    def finish(self, run: Run) -> None:
+        """The end of a run that trained: checkpoints, what the record callbacks measured,
+        whether it collapsed, the HParams entry; a diverged run raises TrainingDiverged."""
+        trainer = run.trainer
+
+        def checkpoint(keeps: Any) -> str | None:  # the file of the first checkpoint callback that `keeps`
+            return _existing(next((c.best_model_path for c in trainer.checkpoint_callbacks if keeps(c)), None))
+
+        self.data.update(
+            status="diverged" if run.task.diverged else "done",
+            epochs=trainer.current_epoch,
+            global_step=trainer.global_step,
+            world_size=trainer.world_size,
+            best_checkpoint=checkpoint(lambda c: c.monitor is not None),  # the best epoch by the objective
+            last_checkpoint=checkpoint(lambda c: c.filename == "last"),  # the newest state
+        )
+        for callback in trainer.callbacks:
+            if isinstance(callback, RecordingCallback):
+                self.data.update(callback.record())
+        self.data["collapsed"] = collapse(self.data)
+        if self.data["collapsed"] and self.writes:
+            log.warning(collapse_warning(self.data, self.data["collapsed"]))
+        self._log_hparams(trainer)
+        if run.task.diverged:
+            self.data["error"] = run.task.diverged
+            raise TrainingDiverged(f"{self.data['model']} diverged: {run.task.diverged}")
+
+    def _log_hparams(self, trainer: Any) -> None:
+        """One HParams entry per run, with its headline metrics, in each TensorBoard logdir."""
+        from lightning.pytorch.loggers import TensorBoardLogger
+
+        keys = [h.key for h in HEADLINE] + list(THROUGHPUT)
+        metrics = {f"hparams/{k.replace('/', '_')}": self.data[k] for k in keys if self.data.get(k) is not None}
+        for logger in trainer.loggers:
+            if isinstance(logger, TensorBoardLogger) and trainer.is_global_zero:
+                logger.log_hyperparams(hparams_of(self.cfg, self.choices), metrics=metrics)
+                logger.finalize("success")
+
+    @contextmanager
+    def until_done(self) -> Iterator[None]:
+        """Around a run: however it ends, metrics.json says so (done, diverged, interrupted,
+        failed, with the reason), and a folder that stopped taking writes ends in one paragraph."""
+        try:
+            yield
+        except BaseException as e:
+            status, error = "failed", str(e) or type(e).__name__
+            if isinstance(e, TrainingDiverged):
+                status = "diverged"
+            elif isinstance(e, KeyboardInterrupt):
+                status = "interrupted"
+            elif isinstance(e, SystemExit):  # Lightning's SIGTERMException: a scheduler's time limit, `kill`, `timeout`
+                status, error = "interrupted", "stopped by a signal (SIGTERM)"
+            self.data.update(status=status, error=self.data.get("error") or error)
+            unrecorded = self.save()
+            if is_unwritable(e):
+                raise run_stopped_unwritable(self.output_dir, e, recorded=unrecorded is None) from None
+            if unrecorded is not None:
+                log.error("Could not record the run's end in %s/%s: %s", self.output_dir, METRICS_FILE, unrecorded.strerror)
+            raise
+        self.data["finished_at"] = time.time()
+        unrecorded = self.save()
+        if unrecorded is not None:
+            raise run_stopped_unwritable(self.output_dir, unrecorded, recorded=False)
+        if self.writes:
+            log.info("%s -> %s", summary_line(self.data), self.output_dir)
