@@ -300,3 +300,49 @@ def test_ckpt_path_last_resumes_only_a_run_with_the_same_settings(tmp_path, data
     assert "The newest, outputs/resumed, differs (model._target_: 'd2lexp.models.softmax.SoftmaxRegression' there" in output
     assert "optimizer.lr: 0.1 there, 0.5 here" in output
     assert all(digest(tmp_path / "outputs").get(k) == v for k, v in before.items())  # nothing of theirs changed
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("seed=abc", "seed must be a whole number (e.g. seed=42), got 'abc'."),
+        ("model.num_classes=0", "The net gives 0 scores per example, but the data has 10 classes. Set model.num_classes=10."),
+        ("trainer=gpu", "trainer.accelerator=gpu, but PyTorch sees no such device on this machine"),
+        ("data.resize=96", "The net is built for 224x224 images (model.input_size=224), but the data gives 96x96"),
+    ],
+)
+def test_more_bad_values_end_in_one_paragraph(tmp_path, data_dir, override, message):
+    if override == "trainer=gpu" and torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    preset = "experiment=d2l/alexnet" if override.startswith("data.resize") else "experiment=d2l/lenet"
+    result = run_cli(preset, override, "hydra.run.dir=run", cwd=tmp_path, data_dir=data_dir)
+    output = result.stdout + result.stderr
+    assert result.returncode == 1 and message in output and "Traceback" not in output
+    assert read_metrics(tmp_path / "run")["status"] == "failed"  # and the run's record says why
+    assert message in read_metrics(tmp_path / "run")["error"]
+
+
+def test_no_epoch_limit_is_said_at_the_start(make_cfg, caplog):
+    cfg = make_cfg("experiment=d2l/softmax", "trainer.max_epochs=-1", "trainer.max_steps=3", "data.train_subset=512")
+    train(cfg)
+    assert "no epoch limit" not in caplog.text  # max_steps ends it
+    cfg = make_cfg("experiment=d2l/softmax", "trainer.max_epochs=-1", "data.train_subset=512", "debug=fdr")
+    train(cfg)
+    assert "trainer.max_epochs=-1: no epoch limit. This run trains until it is stopped" in caplog.text
+
+
+def test_a_best_checkpoint_deleted_during_the_run_is_not_recorded(make_cfg, tmp_path):
+    import lightning.pytorch as pl
+
+    from d2lexp.speed.checkpoints import BackgroundCheckpointIO
+
+    class DeleteTheBest(pl.Callback):
+        def on_train_end(self, trainer, pl_module):
+            if isinstance(trainer.strategy.checkpoint_io, BackgroundCheckpointIO):
+                trainer.strategy.checkpoint_io.wait()  # the files are written before they are deleted
+            for path in (tmp_path / "run" / "checkpoints").glob("epoch*.ckpt"):
+                path.unlink()
+
+    record = train(make_cfg("experiment=d2l/softmax", "data.train_subset=1000", "trainer.max_epochs=2"),
+                   callbacks=[DeleteTheBest()])  # fmt: skip
+    assert record["best_checkpoint"] is None and record["last_checkpoint"].endswith("last.ckpt")
