@@ -9,12 +9,12 @@
 #   scripts/gpu_check.sh --bench-seconds 1 ...        # or cut to about 1 s each, however fast the net (small nets' epochs are not tiny)
 #   scripts/gpu_check.sh --bench-rounds 5 ...         # timed epochs per net in the benchmark (default 3): more, steadier medians
 #   scripts/gpu_check.sh --presets densenet,vgg ...   # only these presets for 10 epochs (default: all eight)
-#   scripts/gpu_check.sh --presets-override task.compile=reduce-overhead ... # an override for the 10-epoch presets (repeatable)
+#   scripts/gpu_check.sh --presets-override speed.compile=reduce-overhead ... # an override for the 10-epoch presets (repeatable)
 #   scripts/gpu_check.sh --bench-presets lenet,vgg ... # only these nets in the benchmark (default: all eight)
 #   scripts/gpu_check.sh --profile-steps 20 ...       # the benchmark also profiles 20 steps per net: where the time goes
 #   scripts/gpu_check.sh --odd-batch ...             # the benchmark also times a new batch shape's first step, autotuned and on heuristics
 #   scripts/gpu_check.sh --lightning-floor ...       # the benchmark also times the ceiling's step in a barebones Lightning Trainer
-#   scripts/gpu_check.sh --compile cudagraphs,reduce-overhead ... # then benchmark the launch-bound nets again, once per task.compile=MODE
+#   scripts/gpu_check.sh --compile cudagraphs,reduce-overhead ... # then benchmark the launch-bound nets again, once per speed.compile=MODE
 #   scripts/gpu_check.sh --compile-presets lenet,densenet ... # which nets --compile benchmarks (default: googlenet,densenet,nin,resnet18,lenet_bn,lenet)
 #   scripts/gpu_check.sh --bench-only ...             # only the benchmarks: no 10-epoch presets, no full VGG-11
 #   scripts/gpu_check.sh --skip-full-vgg ...          # no full VGG-11 (its peak memory is in the README)
@@ -119,8 +119,8 @@ python scripts/benchmark.py cnn "${BENCH_ARGS[@]}" --json "$OUT_DIR/benchmark.js
   | grep -v "$NO_TABLES" | tee "$OUT_DIR/benchmark.txt"
 
 for MODE in "${COMPILE_MODES[@]}"; do
-  echo "== benchmark with task.compile=$MODE (compile time is the first_step_seconds, outside the rates)"
+  echo "== benchmark with speed.compile=$MODE (compile time is the first_step_seconds, outside the rates)"
   python scripts/benchmark.py cnn "${BENCH_ARGS[@]}" --cnn-presets "${COMPILE_PRESETS[@]}" --skip-book-style \
-    --override "task.compile=$MODE" --json "$OUT_DIR/benchmark_compile_$MODE.json" 2>&1 \
+    --override "speed.compile=$MODE" --json "$OUT_DIR/benchmark_compile_$MODE.json" 2>&1 \
     | grep -v "$NO_TABLES" | tee "$OUT_DIR/benchmark_compile_$MODE.txt"
 done

@@ -49,12 +49,12 @@ def test_cnn_benchmark_runs_and_writes_json(data_dir, tmp_path):
 
 
 def test_cnn_benchmark_reports_what_compile_made(data_dir, tmp_path):
-    """With task.compile, each preset's row says what dynamo made of the nets: on the CPU, one
+    """With speed.compile, each preset's row says what dynamo made of the nets: on the CPU, one
     graph of LeNet without breaks (the ceiling's net, built alike, may reuse d2lexp's graph),
     and its CUDA graphs skipped (no CUDA device)."""
     out = tmp_path / "bench.json"
     result = run([sys.executable, "scripts/benchmark.py", "cnn", "--cnn-presets", "lenet", "--cnn-batches", "3", "--rounds", "1",
-                  "--skip-book-style", "--override", "task.compile=cudagraphs", "--json", str(out)], data_dir, tmp_path)  # fmt: skip
+                  "--skip-book-style", "--override", "speed.compile=cudagraphs", "--json", str(out)], data_dir, tmp_path)  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
     row = json.loads(out.read_text())["cnn"]["presets"]["lenet"]
     assert row["compile"] == "cudagraphs" and row["ceiling_setup_seconds"] > 0

@@ -63,7 +63,7 @@ class MinimalLoop:
         from d2lexp import build
 
         net = build.net(cfg).to(device).to(memory_format=torch.channels_last)
-        options = compile_options(cfg.task.get("compile")) if compile else None
+        options = compile_options(cfg.speed.compile) if compile else None
         self.net = torch.compile(net, **options) if options is not None else net
         self.optimizer = torch.optim.SGD(net.parameters(), lr=cfg.optimizer.lr)
         size = cfg.data.resize or 28
@@ -309,11 +309,10 @@ def book_style_rate(cfg: Any, device: torch.device, data_dir: str, batches: int 
 
 def counted_flops(cfg: Any) -> int:
     """Forward FLOPs for one example, from torch's counter on the meta device."""
-    import hydra
+    from d2lexp import build
+    from d2lexp.measure import model_stats
 
-    from d2lexp.inspect import count_macs, model_example
-
-    return 2 * count_macs(lambda: hydra.utils.instantiate(cfg.model), model_example(cfg))
+    return 2 * model_stats(lambda: build.net(cfg), build.data(cfg).model_input()).macs
 
 
 def _busy(profile: dict[str, Any]) -> str:
@@ -372,7 +371,7 @@ def run(args: Any) -> dict[str, Any]:
         with tempfile.TemporaryDirectory() as tmp:
             epochs = f"trainer.max_epochs={1 + args.rounds}"
             record = train(d2lexp_config([*overrides, epochs, f"paths.output_dir={tmp}"]), callbacks=[alternate.callback()])
-        compiled = compile_counts() if cfg.task.get("compile") else None
+        compiled = compile_counts() if cfg.speed.compile else None
         minimal_step = alternate.step
         assert minimal_step is not None
         d2lexp, ceiling = statistics.median(alternate.rates), statistics.median(alternate.ceiling_rates)
@@ -385,7 +384,7 @@ def run(args: Any) -> dict[str, Any]:
             "batch_size": cfg.data.batch_size,
             "batches_per_epoch": batches,  # of every timed epoch and ceiling block
             "precision": str(cfg.trainer.precision),
-            "compile": cfg.task.get("compile"),
+            "compile": cfg.speed.compile,
             "d2lexp": d2lexp,  # the median of its timed epochs
             "ceiling": ceiling,  # the median of its blocks
             "book_style": book,

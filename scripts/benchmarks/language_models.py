@@ -75,7 +75,7 @@ class BookStyleLM:
 
 
 def run(args: Any) -> dict[str, Any]:
-    from hydra.utils import instantiate
+    from d2lexp import build
 
     from benchmarks.common import d2lexp_config
     from d2lexp.data.time_machine import ensure_time_machine, load_corpus
@@ -87,7 +87,7 @@ def run(args: Any) -> dict[str, Any]:
     for preset in args.lm_presets:
         overrides = [f"experiment=d2l/{preset}", f"paths.data_dir={args.data_dir}", "test=false", *args.override]
         torch.manual_seed(0)
-        reference = BookStyleLM(instantiate(d2lexp_config(overrides).model), corpus.tolist())
+        reference = BookStyleLM(build.net(d2lexp_config(overrides)), corpus.tolist())
         with tempfile.TemporaryDirectory() as tmp:
             d2lexp_rates, book_rates, _ = interleave_with_d2lexp(
                 [*overrides, f"trainer.max_epochs={args.lm_epochs + 1}", f"paths.output_dir={tmp}",

@@ -1,7 +1,7 @@
 """LeNet with the book's settings on this machine, three ways:
 
 1. d2lexp: the real pipeline, `experiment=d2l/lenet`, with the config matching the fastest
-   minimal loop (task.channels_last, task.compile);
+   minimal loop (speed.channels_last, speed.compile);
 2. minimal: the fastest plain-PyTorch loop found for this net here, over the same in-memory
    uint8 tensors: memory format, threads, batch construction and torch.compile are measured
    first, alternating and repeated;
@@ -67,8 +67,8 @@ class Variant:
     def d2lexp_overrides(self) -> list[str]:
         return [
             "experiment=d2l/lenet",
-            f"task.channels_last={str(self.channels_last).lower()}",
-            f"task.compile={str(self.compile).lower()}",
+            f"speed.channels_last={str(self.channels_last).lower()}",
+            f"speed.compile={str(self.compile).lower()}",
         ]
 
 
