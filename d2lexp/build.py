@@ -124,7 +124,11 @@ def loggers(cfg: DictConfig) -> list[Any]:
 def check_accelerator(cfg: DictConfig) -> None:
     """A GPU asked for where there is none: one paragraph, not Lightning's traceback."""
     accelerator = str(cfg.trainer.get("accelerator", "auto"))
-    available = {"gpu": torch.cuda.is_available(), "cuda": torch.cuda.is_available(), "mps": torch.backends.mps.is_available()}
+    available = {
+        "gpu": torch.cuda.is_available(),
+        "cuda": torch.cuda.is_available(),
+        "mps": torch.backends.mps.is_available(),
+    }
     if not available.get(accelerator, True):
         build = f"CUDA {torch.version.cuda}" if torch.version.cuda else "the CPU only"
         raise ConfigError(
@@ -185,7 +189,11 @@ def check_run_settings(cfg: DictConfig) -> None:
     seed = cfg.get("seed")
     if not isinstance(seed, int) or isinstance(seed, bool):
         raise ConfigError(f"seed must be a whole number (e.g. seed=42), got {seed!r}.")
-    if cfg.trainer.get("max_epochs") == -1 and cfg.trainer.get("max_steps", -1) == -1 and not cfg.trainer.get("max_time"):
+    if (
+        cfg.trainer.get("max_epochs") == -1
+        and cfg.trainer.get("max_steps", -1) == -1
+        and not cfg.trainer.get("max_time")
+    ):
         log.warning(
             "trainer.max_epochs=-1: no epoch limit. This run trains until it is stopped (Ctrl-C), or set "
             "trainer.max_epochs, trainer.max_steps or trainer.max_time."
@@ -259,5 +267,9 @@ def run(cfg: DictConfig, given_net: nn.Module | None = None, first_callbacks: Se
         check_fits(load_checkpoint(found), built_task, found)
         resume_from = str(found)
     built_trainer = trainer(cfg, callbacks(cfg, first_callbacks), loggers(cfg))
-    tests = bool(cfg.get("test")) and is_overridden("test_step", built_task) and is_overridden("test_dataloader", data_module)
+    tests = (
+        bool(cfg.get("test"))
+        and is_overridden("test_step", built_task)
+        and is_overridden("test_dataloader", data_module)
+    )
     return Run(data_module, built_net, built_task, built_trainer, resume_from, stats.macs if stats else None, tests)

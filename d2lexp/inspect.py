@@ -37,8 +37,8 @@ def inception_comparison() -> list[tuple[str, int, int]]:
     }
     example = torch.empty(1, 192, 28, 28, device="meta")
     rows = []
-    for name, build in blocks.items():
-        stats = inspect_model(meta_model(build), example, depth=0)
+    for name, make in blocks.items():
+        stats = inspect_model(meta_model(make), example, depth=0)
         rows.append((name, stats.params, stats.macs))
     return rows
 
@@ -54,7 +54,9 @@ def format_table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> str
     """A plain-text table: readable in a terminal, pastes into Markdown."""
     cells = [[str(c) for c in header]] + [[str(c) for c in row] for row in rows]
     widths = [max(len(row[i]) for row in cells) for i in range(len(header))]
-    lines = [" | ".join(c.ljust(w) if i < 2 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths))) for row in cells]
+    lines = [
+        " | ".join(c.ljust(w) if i < 2 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths))) for row in cells
+    ]
     lines.insert(1, "-+-".join("-" * w for w in widths))
     return "\n".join(lines)
 
@@ -82,7 +84,10 @@ def format_parameters(net: nn.Module) -> str:
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="inspect")
 def hydra_main(cfg: DictConfig) -> None:
     if cfg.inspect.compare == "inception":
-        rows = [(name, f"{weights:,}", f"{macs:,}", f"{weights / 1e6:.2f}M / {macs / 1e6:.0f}M") for name, weights, macs in inception_comparison()]
+        rows = [
+            (name, f"{weights:,}", f"{macs:,}", f"{weights / 1e6:.2f}M / {macs / 1e6:.0f}M")
+            for name, weights, macs in inception_comparison()
+        ]
         print("Input 192x28x28, 256 output channels; weights without biases, MACs per example:")
         print(format_table(("block", "weights", "MACs", "weights / MACs"), rows))
         return

@@ -94,11 +94,11 @@ def _run_in_process(connection: Any, hydra_context: HydraContext, task: tuple[st
     module, name = task
     task_function = getattr(importlib.import_module(module), name)
     task_function = getattr(task_function, "__wrapped__", task_function)  # the function under @hydra.main
-    import d2lexp.run_folder  # noqa: F401  (registers the resolver of run folders)
-
     # Hydra's singletons from the sweep's process; the resolvers are this process's own (the same ones,
     # registered by the imports; closures do not cross a process boundary).
     from omegaconf.basecontainer import BaseContainer
+
+    import d2lexp.run_folder  # noqa: F401  (registers the resolver of run folders)
 
     Singleton.set_state({"instances": singleton_state, "omegaconf_resolvers": BaseContainer._resolvers})
     setup_globals()

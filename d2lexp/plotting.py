@@ -9,9 +9,7 @@ import numpy as np
 import torch
 
 
-def labelled_image_grid(
-    images: torch.Tensor, titles: Sequence[str], num_cols: int = 9, scale: int = 3
-) -> torch.Tensor:
+def labelled_image_grid(images: torch.Tensor, titles: Sequence[str], num_cols: int = 9, scale: int = 3) -> torch.Tensor:
     """The book's `show_images`: grayscale images in a grid, each under its title.
 
     `images` is [N, H, W] in [0, 1]; returns a uint8 RGB image [3, H', W'] for

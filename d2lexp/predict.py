@@ -15,8 +15,8 @@ import hydra
 import torch
 from omegaconf import DictConfig
 
-from d2lexp.errors import CheckpointError, D2lexpError
 from d2lexp.config import CONF_DIR
+from d2lexp.errors import CheckpointError, D2lexpError
 
 log = logging.getLogger("d2lexp")
 
@@ -52,11 +52,11 @@ def main(cfg: DictConfig) -> None:
     if not cfg.ckpt_path:
         log.error(
             "Which model? Give the checkpoint of a language-model run: python -m d2lexp.predict "
-            "ckpt_path=outputs/<date>/<time>/checkpoints/last.ckpt prefix=\"time traveller\"."
+            'ckpt_path=outputs/<date>/<time>/checkpoints/last.ckpt prefix="time traveller".'
         )
         sys.exit(1)
     if not cfg.prefix:
-        log.error("prefix must be at least one character, e.g. prefix=\"time traveller\".")
+        log.error('prefix must be at least one character, e.g. prefix="time traveller".')
         sys.exit(1)
     try:
         print(generate(cfg.ckpt_path, cfg.prefix, cfg.num_chars, cfg.device))

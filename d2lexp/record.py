@@ -290,7 +290,9 @@ class RunRecord:
             if is_unwritable(e):
                 raise run_stopped_unwritable(self.output_dir, e, recorded=unrecorded is None) from None
             if unrecorded is not None:
-                log.error("Could not record the run's end in %s/%s: %s", self.output_dir, METRICS_FILE, unrecorded.strerror)
+                log.error(
+                    "Could not record the run's end in %s/%s: %s", self.output_dir, METRICS_FILE, unrecorded.strerror
+                )
             raise
         self.data["finished_at"] = time.time()
         unrecorded = self.save()

@@ -16,8 +16,8 @@ Failed jobs are rows like the others; they never hide the jobs that finished.
 from __future__ import annotations
 
 import csv
-import math
 import logging
+import math
 import sys
 from pathlib import Path
 from typing import Any
@@ -66,7 +66,9 @@ _TEXT_KEYS = {"model", "status", "error", "experiment"}
 
 def _job_dirs(sweep_dir: Path) -> list[Path]:
     if not sweep_dir.is_dir():
-        raise NotASweep(f"{sweep_dir} is not a folder. Give a sweep's folder, e.g. outputs/multirun/2026-11-26/12-00-00.")
+        raise NotASweep(
+            f"{sweep_dir} is not a folder. Give a sweep's folder, e.g. outputs/multirun/2026-11-26/12-00-00."
+        )
     if (sweep_dir / METRICS_FILE).is_file() or (sweep_dir / ".hydra").is_dir():
         raise NotASweep(
             f"{sweep_dir} is a single run's folder, not a sweep's: its record is {sweep_dir / METRICS_FILE}. "
@@ -75,7 +77,9 @@ def _job_dirs(sweep_dir: Path) -> list[Path]:
         )
     jobs = [p for p in sweep_dir.iterdir() if p.is_dir() and ((p / ".hydra").is_dir() or (p / METRICS_FILE).is_file())]
     if not jobs:
-        raise NotASweep(f"{sweep_dir} holds no jobs of a sweep (folders with a metrics.json or .hydra/); nothing to report.")
+        raise NotASweep(
+            f"{sweep_dir} holds no jobs of a sweep (folders with a metrics.json or .hydra/); nothing to report."
+        )
     return sorted(jobs, key=lambda p: (not p.name.isdigit(), int(p.name) if p.name.isdigit() else 0, p.name))
 
 
@@ -118,9 +122,7 @@ def _read_record(job_dir: Path) -> dict[str, Any]:
             continue
         record[key] = value
     history = raw.get("history")
-    record["history"] = (
-        {k: v for k, v in history.items() if isinstance(v, list)} if isinstance(history, dict) else {}
-    )
+    record["history"] = {k: v for k, v in history.items() if isinstance(v, list)} if isinstance(history, dict) else {}
     record.setdefault("status", "unreadable")
     return record
 
@@ -185,9 +187,13 @@ def summary(rows: list[dict[str, Any]]) -> str:
     text = f"{done} of {len(rows)} jobs done; fit time in total {fit:.1f} s."
     collapsed = [r for r in rows if r.get("collapsed")]
     if collapsed:
-        text += " Collapsed (validation accuracy at the end under half its best): " + ", ".join(
-            f"job {r['job']} ({r['collapsed']['best']:.3f} -> {r['collapsed']['final']:.3f})" for r in collapsed
-        ) + "."
+        text += (
+            " Collapsed (validation accuracy at the end under half its best): "
+            + ", ".join(
+                f"job {r['job']} ({r['collapsed']['best']:.3f} -> {r['collapsed']['final']:.3f})" for r in collapsed
+            )
+            + "."
+        )
     return text
 
 
@@ -226,7 +232,9 @@ def plot(rows: list[dict[str, Any]], path: Path) -> None:
     cost.grid(alpha=0.3, which="both")
     failed = [r for r in rows if r.get("status") != "done"]
     if failed:
-        fig.suptitle("not done: " + ", ".join(f"{_label(r)} ({r.get('status')})" for r in failed), fontsize=9, color="red")
+        fig.suptitle(
+            "not done: " + ", ".join(f"{_label(r)} ({r.get('status')})" for r in failed), fontsize=9, color="red"
+        )
     fig.tight_layout()
     fig.savefig(path, dpi=110)
 
@@ -237,7 +245,9 @@ def write_report(sweep_dir: str | Path, rows: list[dict[str, Any]] | None = None
     sweep_dir = Path(sweep_dir)
     rows = collect(sweep_dir) if rows is None else rows
     paths = {kind: sweep_dir / f"report.{kind}" for kind in ("md", "csv", "png")}
-    paths["md"].write_text(f"# Sweep {sweep_dir}\n\n{summary(rows)}\n\n{markdown_table(rows)}\n\n![curves](report.png)\n")
+    paths["md"].write_text(
+        f"# Sweep {sweep_dir}\n\n{summary(rows)}\n\n{markdown_table(rows)}\n\n![curves](report.png)\n"
+    )
     with paths["csv"].open("w", newline="") as f:
         writer = csv.writer(f)
         keys = [key for _, key, _ in COLUMNS] + ["overrides", "error", "dir"]

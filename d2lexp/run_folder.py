@@ -71,7 +71,9 @@ def run_stopped_unwritable(folder: Path, error: OSError, recorded: bool) -> Outp
     """The paragraph for a run whose own folder stopped taking writes part-way (a full disk, a
     folder made read-only): what failed, what is intact, what to do."""
     name = error.filename.decode() if isinstance(error.filename, bytes) else error.filename
-    file = f" ({Path(name).relative_to(folder) if name and Path(name).is_relative_to(folder) else name})" if name else ""
+    file = (
+        f" ({Path(name).relative_to(folder) if name and Path(name).is_relative_to(folder) else name})" if name else ""
+    )
     last = folder / "checkpoints" / "last.ckpt"
     kept = (
         f" Its last complete checkpoint, {last}, is intact: resume from it with ckpt_path={folder} once the folder "

@@ -57,7 +57,9 @@ INIT_CHECKS = {  # what each option leaves in LeNet's weights
     "constant": lambda w: bool((w == 1.0).all()),
     "d2l_custom": lambda w: bool(((w == 0) | (w.abs() >= 5)).all()) and (w != 0).any() and (w == 0).any(),
     "normal": lambda w: abs(float(w.std()) - 0.01) < 0.001 and abs(float(w.mean())) < 0.001,
-    "pytorch": lambda w: float(w.abs().max()) <= 1 / 5**0.5 + 1e-6,  # Kaiming-uniform: |w| <= 1/sqrt(fan_in), fan_in >= 5*5
+    "pytorch": lambda w: (
+        float(w.abs().max()) <= 1 / 5**0.5 + 1e-6
+    ),  # Kaiming-uniform: |w| <= 1/sqrt(fan_in), fan_in >= 5*5
     "xavier_uniform": lambda w: float(w.abs().max()) <= (6 / (120 + 84)) ** 0.5 * 2 and float(w.std()) > 0.01,
 }
 
@@ -124,7 +126,9 @@ CALLBACKS = {  # the configured ones of each option; every run adds the record's
 def test_callback_options(make_cfg, option):
     built = build.callbacks(make_cfg(f"callbacks={option}", quiet=False))
     record = [type(c) for c in built if isinstance(c, build.RECORD_CALLBACKS)]
-    configured = [c for c in built if not isinstance(c, build.RECORD_CALLBACKS) and type(c).__module__ != "d2lexp.speed.autotune"]
+    configured = [
+        c for c in built if not isinstance(c, build.RECORD_CALLBACKS) and type(c).__module__ != "d2lexp.speed.autotune"
+    ]
     assert sorted(record, key=str) == sorted(build.RECORD_CALLBACKS, key=str)
     assert len(configured) == len(CALLBACKS[option])
     assert all(isinstance(c, kind) for c, kind in zip(configured, CALLBACKS[option]))
@@ -145,7 +149,11 @@ def test_debug_presets(make_cfg, option):
 
 @pytest.mark.parametrize(
     "preset, model, lr, init",
-    [("softmax", "SoftmaxRegression", 0.1, "normal"), ("mlp", "MLP", 0.1, "normal"), ("lenet", "LeNet", 0.9, "xavier_uniform")],
+    [
+        ("softmax", "SoftmaxRegression", 0.1, "normal"),
+        ("mlp", "MLP", 0.1, "normal"),
+        ("lenet", "LeNet", 0.9, "xavier_uniform"),
+    ],
 )
 def test_book_presets_use_the_book_hyperparameters(make_cfg, preset, model, lr, init):
     cfg = make_cfg(f"experiment=d2l/{preset}")

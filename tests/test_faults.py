@@ -1,7 +1,6 @@
 """Runs that go wrong lose nothing: a killed run resumes exactly, a diverging run stops
 clearly, bad files and unwritable folders are refused with one paragraph."""
 
-import errno
 import hashlib
 import json
 import os
@@ -23,7 +22,10 @@ TINY = ["experiment=d2l/softmax", "data.train_subset=1000", "data.test_subset=50
 RUN = ["experiment=d2l/lenet", "optimizer=adam", "optimizer.lr=0.01", "data.train_subset=6000", "data.test_subset=1000",
        "data.batch_size=100", "trainer.max_epochs=2", "callbacks.progress_bar=null", "callbacks.model_summary=null",
        "seed=11"]  # fmt: skip
-EVERY_5_STEPS = ["callbacks.resume_checkpoint.train_time_interval=null", "callbacks.resume_checkpoint.every_n_train_steps=5"]
+EVERY_5_STEPS = [
+    "callbacks.resume_checkpoint.train_time_interval=null",
+    "callbacks.resume_checkpoint.every_n_train_steps=5",
+]
 
 
 def test_a_killed_run_resumes_to_exactly_the_uninterrupted_result(tmp_path, data_dir):
@@ -49,9 +51,11 @@ def test_a_killed_run_resumes_to_exactly_the_uninterrupted_result(tmp_path, data
     assert process.returncode == -signal.SIGKILL
     assert json.loads((killed / "metrics.json").read_text())["status"] == "running"  # it never got to finish
     checkpoint = torch.load(last, weights_only=True)
-    assert checkpoint["epoch"] == 1 and 0 < checkpoint["global_step"] % 60  # mid-epoch
+    assert checkpoint["epoch"] == 1 and checkpoint["global_step"] % 60 > 0  # mid-epoch
 
-    resumed = run_cli(*RUN, *EVERY_5_STEPS, "ckpt_path=last", "hydra.run.dir=outputs/resumed", cwd=tmp_path, data_dir=data_dir)
+    resumed = run_cli(
+        *RUN, *EVERY_5_STEPS, "ckpt_path=last", "hydra.run.dir=outputs/resumed", cwd=tmp_path, data_dir=data_dir
+    )
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     straight = run_cli(*RUN, "hydra.run.dir=outputs/straight", cwd=tmp_path, data_dir=data_dir)
     assert straight.returncode == 0, straight.stderr[-3000:]
@@ -103,7 +107,11 @@ def test_a_terminated_run_is_recorded_as_interrupted(make_cfg, tmp_path):
 
 
 def digest(folder):
-    return {p.relative_to(folder): hashlib.sha1(p.read_bytes()).hexdigest() for p in sorted(folder.rglob("*")) if p.is_file()}
+    return {
+        p.relative_to(folder): hashlib.sha1(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
 
 
 @pytest.fixture(scope="module")
@@ -130,7 +138,12 @@ def test_a_truncated_data_file_is_refused(tmp_path, data_dir, earlier_run):
     folder, before = earlier_run
     raw = tmp_path / "data" / "FashionMNIST" / "raw"
     raw.mkdir(parents=True)
-    for name in ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"):
+    for name in (
+        "train-images-idx3-ubyte",
+        "train-labels-idx1-ubyte",
+        "t10k-images-idx3-ubyte",
+        "t10k-labels-idx1-ubyte",
+    ):
         (raw / name).write_bytes((data_dir / "FashionMNIST" / "raw" / name).read_bytes())
     (raw / "t10k-labels-idx1-ubyte").write_bytes((raw / "t10k-labels-idx1-ubyte").read_bytes()[:4000])
     result = run_cli("experiment=d2l/softmax", f"paths.data_dir={tmp_path / 'data'}", "data.download=false",
@@ -290,14 +303,19 @@ def test_ckpt_path_last_resumes_only_a_run_with_the_same_settings(tmp_path, data
     resumed = run_cli(*TINY, "trainer.max_epochs=2", "ckpt_path=last", "hydra.run.dir=outputs/resumed",
                       cwd=tmp_path, data_dir=data_dir)  # fmt: skip
     assert resumed.returncode == 0, resumed.stderr[-2000:]
-    assert read_metrics(tmp_path / "outputs" / "resumed")["resumed_from"].endswith("outputs/softmax/checkpoints/last.ckpt")
+    assert read_metrics(tmp_path / "outputs" / "resumed")["resumed_from"].endswith(
+        "outputs/softmax/checkpoints/last.ckpt"
+    )
     refused = run_cli(*mlp, "optimizer.lr=0.5", "ckpt_path=last", "hydra.run.dir=outputs/refused", cwd=tmp_path,
                       data_dir=data_dir)  # fmt: skip
     output = refused.stdout + refused.stderr
     assert refused.returncode == 1 and "Traceback" not in output
     assert "no run under outputs was trained with this run's settings" in output
     # The newest run is the resumed softmax one: named, with how it differs.
-    assert "The newest, outputs/resumed, differs (model._target_: 'd2lexp.models.softmax.SoftmaxRegression' there" in output
+    assert (
+        "The newest, outputs/resumed, differs (model._target_: 'd2lexp.models.softmax.SoftmaxRegression' there"
+        in output
+    )
     assert "optimizer.lr: 0.1 there, 0.5 here" in output
     assert all(digest(tmp_path / "outputs").get(k) == v for k, v in before.items())  # nothing of theirs changed
 
@@ -306,7 +324,10 @@ def test_ckpt_path_last_resumes_only_a_run_with_the_same_settings(tmp_path, data
     "override, message",
     [
         ("seed=abc", "seed must be a whole number (e.g. seed=42), got 'abc'."),
-        ("model.num_classes=0", "The net gives 0 scores per example, but the data has 10 classes. Set model.num_classes=10."),
+        (
+            "model.num_classes=0",
+            "The net gives 0 scores per example, but the data has 10 classes. Set model.num_classes=10.",
+        ),
         ("trainer=gpu", "trainer.accelerator=gpu, but PyTorch sees no such device on this machine"),
         ("data.resize=96", "The net is built for 224x224 images (model.input_size=224), but the data gives 96x96"),
     ],

@@ -32,7 +32,9 @@ def test_data_goes_where_the_trainer_runs():
         assert dm.data_device("auto").type == "cuda"
 
 
-@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not CUDA, reason="needs a GPU"))])
+@pytest.mark.parametrize(
+    "device", ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not CUDA, reason="needs a GPU"))]
+)
 def test_batches_are_gathered_on_the_tensors_device(device):
     x = torch.arange(100, device=device)
     loader = TensorBatchLoader([x, x * 2], batch_size=16, shuffle=True, seed=0)
@@ -94,7 +96,10 @@ def test_training_steps_never_read_values_back_to_the_host(make_cfg, monkeypatch
     """On a GPU, reading a tensor's value (item, float, bool, tolist, .cpu()) waits for the
     device. Outside the steps that write the step loss, no step cycle may do it: not the step,
     not the hooks after it, not the next batch's gather and transforms."""
-    originals = {name: getattr(torch.Tensor, name) for name in ("item", "__float__", "__int__", "__bool__", "tolist", "cpu", "numpy")}
+    originals = {
+        name: getattr(torch.Tensor, name)
+        for name in ("item", "__float__", "__int__", "__bool__", "tolist", "cpu", "numpy")
+    }
 
     class Watch(StepCycles):
         def open_window(self):
@@ -114,8 +119,14 @@ def test_training_steps_never_read_values_back_to_the_host(make_cfg, monkeypatch
             return self.reads
 
     watch = Watch()
-    cfg = make_cfg("experiment=d2l/lenet", "data.train_subset=2560", "data.test_subset=512", "trainer.max_epochs=2",
-                   "trainer.log_every_n_steps=4", quiet=False)  # fmt: skip  (the default progress bar and model summary too)
+    cfg = make_cfg(
+        "experiment=d2l/lenet",
+        "data.train_subset=2560",
+        "data.test_subset=512",
+        "trainer.max_epochs=2",
+        "trainer.log_every_n_steps=4",
+        quiet=False,
+    )  # fmt: skip  (the default progress bar and model summary too)
     train(cfg, callbacks=[watch])
     assert len(watch.cycles) >= 12 and not any(watch.cycles), watch.cycles
 

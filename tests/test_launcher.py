@@ -3,6 +3,7 @@ the out-of-memory killer kills) leaves the others to finish, and the report list
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -28,10 +29,8 @@ def test_a_killed_job_is_a_crashed_row_and_the_others_finish(tmp_path, data_dir)
     records, deadline = [{}, {}], time.time() + 240
     while any(r.get("status") != "running" for r in records) and time.time() < deadline:  # both jobs training
         time.sleep(0.05)
-        try:
+        with contextlib.suppress(OSError, ValueError):
             records = [json.loads((sweep / job / "metrics.json").read_text()) for job in ("0", "1")]
-        except (OSError, ValueError):
-            pass
     assert all(r.get("status") == "running" for r in records), "jobs 0 and 1 never ran side by side"
     killed_at = time.time()
     os.kill(records[1]["pid"], signal.SIGKILL)

@@ -7,8 +7,8 @@ import sys
 import pytest
 from PIL import Image
 
-from d2lexp.report import collect, markdown_table, summary, write_report
 from d2lexp.record import write_metrics
+from d2lexp.report import collect, markdown_table, summary, write_report
 from tests.test_cli import run_cli
 
 QUICK = ["data.train_subset=3000", "data.test_subset=1000", "trainer.max_epochs=2", "callbacks.progress_bar=null"]
@@ -68,11 +68,15 @@ def test_the_summary_names_the_jobs_that_collapsed(tmp_path):
     run: 0.550 after its third epoch, then chance) is named above the table; one that only
     wavered is not."""
     history = {"epoch": [0, 1, 2, 3], "val/acc": [0.105, 0.454, 0.550, 0.100]}
-    write_metrics(tmp_path / "0", {"status": "done", "model": "nin", "val/acc": 0.100, "val/acc_best": 0.550, "history": history})
+    write_metrics(
+        tmp_path / "0", {"status": "done", "model": "nin", "val/acc": 0.100, "val/acc_best": 0.550, "history": history}
+    )
     write_metrics(tmp_path / "1", {"status": "done", "model": "lenet", "val/acc": 0.79, "val/acc_best": 0.81})
     rows = collect(tmp_path)
     assert rows[0]["collapsed"] == {"best": 0.550, "best_epoch": 2, "final": 0.100} and rows[1]["collapsed"] is None
-    assert summary(rows).endswith("Collapsed (validation accuracy at the end under half its best): job 0 (0.550 -> 0.100).")
+    assert summary(rows).endswith(
+        "Collapsed (validation accuracy at the end under half its best): job 0 (0.550 -> 0.100)."
+    )
 
 
 def test_unreadable_jobs_are_rows_that_say_so_and_the_report_is_still_written(tmp_path):
@@ -84,7 +88,9 @@ def test_unreadable_jobs_are_rows_that_say_so_and_the_report_is_still_written(tm
         (tmp_path / job / "metrics.json").write_text(text)
     write_metrics(tmp_path / "4", {"status": "done", "model": ["lenet"], "fit_seconds": "abc", "params": "many",
                                    "test/acc": True, "history": [1, 2], "val/acc": "x", "val/acc_best": 0.9})  # fmt: skip
-    write_metrics(tmp_path / "5", {"status": "failed", "model": "a|b", "error": "first line | with a pipe\nsecond line"})
+    write_metrics(
+        tmp_path / "5", {"status": "failed", "model": "a|b", "error": "first line | with a pipe\nsecond line"}
+    )
     (tmp_path / "5" / ".hydra").mkdir()
     (tmp_path / "5" / ".hydra" / "overrides.yaml").write_text("- seed=1\n- [unclosed")
     rows = collect(tmp_path)
@@ -106,7 +112,9 @@ def test_a_single_runs_folder_is_refused_and_left_alone(tmp_path):
     (tmp_path / "run" / ".hydra").mkdir()
     (tmp_path / "run" / "checkpoints").mkdir()
     before = sorted(p.name for p in (tmp_path / "run").iterdir())
-    result = subprocess.run([sys.executable, "-m", "d2lexp.report", str(tmp_path / "run")], capture_output=True, text=True)
+    result = subprocess.run(
+        [sys.executable, "-m", "d2lexp.report", str(tmp_path / "run")], capture_output=True, text=True
+    )
     assert result.returncode == 1 and "is a single run's folder, not a sweep's" in result.stderr
     assert "Traceback" not in result.stderr and sorted(p.name for p in (tmp_path / "run").iterdir()) == before
     empty = tmp_path / "empty"

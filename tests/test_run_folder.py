@@ -33,7 +33,11 @@ def finish(process: subprocess.Popen) -> tuple[int, str]:
 
 
 def digest(folder: Path) -> dict[Path, str]:
-    return {p.relative_to(folder): hashlib.sha1(p.read_bytes()).hexdigest() for p in sorted(folder.rglob("*")) if p.is_file()}
+    return {
+        p.relative_to(folder): hashlib.sha1(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
 
 
 def assert_one_runs_records(folder: Path, seed: int, claimed: bool = True) -> None:

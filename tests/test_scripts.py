@@ -33,7 +33,11 @@ def test_cnn_benchmark_runs_and_writes_json(data_dir, tmp_path):
     assert "| lenet | 28 |" in result.stdout and row["compiled"] is None  # eager
     # Lightning's floor took turns with the ceiling the same way; d2lexp/floor is the two ratios to the ceiling, divided
     floor = row["lightning_floor"]
-    assert len(floor["epochs"]) == 3 and len(floor["ceiling_blocks"]) == 4 and floor["rate"] == statistics.median(floor["epochs"])
+    assert (
+        len(floor["epochs"]) == 3
+        and len(floor["ceiling_blocks"]) == 4
+        and floor["rate"] == statistics.median(floor["epochs"])
+    )
     assert all(rate > 0 for rate in floor["epochs"])  # it trained: examples counted off the batches it stepped on
     assert floor["d2lexp_vs_floor"] == pytest.approx(row["d2lexp_vs_ceiling"] / floor["vs_ceiling"])
     assert "| lenet | " in result.stdout.split("Lightning floor ex/s")[1]
@@ -44,7 +48,9 @@ def test_cnn_benchmark_runs_and_writes_json(data_dir, tmp_path):
         assert any("convolution" in op for op in profile["top_host_ops_ms_per_step"]), profile
         assert profile["graph_replays_per_step"] == 0  # no CUDA graphs on a CPU
     # a new batch shape's training step (60,000 mod 256 = 96 examples, less one or two), each way, twice
-    assert set(row["odd_batch"]) == {f"{way}_{when}_step_seconds" for way in ("autotuned", "heuristic") for when in ("first", "again")}
+    assert set(row["odd_batch"]) == {
+        f"{way}_{when}_step_seconds" for way in ("autotuned", "heuristic") for when in ("first", "again")
+    }
     assert all(seconds > 0 for seconds in row["odd_batch"].values()) and "on heuristics" in result.stdout
 
 
@@ -72,7 +78,11 @@ def test_cnn_benchmark_sizes_epochs_by_seconds(data_dir, tmp_path):
     row = json.loads(out.read_text())["cnn"]["presets"]["lenet"]
     assert row["batches_per_epoch"] == 2 and "lenet (2 batches an epoch)" in result.stdout
     assert len(row["d2lexp_epochs"]) == 1 and len(row["ceiling_blocks"]) == 2
-    both = run([sys.executable, "scripts/benchmark.py", "cnn", "--cnn-batches", "3", "--cnn-epoch-seconds", "1"], data_dir, tmp_path)
+    both = run(
+        [sys.executable, "scripts/benchmark.py", "cnn", "--cnn-batches", "3", "--cnn-epoch-seconds", "1"],
+        data_dir,
+        tmp_path,
+    )
     assert both.returncode == 2 and "not allowed with" in both.stderr
 
 
@@ -98,7 +108,9 @@ def test_overhead_benchmark_runs_and_writes_json(data_dir, tmp_path):
 @pytest.mark.slow
 def test_gpu_check_smoke_runs_every_preset(data_dir, tmp_path):
     sweep = "experiment=d2l/lenet seed=1,2"
-    result = run(["bash", "scripts/gpu_check.sh", "--smoke", "--sweep", sweep, str(tmp_path)], data_dir, tmp_path, timeout=1200)
+    result = run(
+        ["bash", "scripts/gpu_check.sh", "--smoke", "--sweep", sweep, str(tmp_path)], data_dir, tmp_path, timeout=1200
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     report = (tmp_path / "presets_report.md").read_text()
     assert report.count("| done |") == 8 and (tmp_path / "benchmark.json").is_file()

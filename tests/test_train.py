@@ -73,7 +73,9 @@ def test_a_run_that_collapses_says_so_and_keeps_its_best_weights(make_cfg, caplo
     record = train(make_cfg("experiment=d2l/mlp", *QUICK), callbacks=[KillHiddenUnits()])
     assert record["status"] == "done"
     collapsed = record["collapsed"]
-    assert collapsed["best_epoch"] == 0 and collapsed["best"] > 0.5 and collapsed["final"] < 0.2, collapsed  # chance: 0.1
+    assert collapsed["best_epoch"] == 0 and collapsed["best"] > 0.5 and collapsed["final"] < 0.2, (
+        collapsed
+    )  # chance: 0.1
     assert record["test/acc"] < 0.2  # the test pass, as the book's, uses the final weights
     assert "the training collapsed" in caplog.text and record["best_checkpoint"] in caplog.text
     best = torch.load(record["best_checkpoint"], map_location="cpu", weights_only=True)
@@ -99,7 +101,15 @@ def test_tensorboard_holds_scalars_image_and_hparams(lenet_run):
     out, record = lenet_run
     acc = events(out)
     scalars = set(acc.Tags()["scalars"])
-    expected = {"train/loss", "train/acc", "val/loss", "val/acc", "test/acc", "train/loss_step", "train/examples_per_second"}
+    expected = {
+        "train/loss",
+        "train/acc",
+        "val/loss",
+        "val/acc",
+        "test/acc",
+        "train/loss_step",
+        "train/examples_per_second",
+    }
     assert expected <= scalars
     assert len(acc.Scalars("train/loss")) == 2 and len(acc.Scalars("val/acc")) == 2
     assert len(acc.Scalars("train/loss_step")) >= 10  # every 10 of 158 steps

@@ -48,13 +48,17 @@ class EpochHistory(RecordingCallback):
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._snapshot(trainer)
 
-    def on_save_checkpoint(self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict[str, Any]) -> None:
+    def on_save_checkpoint(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict[str, Any]
+    ) -> None:
         pending = None
         if self._pending_epoch is not None:
             pending = {"epoch": self._pending_epoch, **self._carried, **self._epoch_values(trainer)}
         checkpoint[CHECKPOINT_KEY] = {"epochs": [dict(row) for row in self.epochs], "pending": pending}
 
-    def on_load_checkpoint(self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict[str, Any]) -> None:
+    def on_load_checkpoint(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict[str, Any]
+    ) -> None:
         saved = checkpoint.get(CHECKPOINT_KEY)
         if not isinstance(saved, dict):
             return  # a checkpoint of an older run: the history starts here

@@ -18,7 +18,9 @@ class RandomState(pl.Callback):
     random continue as if the run had never stopped. Stored as tensors and plain numbers:
     the checkpoint still loads under `weights_only=True`."""
 
-    def on_save_checkpoint(self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict[str, Any]) -> None:
+    def on_save_checkpoint(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict[str, Any]
+    ) -> None:
         kind, keys, pos, has_gauss, cached = np.random.get_state()
         version, internal, gauss = random.getstate()
         checkpoint[KEY] = {
@@ -28,7 +30,9 @@ class RandomState(pl.Callback):
             "python": [version, list(internal), gauss],
         }
 
-    def on_load_checkpoint(self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict[str, Any]) -> None:
+    def on_load_checkpoint(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict[str, Any]
+    ) -> None:
         state = checkpoint.get(KEY)
         if not state:
             return

@@ -74,9 +74,14 @@ class SequencePredictions(RecordingCallback):
             self.errors[f"predict/{k}_step_mse"] = float(((k_steps[:, tau + k - 1] - truth) ** 2).mean())
         figures = {
             "one_step": [("data", time, series), ("1-step preds", time[tau:], one_step)],
-            "multi_step": [("data", time, series), ("1-step preds", time[tau:], one_step),
-                           ("multistep preds", time[start:], multi_step[start:])],  # fmt: skip
-            "k_step": [(f"{k}-step preds", time[tau + k - 1 : tau + k - 1 + rows], k_steps[:, tau + k - 1]) for k in self.steps],
+            "multi_step": [
+                ("data", time, series),
+                ("1-step preds", time[tau:], one_step),
+                ("multistep preds", time[start:], multi_step[start:]),
+            ],  # fmt: skip
+            "k_step": [
+                (f"{k}-step preds", time[tau + k - 1 : tau + k - 1 + rows], k_steps[:, tau + k - 1]) for k in self.steps
+            ],
         }
         writer = tensorboard_writer(trainer)
         self.output_dir.mkdir(parents=True, exist_ok=True)

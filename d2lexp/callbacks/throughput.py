@@ -86,7 +86,9 @@ class Throughput(RecordingCallback):
         self._val_seconds = 0.0
         self._items = 0
 
-    def on_train_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, batch_idx: int) -> None:
+    def on_train_batch_start(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, batch_idx: int
+    ) -> None:
         if self.first_step_time is None:
             self.first_step_time = time.time()
 

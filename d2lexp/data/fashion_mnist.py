@@ -8,8 +8,8 @@ from typing import Any
 
 import torch
 
-from d2lexp.data.idx import extract_gz, read_idx
 from d2lexp.data.base import DataModule
+from d2lexp.data.idx import extract_gz, read_idx
 from d2lexp.data.loader import TensorBatchLoader, seeded_generator
 from d2lexp.data.transforms import ImageBatchTransform
 from d2lexp.errors import ConfigError, DataError

@@ -140,11 +140,11 @@ class TensorBatchLoader(ResumableLoader):
             order = order.to(self.tensors[0].device, non_blocking=True)
         n = len(order) if order is not None else len(self.tensors[0])
         stop = n - n % self.batch_size if self.drop_last else n
-        for start in range(start * self.batch_size, stop, self.batch_size):
+        for first in range(start * self.batch_size, stop, self.batch_size):
             if order is None:
-                yield tuple(t[start : start + self.batch_size] for t in self.tensors)
+                yield tuple(t[first : first + self.batch_size] for t in self.tensors)
             else:
-                index = order[start : start + self.batch_size]
+                index = order[first : first + self.batch_size]
                 # index_select, not t[index]: the same gather, without advanced indexing's host-side
                 # setup, which costs more than the gather itself (15x on a CPU for a LeNet batch).
                 yield tuple(t.index_select(0, index) for t in self.tensors)

@@ -21,10 +21,19 @@ class SineDataModule(DataModule):
     ) -> None:
         super().__init__()
         if not 0 < tau < T or not 0 < num_train < T - tau:
-            raise ConfigError(f"need 0 < data.tau < data.T and 0 < data.num_train < T - tau; got T={T}, tau={tau}, num_train={num_train}.")
+            raise ConfigError(
+                f"need 0 < data.tau < data.T and 0 < data.num_train < T - tau; got T={T}, tau={tau}, num_train={num_train}."
+            )
         if batch_size <= 0:
             raise ConfigError(f"data.batch_size must be a positive integer, got {batch_size!r}.")
-        self.T, self.tau, self.noise, self.num_train, self.batch_size, self.seed = T, tau, noise, num_train, batch_size, seed
+        self.T, self.tau, self.noise, self.num_train, self.batch_size, self.seed = (
+            T,
+            tau,
+            noise,
+            num_train,
+            batch_size,
+            seed,
+        )
         self.time = torch.arange(1, T + 1, dtype=torch.float32)
         generator = seeded_generator(seed, 3)
         self.series = torch.sin(0.01 * self.time) + torch.normal(0.0, noise, (T,), generator=generator)

@@ -31,7 +31,9 @@ class ScratchDataIter(ResumableLoader):
 
     def _batches(self, start: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         generator = epoch_generator(self.sampler.seed, self.sampler.epoch)
-        return itertools.islice(data_iter(self.batch_size, self.features, self.labels, generator=generator), start, None)
+        return itertools.islice(
+            data_iter(self.batch_size, self.features, self.labels, generator=generator), start, None
+        )
 
 
 class SyntheticRegressionDataModule(DataModule):
@@ -68,7 +70,11 @@ class SyntheticRegressionDataModule(DataModule):
         if self.splits:
             return
         X, y = synthetic_data(
-            self.true_parameters.w, self.true_parameters.b, self.num_train + self.num_val, self.noise, generator=seeded_generator(self.seed, 2)
+            self.true_parameters.w,
+            self.true_parameters.b,
+            self.num_train + self.num_val,
+            self.noise,
+            generator=seeded_generator(self.seed, 2),
         )
         self.splits["train"] = (X[: self.num_train], y[: self.num_train])
         self.splits["val"] = (X[self.num_train :], y[self.num_train :]) if self.num_val else self.splits["train"]

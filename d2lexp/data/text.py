@@ -118,4 +118,3 @@ class SequenceLoader(ResumableLoader):
         # A fixed number of batches per epoch, whatever the offset: Lightning counts on len().
         batches = itertools.islice(scheme(self.corpus, self.batch_size, self.num_steps, generator), len(self))
         return itertools.islice(batches, start, None)
-

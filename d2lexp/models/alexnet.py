@@ -12,7 +12,9 @@ class AlexNet(nn.Sequential):
     The first dense layer is sized for `input_size` (6,400 inputs at 224).
     """
 
-    def __init__(self, in_channels: int = 1, num_classes: int = 10, input_size: int = 224, dropout: float = 0.5) -> None:
+    def __init__(
+        self, in_channels: int = 1, num_classes: int = 10, input_size: int = 224, dropout: float = 0.5
+    ) -> None:
         def features() -> list[nn.Module]:
             return [
                 nn.Conv2d(in_channels, 96, kernel_size=11, stride=4, padding=1), nn.ReLU(),

@@ -59,7 +59,8 @@ class DenseNet(nn.Sequential):
         layers: list[nn.Module] = [
             nn.Sequential(
                 nn.Conv2d(in_channels, stem_channels, kernel_size=7, stride=2, padding=3),
-                nn.BatchNorm2d(stem_channels), nn.ReLU(),
+                nn.BatchNorm2d(stem_channels),
+                nn.ReLU(),
                 nn.MaxPool2d(kernel_size=3, stride=2, padding=1),
             )  # fmt: skip
         ]

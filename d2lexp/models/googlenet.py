@@ -69,4 +69,6 @@ class GoogLeNet(nn.Sequential):
         super().__init__(b1, b2, b3, b4, b5, nn.Linear(1024, num_classes))
         self.num_classes, self.input_size = num_classes, input_size
         if input_size is not None:
-            check_input_size(lambda: GoogLeNet(in_channels, num_classes, None), (in_channels, input_size, input_size), "GoogLeNet")
+            check_input_size(
+                lambda: GoogLeNet(in_channels, num_classes, None), (in_channels, input_size, input_size), "GoogLeNet"
+            )

@@ -19,7 +19,9 @@ class NiNBlock(nn.Sequential):
 class NiN(nn.Sequential):
     """1,992,166 parameters for one input channel and 10 classes (at any resolution)."""
 
-    def __init__(self, in_channels: int = 1, num_classes: int = 10, dropout: float = 0.5, input_size: int | None = 224) -> None:
+    def __init__(
+        self, in_channels: int = 1, num_classes: int = 10, dropout: float = 0.5, input_size: int | None = 224
+    ) -> None:
         """`input_size`: the side of the square images it is built for (checked; None: not checked)."""
         super().__init__(
             NiNBlock(in_channels, 96, kernel_size=11, stride=4, padding=0),
@@ -35,4 +37,6 @@ class NiN(nn.Sequential):
         )
         self.num_classes, self.input_size = num_classes, input_size
         if input_size is not None:
-            check_input_size(lambda: NiN(in_channels, num_classes, dropout, None), (in_channels, input_size, input_size), "NiN")
+            check_input_size(
+                lambda: NiN(in_channels, num_classes, dropout, None), (in_channels, input_size, input_size), "NiN"
+            )

@@ -45,12 +45,18 @@ class ResNet(nn.Sequential):
     """
 
     def __init__(
-        self, stages: tuple[int, ...] = (2, 2, 2, 2), in_channels: int = 1, num_classes: int = 10, input_size: int | None = 96
+        self,
+        stages: tuple[int, ...] = (2, 2, 2, 2),
+        in_channels: int = 1,
+        num_classes: int = 10,
+        input_size: int | None = 96,
     ) -> None:
         """`input_size`: the side of the square images it is built for (checked; None: not checked)."""
         layers: list[nn.Module] = [
             nn.Sequential(
-                nn.Conv2d(in_channels, 64, kernel_size=7, stride=2, padding=3), nn.BatchNorm2d(64), nn.ReLU(),
+                nn.Conv2d(in_channels, 64, kernel_size=7, stride=2, padding=3),
+                nn.BatchNorm2d(64),
+                nn.ReLU(),
                 nn.MaxPool2d(kernel_size=3, stride=2, padding=1),
             )  # fmt: skip
         ]
@@ -63,4 +69,6 @@ class ResNet(nn.Sequential):
         super().__init__(*layers)
         self.num_classes, self.input_size = num_classes, input_size
         if input_size is not None:
-            check_input_size(lambda: ResNet(stages, in_channels, num_classes, None), (in_channels, input_size, input_size), "ResNet")
+            check_input_size(
+                lambda: ResNet(stages, in_channels, num_classes, None), (in_channels, input_size, input_size), "ResNet"
+            )

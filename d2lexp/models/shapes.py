@@ -25,4 +25,6 @@ def check_input_size(build: Callable[[], nn.Module], input_shape: Sequence[int],
         output_numel(lambda: build().eval(), input_shape)  # eval: batch norm takes one example then
     except RuntimeError as e:
         size = "x".join(map(str, input_shape[1:]))
-        raise ValueError(f"{name} cannot take {size} inputs: they shrink to nothing inside it ({e}); give it a larger input_size") from None
+        raise ValueError(
+            f"{name} cannot take {size} inputs: they shrink to nothing inside it ({e}); give it a larger input_size"
+        ) from None

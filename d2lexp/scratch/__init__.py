@@ -6,7 +6,16 @@ pipeline as their framework twins (`experiment=d2l/softmax_scratch`, ...).
 
 from d2lexp.scratch.batch_norm import BatchNorm, batch_norm
 from d2lexp.scratch.classification import Accumulator, accuracy, cross_entropy, softmax
-from d2lexp.scratch.conv import Conv2D, Pool2D, corr2d, corr2d_batched, corr2d_multi_in, corr2d_multi_in_out, pool2d, pool2d_batched
+from d2lexp.scratch.conv import (
+    Conv2D,
+    Pool2D,
+    corr2d,
+    corr2d_batched,
+    corr2d_multi_in,
+    corr2d_multi_in_out,
+    pool2d,
+    pool2d_batched,
+)
 from d2lexp.scratch.linear_regression import data_iter, linreg, squared_loss, synthetic_data
 from d2lexp.scratch.mlp import dropout_layer, relu
 from d2lexp.scratch.optim import SGD, sgd

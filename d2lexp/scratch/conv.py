@@ -135,9 +135,7 @@ class Conv2D(nn.Module):
 
     def forward(self, X: torch.Tensor) -> torch.Tensor:
         if X.dim() != 4 or X.shape[1] != self.in_channels:
-            raise ValueError(
-                f"Conv2D expects input (N, {self.in_channels}, H, W); got input of shape {tuple(X.shape)}"
-            )
+            raise ValueError(f"Conv2D expects input (N, {self.in_channels}, H, W); got input of shape {tuple(X.shape)}")
         Y = corr2d_batched(_pad(X, self.padding), self.weight, self.stride)
         return Y if self.bias is None else Y + self.bias.reshape(1, -1, 1, 1)
 

@@ -60,7 +60,12 @@ class MLPScratch(nn.Module):
     """One hidden ReLU layer by hand (d2l ch. 5.2), optional dropout (ch. 5.6); outputs logits."""
 
     def __init__(
-        self, num_inputs: int = 784, num_hiddens: int = 256, num_classes: int = 10, sigma: float = 0.01, dropout: float = 0.0
+        self,
+        num_inputs: int = 784,
+        num_hiddens: int = 256,
+        num_classes: int = 10,
+        sigma: float = 0.01,
+        dropout: float = 0.0,
     ) -> None:
         super().__init__()
         self.num_inputs, self.num_classes, self.dropout = num_inputs, num_classes, dropout

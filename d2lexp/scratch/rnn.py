@@ -27,7 +27,11 @@ class RNNCellScratch(nn.Module):
 
     def __init__(self, num_inputs: int, num_hiddens: int, sigma: float = 0.01) -> None:
         super().__init__()
-        self.W_xh, self.W_hh, self.b_h = _weight(num_inputs, num_hiddens, sigma), _weight(num_hiddens, num_hiddens, sigma), _bias(num_hiddens)
+        self.W_xh, self.W_hh, self.b_h = (
+            _weight(num_inputs, num_hiddens, sigma),
+            _weight(num_hiddens, num_hiddens, sigma),
+            _bias(num_hiddens),
+        )
 
     def forward(self, X: torch.Tensor, H: torch.Tensor) -> torch.Tensor:
         return torch.tanh(X @ self.W_xh + H @ self.W_hh + self.b_h)
@@ -90,7 +94,9 @@ class RNNLMScratch(nn.Module):
     forward(X (batch, steps) token ids, state) -> (logits (batch, steps, vocab), new state).
     """
 
-    def __init__(self, vocab_size: int, num_hiddens: int = 512, cell: str = "rnn", sigma: float = 0.01, **cell_options: bool) -> None:
+    def __init__(
+        self, vocab_size: int, num_hiddens: int = 512, cell: str = "rnn", sigma: float = 0.01, **cell_options: bool
+    ) -> None:
         super().__init__()
         if cell not in CELLS:
             raise ValueError(f"cell must be one of {sorted(CELLS)}, got {cell!r}")

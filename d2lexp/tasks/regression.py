@@ -4,7 +4,6 @@ and any other net whose targets are numbers."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
 import torch
 import torch.nn.functional as F

@@ -67,7 +67,9 @@ class MinimalLoop:
         self.net = torch.compile(net, **options) if options is not None else net
         self.optimizer = torch.optim.SGD(net.parameters(), lr=cfg.optimizer.lr)
         size = cfg.data.resize or 28
-        self.x = torch.rand(cfg.data.batch_size, 1, size, size, device=device).contiguous(memory_format=torch.channels_last)
+        self.x = torch.rand(cfg.data.batch_size, 1, size, size, device=device).contiguous(
+            memory_format=torch.channels_last
+        )
         self.y = torch.randint(0, 10, (cfg.data.batch_size,), device=device)
         self.device_type, self.bf16 = device.type, str(cfg.trainer.precision).startswith("bf16")
 
@@ -161,7 +163,9 @@ class Alternate:
     the run's warm-up, ran alone: its peak memory is the run's own.
     """
 
-    def __init__(self, make_step: Callable[[], Callable[[], None]], batch_size: int, device: torch.device, batches: int) -> None:
+    def __init__(
+        self, make_step: Callable[[], Callable[[], None]], batch_size: int, device: torch.device, batches: int
+    ) -> None:
         self.make_step, self.batch_size, self.device, self.batches = make_step, batch_size, device, batches
         self.step: Callable[[], None] | None = None
         self.ceiling_setup_seconds: float | None = None  # its build and warm-up steps: its compile, if any
@@ -216,7 +220,9 @@ class EpochTimer(pl.Callback):
         synchronize(pl_module.device)
         self._start, self._items = time.perf_counter(), 0
 
-    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int) -> None:
+    def on_train_batch_end(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
         self._items += int(batch[0].shape[0])
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
@@ -253,7 +259,9 @@ class SameBatch:
         return self.batches
 
 
-def lightning_floor(cfg: Any, device: torch.device, batches: int, rounds: int, ceiling: Callable[[], None]) -> Alternate:
+def lightning_floor(
+    cfg: Any, device: torch.device, batches: int, rounds: int, ceiling: Callable[[], None]
+) -> Alternate:
     """Lightning's floor for this net: the ceiling's step, net, precision, memory format and batch
     in a barebones Trainer (no logger, progress bar, checkpoints, metrics or callbacks but the
     timers), `rounds` timed epochs of `batches` after a warm-up one, taking turns with blocks of
@@ -291,7 +299,9 @@ def book_style_rate(cfg: Any, device: torch.device, data_dir: str, batches: int 
     steps = [transforms.ToTensor()]
     if cfg.data.resize:
         steps.insert(0, transforms.Resize(cfg.data.resize))
-    dataset = torchvision.datasets.FashionMNIST(data_dir, train=True, transform=transforms.Compose(steps), download=False)
+    dataset = torchvision.datasets.FashionMNIST(
+        data_dir, train=True, transform=transforms.Compose(steps), download=False
+    )
     loader = DataLoader(dataset, cfg.data.batch_size, shuffle=True, num_workers=4)
     net = build.net(cfg).to(device)
     optimizer = torch.optim.SGD(net.parameters(), lr=cfg.optimizer.lr)
@@ -370,7 +380,9 @@ def run(args: Any) -> dict[str, Any]:
         torch._dynamo.utils.counters.clear()
         with tempfile.TemporaryDirectory() as tmp:
             epochs = f"trainer.max_epochs={1 + args.rounds}"
-            record = train(d2lexp_config([*overrides, epochs, f"paths.output_dir={tmp}"]), callbacks=[alternate.callback()])
+            record = train(
+                d2lexp_config([*overrides, epochs, f"paths.output_dir={tmp}"]), callbacks=[alternate.callback()]
+            )
         compiled = compile_counts() if cfg.speed.compile else None
         minimal_step = alternate.step
         assert minimal_step is not None
@@ -410,9 +422,14 @@ def run(args: Any) -> dict[str, Any]:
             }
         book_text = f"{book:,.0f}" if book else "not run"
         spread = " ".join(f"{r:.2f}" for r in ratios)
-        compiled_text = "" if compiled is None else (
-            f"; compiled: {compiled['graphs']} graphs, {compiled['graph_breaks']} graph breaks, "
-            f"{compiled['cudagraph_skips']} CUDA-graph skips; ceiling setup {alternate.ceiling_setup_seconds:.1f} s")
+        compiled_text = (
+            ""
+            if compiled is None
+            else (
+                f"; compiled: {compiled['graphs']} graphs, {compiled['graph_breaks']} graph breaks, "
+                f"{compiled['cudagraph_skips']} CUDA-graph skips; ceiling setup {alternate.ceiling_setup_seconds:.1f} s"
+            )
+        )
         log(f"  {preset} ({batches} batches an epoch): d2lexp {d2lexp:,.0f}, ceiling {ceiling:,.0f}, book-style {book_text} examples/s; "
             f"d2lexp/ceiling per epoch {spread}; first step {record.get('first_step_seconds') or 0:.1f} s{compiled_text}")  # fmt: skip
         if floor is not None:
@@ -425,7 +442,9 @@ def run(args: Any) -> dict[str, Any]:
             # ceiling's compiled step compile again inside its profile.
             ceiling_profile = profile_loop(minimal_step, device, steps)
             with tempfile.TemporaryDirectory() as tmp:
-                d2lexp_profile = profile_d2lexp(d2lexp_config([*window, f"paths.output_dir={tmp}"]), device, warmup, steps)
+                d2lexp_profile = profile_d2lexp(
+                    d2lexp_config([*window, f"paths.output_dir={tmp}"]), device, warmup, steps
+                )
             results[preset]["profile"] = {"d2lexp": d2lexp_profile, "ceiling": ceiling_profile}
         if args.cnn_odd_batch:
             results[preset]["odd_batch"] = odd = odd_batch_seconds(cfg, device)
@@ -438,7 +457,9 @@ def run(args: Any) -> dict[str, Any]:
     )
     for preset, r in results.items():
         memory = f"{r['peak_memory_gb']:.1f} GiB" if r["peak_memory_gb"] else "-"
-        book, vs_book = (f"{r['book_style']:,.0f}", f"{r['d2lexp_vs_book_style']:.2f}x") if r["book_style"] else ("-", "-")
+        book, vs_book = (
+            (f"{r['book_style']:,.0f}", f"{r['d2lexp_vs_book_style']:.2f}x") if r["book_style"] else ("-", "-")
+        )
         log(
             f"| {preset} | {r['resolution']} | {r['d2lexp']:,.0f} | {r['ceiling']:,.0f} | {book} | "
             f"{r['d2lexp_vs_ceiling']:.2f}x | {vs_book} | {memory} | {r['achieved_tflops']:.2f} |"

@@ -123,7 +123,9 @@ class Interleave:
                 self.reference = [0, 0.0]
                 self.pending = 0
 
-            def on_train_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, batch_idx: int) -> None:
+            def on_train_batch_start(
+                self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, batch_idx: int
+            ) -> None:
                 now = time.perf_counter()
                 if self.mark is not None:  # one whole iteration of the trainer since the last reference step
                     self.timed[0] += self.pending

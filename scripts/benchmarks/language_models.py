@@ -30,7 +30,9 @@ def grad_clipping(net: nn.Module, theta: float) -> None:
             param.grad[:] *= theta / norm
 
 
-def book_seq_data_iter_sequential(corpus: list[int], batch_size: int, num_steps: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+def book_seq_data_iter_sequential(
+    corpus: list[int], batch_size: int, num_steps: int
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """The book's sequential partitioning, over a Python list of token ids."""
     offset = random.randint(0, num_steps)
     num_tokens = ((len(corpus) - offset - 1) // batch_size) * batch_size
@@ -75,9 +77,8 @@ class BookStyleLM:
 
 
 def run(args: Any) -> dict[str, Any]:
-    from d2lexp import build
-
     from benchmarks.common import d2lexp_config
+    from d2lexp import build
     from d2lexp.data.time_machine import ensure_time_machine, load_corpus
 
     corpus, _ = load_corpus(ensure_time_machine(args.data_dir), max_tokens=10_000)

@@ -187,7 +187,9 @@ def wall_clock(data_dir: str, output_dir: Path) -> dict[str, float]:
     over 10 epochs), and the book's loop."""
     env = {**os.environ, "D2LEXP_DATA": data_dir, "PYTHONUNBUFFERED": "1"}
     run_dir = output_dir / "wall_d2lexp"
-    d2lexp_seconds, _ = time_command([sys.executable, "-m", "d2lexp", "experiment=d2l/lenet", f"hydra.run.dir={run_dir}"], env)
+    d2lexp_seconds, _ = time_command(
+        [sys.executable, "-m", "d2lexp", "experiment=d2l/lenet", f"hydra.run.dir={run_dir}"], env
+    )
     record = json.loads((run_dir / "metrics.json").read_text())
     log(f"  d2lexp 10 epochs: {d2lexp_seconds:.1f} s wall, test acc {record['test/acc']:.3f}, "
         f"first step after {record['startup_seconds']:.1f} s")  # fmt: skip
@@ -249,4 +251,10 @@ def run(args: Any) -> dict[str, Any]:
             f"{wall['book_style_wall_seconds']:.1f} s ({100 * wall['wall_ratio']:.0f}%); "
             f"d2lexp's first training step {wall['d2lexp_startup_seconds']:.1f} s after the command"
         )
-    return {"variant": variant.name, "examples_per_second": rates, "samples": samples, "d2lexp_vs_minimal": paired, **wall}
+    return {
+        "variant": variant.name,
+        "examples_per_second": rates,
+        "samples": samples,
+        "d2lexp_vs_minimal": paired,
+        **wall,
+    }

@@ -121,7 +121,9 @@ class StepCounter:
         outer = self
 
         class Count(pl.Callback):
-            def on_train_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, batch_idx: int) -> None:
+            def on_train_batch_start(
+                self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, batch_idx: int
+            ) -> None:
                 if batch_idx == outer.WARMUP:
                     outer.start()
                 elif batch_idx == outer.WARMUP + outer.COUNTED:
@@ -175,7 +177,9 @@ def run(args: Any) -> dict[str, Any]:
         fit_bare_lightning(interleave.callback(), EPOCHS)
         results["bare_lightning"] = microseconds_over(interleave.trainer_rates, interleave.reference_rates)
         with tempfile.TemporaryDirectory() as tmp:
-            d2lexp_rates, reference_rates, _ = interleave_with_d2lexp(d2lexp_overrides(tmp, EPOCHS), Minimal(), count=lambda b: len(b[1]))
+            d2lexp_rates, reference_rates, _ = interleave_with_d2lexp(
+                d2lexp_overrides(tmp, EPOCHS), Minimal(), count=lambda b: len(b[1])
+            )
         results["d2lexp"] = microseconds_over(d2lexp_rates, reference_rates)
 
         counter = StepCounter()
@@ -189,8 +193,10 @@ def run(args: Any) -> dict[str, Any]:
             train(d2lexp_config(d2lexp_overrides(tmp, 1)), callbacks=[counter.callback()])
         results["d2lexp"] |= counter.counts()
 
-    log("\n| loop | µs per step | µs per step above the minimal loop | Python calls per step | torch ops per step |"
-        "\n|---|---:|---:|---:|---:|")
+    log(
+        "\n| loop | µs per step | µs per step above the minimal loop | Python calls per step | torch ops per step |"
+        "\n|---|---:|---:|---:|---:|"
+    )
     for name in ("minimal", "bare_lightning", "d2lexp"):
         r = results[name]
         step, extra, calls, ops = (

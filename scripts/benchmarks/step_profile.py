@@ -76,7 +76,9 @@ def profile_d2lexp(cfg: Any, device: torch.device, warmup: int, steps: int) -> d
     window: dict[str, Any] = {}
 
     class Window(pl.Callback):
-        def on_train_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, batch_idx: int) -> None:
+        def on_train_batch_start(
+            self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, batch_idx: int
+        ) -> None:
             if trainer.global_step == warmup and "prof" not in window:
                 synchronize(device)
                 window["prof"] = profile(activities=_activities(device)).__enter__()

@@ -1,5 +1,4 @@
 import shutil
-from pathlib import Path
 
 import pytest
 import torch
@@ -37,7 +36,7 @@ def test_batches_are_scaled_on_the_device_side(data_dir):
     assert images.dtype == torch.uint8 and images.shape == (32, 1, 28, 28)
     x, y = dm.on_after_batch_transfer((images, labels), 0)
     assert x.dtype == torch.float32 and x.shape == (32, 1, 96, 96)
-    assert 0.0 <= x.min() and x.max() <= 1.0 and torch.equal(y, labels)
+    assert x.min() >= 0.0 and x.max() <= 1.0 and torch.equal(y, labels)
     assert len(dm.train_dataloader()) == 1875 and len(dm.val_dataloader()) == 313  # 10,000 / 32, rounded up
 
 
@@ -80,7 +79,7 @@ def test_truncated_file_is_a_clear_error(data_dir, tmp_path):
     for name in GZ_NAMES:
         shutil.copy(raw_folder(data_dir) / name.removesuffix(".gz"), raw / name.removesuffix(".gz"))
     broken = raw / "train-images-idx3-ubyte"
-    broken.write_bytes(broken.read_bytes()[: 1_000_000])
+    broken.write_bytes(broken.read_bytes()[:1_000_000])
     dm = FashionMNISTDataModule(data_dir=str(tmp_path), download=False)
     with pytest.raises(DataError, match="train-images-idx3-ubyte is corrupt or truncated"):
         dm.setup()

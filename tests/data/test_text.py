@@ -4,7 +4,14 @@ import pytest
 import torch
 
 from d2lexp.data.text import SequenceLoader, Vocab, seq_data_iter_random, seq_data_iter_sequential, tokenize
-from d2lexp.data.time_machine import SHA1, TimeMachineDataModule, ensure_time_machine, load_corpus, read_time_machine, text_path
+from d2lexp.data.time_machine import (
+    SHA1,
+    TimeMachineDataModule,
+    ensure_time_machine,
+    load_corpus,
+    read_time_machine,
+    text_path,
+)
 from d2lexp.errors import DataError
 
 

@@ -8,11 +8,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from d2lexp import build
 from d2lexp.checkpoint import load, load_net, save
 from d2lexp.errors import CheckpointError
 from d2lexp.inspect import format_parameters
 from d2lexp.models.blocks import CenteredLayer, FixedHiddenMLP, MyLinear, MySequential, TiedMLP, mlp_custom
-from d2lexp import build
 from d2lexp.train import train
 
 
@@ -97,7 +97,9 @@ def test_save_and_load_tensors_dicts_and_state_dicts(tmp_path):
 
 
 def test_a_checkpoint_loads_into_a_bare_module(make_cfg, tmp_path):
-    cfg = make_cfg("~experiment", "model=tied_mlp", "data.train_subset=2000", "data.test_subset=500", "trainer.max_epochs=1")
+    cfg = make_cfg(
+        "~experiment", "model=tied_mlp", "data.train_subset=2000", "data.test_subset=500", "trainer.max_epochs=1"
+    )
     train(cfg)
     net = load_net(tmp_path / "run" / "checkpoints" / "last.ckpt")
     assert isinstance(net, TiedMLP) and not net.training

@@ -5,10 +5,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from d2lexp import build
 from d2lexp.measure import inspect_model, meta_model
 from d2lexp.models.googlenet import Inception
 from d2lexp.models.vgg import VGG, VGG11, VGG11_NARROW, VGGBlock
-from d2lexp import build
 
 # (model config, the book's parameter count at 1 channel / 10 classes, preset resolution)
 BOOK_MODELS = [

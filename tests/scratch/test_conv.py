@@ -3,7 +3,16 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from d2lexp.scratch import Conv2D, Pool2D, corr2d, corr2d_batched, corr2d_multi_in, corr2d_multi_in_out, pool2d, pool2d_batched
+from d2lexp.scratch import (
+    Conv2D,
+    Pool2D,
+    corr2d,
+    corr2d_batched,
+    corr2d_multi_in,
+    corr2d_multi_in_out,
+    pool2d,
+    pool2d_batched,
+)
 
 
 def test_the_books_example():

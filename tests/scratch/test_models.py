@@ -3,9 +3,9 @@
 import pytest
 import torch
 
+from d2lexp import build
 from d2lexp.models.lenet import LeNetBN
 from d2lexp.scratch.models import LeNetBNScratch, MLPScratch, SoftmaxRegressionScratch
-from d2lexp import build
 from d2lexp.train import train
 
 

@@ -10,7 +10,7 @@ def test_sgd_takes_the_same_steps_as_torch():
     a, b = nn.Linear(5, 3), nn.Linear(5, 3)
     b.load_state_dict(a.state_dict())
     mine, theirs = SGD(a.parameters(), lr=0.1), torch.optim.SGD(b.parameters(), lr=0.1)
-    for step in range(5):
+    for _step in range(5):
         X, y = torch.randn(8, 5), torch.randn(8, 3)
         for net, optimizer in ((a, mine), (b, theirs)):
             optimizer.zero_grad()

@@ -22,7 +22,9 @@ class FilesAtEpochStart(pl.Callback):
     def _look(self, trainer) -> None:
         trainer.strategy.checkpoint_io.wait()
         last, best = self.folder / "last.ckpt", self.folder / "epoch000.ckpt"
-        self.seen.append((last.is_file() and best.is_file() and os.path.samefile(last, best), sorted(os.listdir(self.folder))))
+        self.seen.append(
+            (last.is_file() and best.is_file() and os.path.samefile(last, best), sorted(os.listdir(self.folder)))
+        )
 
     def on_train_epoch_start(self, trainer, pl_module) -> None:
         if trainer.current_epoch:
@@ -114,7 +116,11 @@ def test_a_tied_weight_is_one_tensor_in_the_runs_checkpoint(make_cfg):
     """The parameter-tying MLP of d2l ch. 6.2: its shared layer appears under two names in the
     state dict, and the checkpoint written in the background keeps it one tensor, as torch.save
     keeps it in a synchronous write."""
-    record = train(make_cfg("~experiment", "model=tied_mlp", "data.train_subset=512", "data.test_subset=256", "trainer.max_epochs=1"))
+    record = train(
+        make_cfg(
+            "~experiment", "model=tied_mlp", "data.train_subset=512", "data.test_subset=256", "trainer.max_epochs=1"
+        )
+    )
     state = torch.load(record["last_checkpoint"], weights_only=True)["state_dict"]
     shared = [key for key in state if key.endswith("weight") and state[key].shape == (256, 256)]
     assert len(shared) == 2, list(state)

@@ -72,7 +72,9 @@ def test_each_run_in_a_process_compiles_its_net_however_many_came_before():
     sweep (or of a benchmark, which compiles two nets per preset) trained eager, with a warning."""
     frames = CompileCounter()  # a backend that counts the graphs it is given and runs them as they are
     for depth in range(1, 11):  # ten nets of different structure, so no graph fits another
-        task = ClassificationTask(nn.Sequential(*(nn.Linear(4, 4) for _ in range(depth))), partial(torch.optim.SGD, lr=0.1))
+        task = ClassificationTask(
+            nn.Sequential(*(nn.Linear(4, 4) for _ in range(depth))), partial(torch.optim.SGD, lr=0.1)
+        )
         CompileNet({"backend": frames, "dynamic": False}).on_fit_start(None, task)
         task(torch.rand(2, 4))
         assert frames.frame_count == depth, f"run {depth} of this process did not compile its net"

@@ -24,7 +24,9 @@ def test_no_profiler_hands_out_one_shared_context_that_records_nothing():
 
 @pytest.mark.parametrize(("overrides", "expected"), [((), NoProfiler), (("debug=profiler",), SimpleProfiler)])
 def test_a_run_uses_no_profiler_unless_one_is_asked_for(make_cfg, overrides, expected):
-    cfg = make_cfg("experiment=d2l/softmax", "data.train_subset=512", "data.test_subset=256", "trainer.max_epochs=1", *overrides)
+    cfg = make_cfg(
+        "experiment=d2l/softmax", "data.train_subset=512", "data.test_subset=256", "trainer.max_epochs=1", *overrides
+    )
     seen = ProfilerOfTheRun()
     record = train(cfg, callbacks=[seen])
     assert record["status"] == "done", record

@@ -10,7 +10,6 @@ from torch import nn
 
 from d2lexp.predict import generate
 from d2lexp.tasks.language_model import LanguageModelTask, predict_chars
-from d2lexp import build
 from d2lexp.train import train
 
 SHORT = ["data.max_tokens=10000", "trainer.max_epochs=30", "callbacks.text.every_n_epochs=10"]

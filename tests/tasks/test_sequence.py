@@ -32,7 +32,9 @@ def test_forecasts_of_a_perfect_model_are_perfect():
 def test_the_books_sequence_experiment(make_cfg, tmp_path):
     record = train(make_cfg("experiment=d2l/sequence"))
     run = tmp_path / "run"
-    errors = {k: record[f"predict/{k}_mse"] for k in ("one_step", "1_step", "4_step", "16_step", "64_step", "multi_step")}
+    errors = {
+        k: record[f"predict/{k}_mse"] for k in ("one_step", "1_step", "4_step", "16_step", "64_step", "multi_step")
+    }
     assert errors["one_step"] < 0.06  # noise variance is 0.04: one-step predictions are near that floor
     assert errors["1_step"] == pytest.approx(errors["one_step"], rel=0.05)
     assert errors["1_step"] < errors["16_step"] < errors["64_step"]  # errors pile up with the horizon
