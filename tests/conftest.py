@@ -13,8 +13,8 @@ from omegaconf import DictConfig
 from d2lexp.config import CONF_DIR
 
 REPO = Path(__file__).resolve().parents[1]
-# Where the tests look for data, in order: $D2LEXP_DATA, ../shared/datasets (CI), ./data (after a first run).
-DATA_CANDIDATES = [os.environ.get("D2LEXP_DATA"), REPO.parent / "shared" / "datasets", REPO / "data"]
+# Where the tests look for data, in order: $D2LEXP_DATA, ./data (after a first run).
+DATA_CANDIDATES = [os.environ.get("D2LEXP_DATA"), REPO / "data"]
 
 # Quiet, quick settings for test runs; each test adds its own.
 TEST_OVERRIDES = ["trainer.accelerator=cpu"]
