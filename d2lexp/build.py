@@ -150,6 +150,12 @@ def trainer(cfg: DictConfig, every_callback: list[pl.Callback], every_logger: li
     return built
 
 
+def _in_multirun() -> bool:
+    from d2lexp.train import in_multirun  # the command line's own question
+
+    return in_multirun()
+
+
 def refuse_relaunching_sweeps(built: pl.Trainer) -> None:
     """Hydra multirun with a strategy that starts its other processes by re-running the
     command (Lightning's `ddp`) would make those processes re-run the whole sweep, each with
@@ -165,23 +171,13 @@ def refuse_relaunching_sweeps(built: pl.Trainer) -> None:
         and not environment.creates_processes_externally
         and (built.num_devices > 1 or built.num_nodes > 1)
     )
-    if relaunches and in_multirun():
+    if relaunches and _in_multirun():
         raise ConfigError(
             "A -m sweep cannot use trainer.strategy=ddp on one machine: Lightning starts the other processes by "
             "re-running the command, and each would re-run the whole sweep with other settings (Lightning issue "
             "#11300). Use trainer.strategy=ddp_spawn for a local sweep, or run the sweep under SLURM with one task "
             "per GPU (hydra/launcher=slurm trainer=slurm), where SLURM starts every process."
         )
-
-
-def in_multirun() -> bool:
-    from hydra.core.hydra_config import HydraConfig
-    from hydra.types import RunMode
-
-    try:
-        return HydraConfig.get().mode == RunMode.MULTIRUN
-    except ValueError:
-        return False
 
 
 def check_run_settings(cfg: DictConfig) -> None:

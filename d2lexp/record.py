@@ -19,7 +19,6 @@ from typing import TYPE_CHECKING, Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from d2lexp.callbacks.base import RecordingCallback
 from d2lexp.errors import TrainingDiverged
 from d2lexp.run_folder import is_unwritable, run_stopped_unwritable
 
@@ -236,6 +235,8 @@ class RunRecord:
     def finish(self, run: Run) -> None:
         """The end of a run that trained: checkpoints, what the record callbacks measured,
         whether it collapsed, the HParams entry; a diverged run raises TrainingDiverged."""
+        from d2lexp.callbacks.base import RecordingCallback  # here: the sweep launcher reads records without Lightning
+
         trainer = run.trainer
 
         def checkpoint(keeps: Any) -> str | None:  # the file of the first checkpoint callback that `keeps`

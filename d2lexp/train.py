@@ -14,16 +14,18 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-import hydra
-import lightning.pytorch as pl
-from omegaconf import DictConfig
-from torch import nn
+from typing import TYPE_CHECKING
 
-from d2lexp import build
+import hydra
+from omegaconf import DictConfig
+
 from d2lexp.config import CONF_DIR, unknown_key_message
 from d2lexp.console import quiet_lightning, quiet_unwritable_folders
 from d2lexp.errors import D2lexpError
-from d2lexp.record import RunRecord
+
+if TYPE_CHECKING:
+    import lightning.pytorch as pl
+    from torch import nn
 
 log = logging.getLogger("d2lexp")
 
@@ -34,6 +36,10 @@ def train(cfg: DictConfig, callbacks: Sequence[pl.Callback] = (), net: nn.Module
     For programmatic use (notebooks, benchmarks, tests): `callbacks` run before the configured
     ones, and `net` replaces the one `cfg.model` and `cfg.init` would build (trained in place).
     """
+    # Imported here, not above: a command line Hydra refuses ends in half a second, without torch.
+    from d2lexp import build
+    from d2lexp.record import RunRecord
+
     quiet_lightning()
     record = RunRecord(cfg, hydra_choices())
     with record.until_done():
@@ -62,6 +68,17 @@ def hydra_choices() -> dict[str, str]:
     return {k: v for k, v in choices.items() if not k.startswith("hydra") and v is not None}
 
 
+def in_multirun() -> bool:
+    """Whether this is a job of a `-m` sweep."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    try:
+        return HydraConfig.get().mode == RunMode.MULTIRUN
+    except ValueError:
+        return False
+
+
 def main() -> None:
     """`python -m d2lexp` and the `d2lexp` command: a misspelt key is caught before Hydra starts."""
     message = unknown_key_message("config", sys.argv[1:])
@@ -83,11 +100,11 @@ def hydra_main(cfg: DictConfig) -> float | None:
         record = train(cfg)
     except D2lexpError as e:
         log.error("%s", e)
-        if build.in_multirun():
+        if in_multirun():
             return math.nan  # a failed trial, for sweepers that optimise the returned value
         sys.exit(1)
     except Exception:
-        if not build.in_multirun():
+        if not in_multirun():
             raise
         log.exception("This job failed; the sweep goes on.")
         return math.nan

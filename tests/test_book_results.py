@@ -1,5 +1,7 @@
 """The book's full recipes reproduce the book's results (slow: `pytest -m slow`)."""
 
+from pathlib import Path
+
 import pytest
 
 from d2lexp.train import train
@@ -21,3 +23,18 @@ def test_book_preset_lands_in_the_books_range(make_cfg, preset):
     assert record["epochs"] == 10
     for key, (low, high) in BOOK_BOUNDS[preset].items():
         assert low <= record[key] <= high, (key, record[key])
+
+
+@pytest.mark.slow
+def test_the_quick_start_lands_where_the_readme_says(tmp_path, data_dir):
+    """`python -m d2lexp`, as the README's quick start runs it: the book's LeNet, seeded."""
+    import re
+
+    from tests.test_cli import run_cli
+
+    result = run_cli("callbacks.progress_bar=null", cwd=tmp_path, data_dir=data_dir, timeout=1200)
+    assert result.returncode == 0, result.stderr[-2000:]
+    line = next(line for line in result.stderr.splitlines() if "lenet: done" in line)
+    assert re.search(r"10 epochs, train loss 0\.469, train acc 0\.824, best val acc 0\.817, test acc 0\.810", line)
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    assert "train loss 0.469, train acc 0.824, test acc\n0.810" in readme

@@ -49,6 +49,7 @@ def test_sweeps_refuse_relaunching_ddp(tmp_path, data_dir):
     assert [r["status"] for r in collect(next((tmp_path / "outputs" / "multirun").glob("*/*")))] == ["failed", "failed"]
 
 
+@pytest.mark.slow  # SLURM's launcher, run locally: the same launch path as the parallel launcher's tests
 def test_submitit_local_executor_runs_a_sweep(tmp_path, data_dir):
     result = run_cli("-m", "hydra/launcher=submitit_local", "hydra.launcher.timeout_min=10", "experiment=d2l/softmax",
                      "seed=1,2", "trainer.max_epochs=1", "data.train_subset=3000", *QUICK,

@@ -54,6 +54,7 @@ def test_cnn_benchmark_runs_and_writes_json(data_dir, tmp_path):
     assert all(seconds > 0 for seconds in row["odd_batch"].values()) and "on heuristics" in result.stdout
 
 
+@pytest.mark.slow
 def test_cnn_benchmark_reports_what_compile_made(data_dir, tmp_path):
     """With speed.compile, each preset's row says what dynamo made of the nets: on the CPU, one
     graph of LeNet without breaks (the ceiling's net, built alike, may reuse d2lexp's graph),
@@ -68,6 +69,7 @@ def test_cnn_benchmark_reports_what_compile_made(data_dir, tmp_path):
     assert row["compiled"]["cudagraph_skips"] >= 1 and "CUDA-graph skips" in result.stdout
 
 
+@pytest.mark.slow
 def test_cnn_benchmark_sizes_epochs_by_seconds(data_dir, tmp_path):
     """--cnn-epoch-seconds picks the batches per epoch from the ceiling's rate, at least 2: a
     millionth of a second asks for fewer than one batch, so every epoch and block has 2."""
@@ -86,6 +88,7 @@ def test_cnn_benchmark_sizes_epochs_by_seconds(data_dir, tmp_path):
     assert both.returncode == 2 and "not allowed with" in both.stderr
 
 
+@pytest.mark.slow
 def test_overhead_benchmark_runs_and_writes_json(data_dir, tmp_path):
     out = tmp_path / "bench.json"
     result = run([sys.executable, "scripts/benchmark.py", "overhead", "--json", str(out)], data_dir, tmp_path)
