@@ -111,7 +111,7 @@ def callbacks(cfg: DictConfig, first: Sequence[pl.Callback] = ()) -> list[pl.Cal
         RandomState(),
         RunConfigInCheckpoint(OmegaConf.to_container(cfg, resolve=True)),
     ]
-    every = [*first, *configured, *record, *speed.callbacks(cfg.speed)]
+    every = [*first, *configured, *record, *speed.callbacks(cfg.speed, cfg.trainer)]
     if not cfg.trainer.get("enable_progress_bar", True):  # the switch drops a configured bar rather than refusing it
         every = [c for c in every if not isinstance(c, pl.callbacks.ProgressBar)]
     return every

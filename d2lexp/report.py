@@ -4,10 +4,11 @@ Hydra runs this by itself at the end of every `python -m d2lexp -m ...` sweep (t
 `SweepReport` callback in conf/hydra/default.yaml). It reads each job's metrics.json and
 writes into the sweep folder:
 
-- `report.md` and `report.csv`: one row per job (model, parameters, MACs per example,
-  final train loss / train acc / test acc, best val acc, epochs, fit seconds, examples/s,
-  status: done / failed / diverged / interrupted); above the table, how many finished, and
-  which collapsed (validation accuracy at the end under half its best);
+- `report.md` and `report.csv`: one row per job (model, parameters, MACs per example, the
+  run's headline metrics, epochs, fit seconds, examples/s, status: done, failed, diverged,
+  interrupted, crashed, not run or unreadable, with the first line of the reason); above the
+  table, how many finished, and which collapsed (validation accuracy at the end under half
+  its best);
 - `report.png`: the validation-accuracy curves of all jobs, and test accuracy against MACs.
 
 Failed jobs are rows like the others; they never hide the jobs that finished.
@@ -27,21 +28,20 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
 from d2lexp.errors import D2lexpError
-from d2lexp.record import METRICS_FILE, collapse, read_metrics, to_float
+from d2lexp.record import HEADLINE, METRICS_FILE, collapse, read_metrics, to_float
 
 log = logging.getLogger(__name__)
 
-# (column title, metrics.json key, format)
-COLUMNS: list[tuple[str, str, str]] = [
+# (column title, metrics.json key, format). Between the first and the last: the run's headline
+# metrics (d2lexp.record.HEADLINE), those that some job of the sweep has.
+FIRST_COLUMNS: list[tuple[str, str, str]] = [
     ("job", "job", "{}"),
     ("swept", "swept", "{}"),
     ("model", "model", "{}"),
     ("params", "params", "{:,}"),
     ("MACs/example", "macs_per_example", "{:,}"),
-    ("train loss", "train/loss", "{:.4f}"),
-    ("train acc", "train/acc", "{:.4f}"),
-    ("test acc", "test/acc", "{:.4f}"),
-    ("best val acc", "val/acc_best", "{:.4f}"),
+]
+LAST_COLUMNS: list[tuple[str, str, str]] = [
     ("epochs", "epochs", "{}"),
     # fit s = train s (the first step's included) + val s + the rest (setup, checkpoints)
     ("fit s", "fit_seconds", "{:.1f}"),
@@ -49,10 +49,18 @@ COLUMNS: list[tuple[str, str, str]] = [
     ("first step s", "first_step_seconds", "{:.1f}"),  # cuDNN autotuning, torch.compile
     ("val s", "validation_seconds", "{:.1f}"),
     ("examples/s", "train_examples_per_second", "{:,.0f}"),
+    ("tokens/s", "train_tokens_per_second", "{:,.0f}"),
     ("peak GiB", "peak_memory_gb", "{:.1f}"),
     ("status", "status", "{}"),
     ("reason", "reason", "{}"),  # of a job that did not finish: the first line of its error
 ]
+ALL_COLUMNS = FIRST_COLUMNS + [(h.label, h.key, h.fmt) for h in HEADLINE] + LAST_COLUMNS
+
+
+def columns(rows: list[dict[str, Any]]) -> list[tuple[str, str, str]]:
+    """The columns of a sweep's table: every column some job has a value for, job and status always."""
+    always = {"job", "swept", "model", "status"}
+    return [c for c in ALL_COLUMNS if c[1] in always or any(row.get(c[1]) not in (None, "") for row in rows)]
 
 
 class NotASweep(D2lexpError):
@@ -60,7 +68,7 @@ class NotASweep(D2lexpError):
 
 
 # The type each column's value must have; anything else in a job's metrics.json is left out of the row.
-_NUMBER_KEYS = {key for _, key, fmt in COLUMNS if fmt != "{}"} | {"epochs", "val/acc"}
+_NUMBER_KEYS = {key for _, key, fmt in ALL_COLUMNS if fmt != "{}"} | {"epochs", "val/acc"}
 _TEXT_KEYS = {"model", "status", "error", "experiment"}
 
 
@@ -174,9 +182,10 @@ def _markdown_cell(text: str) -> str:
 
 
 def markdown_table(rows: list[dict[str, Any]]) -> str:
-    lines = ["| " + " | ".join(title for title, _, _ in COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
+    shown = columns(rows)
+    lines = ["| " + " | ".join(title for title, _, _ in shown) + " |", "|" + "---|" * len(shown)]
     for row in rows:
-        lines.append("| " + " | ".join(_markdown_cell(_cell(row, key, fmt)) for _, key, fmt in COLUMNS) + " |")
+        lines.append("| " + " | ".join(_markdown_cell(_cell(row, key, fmt)) for _, key, fmt in shown) + " |")
     return "\n".join(lines)
 
 
@@ -250,7 +259,7 @@ def write_report(sweep_dir: str | Path, rows: list[dict[str, Any]] | None = None
     )
     with paths["csv"].open("w", newline="") as f:
         writer = csv.writer(f)
-        keys = [key for _, key, _ in COLUMNS] + ["overrides", "error", "dir"]
+        keys = [key for _, key, _ in ALL_COLUMNS] + ["overrides", "error", "dir"]
         writer.writerow(keys)
         for row in rows:
             writer.writerow(["" if row.get(key) is None else row.get(key) for key in keys])

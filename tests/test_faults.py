@@ -53,6 +53,7 @@ def test_a_killed_run_resumes_to_exactly_the_uninterrupted_result(tmp_path, data
     checkpoint = torch.load(last, weights_only=True)
     assert checkpoint["epoch"] == 1 and checkpoint["global_step"] % 60 > 0  # mid-epoch
 
+    before = digest(killed)
     resumed = run_cli(
         *RUN, *EVERY_5_STEPS, "ckpt_path=last", "hydra.run.dir=outputs/resumed", cwd=tmp_path, data_dir=data_dir
     )
@@ -62,6 +63,7 @@ def test_a_killed_run_resumes_to_exactly_the_uninterrupted_result(tmp_path, data
     a = read_metrics(tmp_path / "outputs" / "resumed")
     b = read_metrics(tmp_path / "outputs" / "straight")
     assert a["resumed_from"] == str(last)
+    assert digest(killed) == before  # resuming read the killed run's folder and wrote nothing there
     for key in ("train/loss", "train/acc", "val/acc", "val/acc_best", "test/acc", "test/loss"):
         assert a[key] == b[key], key  # exactly: same data order, weights, optimizer, metric sums
     weights_a = torch.load(tmp_path / "outputs/resumed/checkpoints/last.ckpt", weights_only=True)["state_dict"]
@@ -124,14 +126,24 @@ def earlier_run(tmp_path_factory, data_dir):
     return folder, digest(folder)
 
 
+def same_second_as(folder):
+    """The override that makes a run want `folder`'s very name, through the claim every auto-named
+    run goes through: as a run started in the same second as `folder`'s would."""
+    return f"hydra.run.dir=${{new_run_folder:{folder}}}"
+
+
 def test_a_truncated_checkpoint_is_refused_and_nothing_is_lost(tmp_path, data_dir, earlier_run):
     folder, before = earlier_run
     broken = tmp_path / "broken.ckpt"
     broken.write_bytes((folder / "checkpoints" / "last.ckpt").read_bytes()[:5000])
-    result = run_cli("experiment=d2l/softmax", f"ckpt_path={broken}", cwd=tmp_path, data_dir=data_dir)
+    result = run_cli(
+        "experiment=d2l/softmax", f"ckpt_path={broken}", same_second_as(folder), cwd=tmp_path, data_dir=data_dir
+    )
     output = result.stdout + result.stderr
     assert result.returncode == 1 and "cannot be read as a checkpoint" in output and "Traceback" not in output
     assert digest(folder) == before
+    own = max(folder.parent.glob(f"{folder.name}_*"), key=lambda p: p.stat().st_mtime)  # the folder it got instead
+    assert read_metrics(own)["status"] == "failed" and "cannot be read as a checkpoint" in read_metrics(own)["error"]
 
 
 def test_a_truncated_data_file_is_refused(tmp_path, data_dir, earlier_run):
@@ -147,7 +159,7 @@ def test_a_truncated_data_file_is_refused(tmp_path, data_dir, earlier_run):
         (raw / name).write_bytes((data_dir / "FashionMNIST" / "raw" / name).read_bytes())
     (raw / "t10k-labels-idx1-ubyte").write_bytes((raw / "t10k-labels-idx1-ubyte").read_bytes()[:4000])
     result = run_cli("experiment=d2l/softmax", f"paths.data_dir={tmp_path / 'data'}", "data.download=false",
-                     cwd=tmp_path)  # fmt: skip
+                     same_second_as(folder), cwd=tmp_path)  # fmt: skip
     output = result.stdout + result.stderr
     assert result.returncode == 1 and "t10k-labels-idx1-ubyte is corrupt or truncated" in output
     assert "Traceback" not in output and digest(folder) == before

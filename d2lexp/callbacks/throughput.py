@@ -67,6 +67,8 @@ class Throughput(RecordingCallback):
         self._val_seconds = 0.0
         self.validation_seconds = 0.0  # of the whole fit
         self._items = 0
+        self._device: torch.device | None = None
+        self._world_size = 1  # every process trains its own share of each epoch
 
     def _count(self, batch: Any) -> int:
         x = batch[0] if isinstance(batch, (tuple, list)) else batch
@@ -78,7 +80,7 @@ class Throughput(RecordingCallback):
         if pl_module.device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(pl_module.device)
         self._device = pl_module.device
-        self._world_size = trainer.world_size  # every process trains its own share of each epoch
+        self._world_size = trainer.world_size
 
     def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         synchronize(pl_module.device)
@@ -136,13 +138,12 @@ class Throughput(RecordingCallback):
     def record(self) -> dict[str, float | None]:
         rate = self.items_per_second
         record = {
-            f"train_{self.unit}_per_second": rate * getattr(self, "_world_size", 1) if rate else rate,
+            f"train_{self.unit}_per_second": rate * self._world_size if rate else rate,
             "train_seconds": sum(self.epoch_seconds),
             "validation_seconds": self.validation_seconds,  # the sanity check's included
             "first_step_seconds": self.first_step_seconds,
             "startup_seconds": self.startup_seconds,
         }
-        device = getattr(self, "_device", None)
-        if device is not None and device.type == "cuda":
-            record["peak_memory_gb"] = torch.cuda.max_memory_allocated(device) / 2**30
+        if self._device is not None and self._device.type == "cuda":
+            record["peak_memory_gb"] = torch.cuda.max_memory_allocated(self._device) / 2**30
         return record

@@ -10,6 +10,7 @@ trains the same net the same way, only slower. What each was measured to save: d
 | `background_checkpoints` | checkpoints written on a background thread                    | checkpoints.py   |
 | `lean_profiler`          | Lightning's no-op profiler without its cost per hook          | profiler.py      |
 
+Without a switch, since it changes nothing but a cost: `Task`'s hook bookkeeping (hooks.py).
 `speed` is the composed config group (typed by d2lexp.config.SpeedSchema). d2lexp's ModelCheckpoint
 (checkpoints.py, named in conf/callbacks) also writes a state once when
 two checkpoint callbacks save it, and formats its state key once.
@@ -34,16 +35,27 @@ def prepare_task(task: pl.LightningModule, speed: Any) -> None:
     use_channels_last(task, speed.channels_last)
 
 
-def callbacks(speed: Any) -> list[pl.Callback]:
-    """Callbacks of the switched-on features; they go after every other callback (the net is
+def callbacks(speed: Any, trainer: Any) -> list[pl.Callback]:
+    """Callbacks of the switched-on features that can act on this run's trainer (each callback
+    costs Lightning a few hook calls every step); they go after every other callback (the net is
     compiled after the model summary has run it)."""
     extra: list[pl.Callback] = []
     options = compile_options(speed.compile)
     if options is not None:
         extra.append(CompileNet(options))
-    if speed.autotune_main_shapes:
+    if speed.autotune_main_shapes and autotunes(trainer):
         extra.append(AutotuneMainShapes())
     return extra
+
+
+def autotunes(trainer: Any) -> bool:
+    """Whether cuDNN autotuning can be on in this run: `trainer.benchmark`, not deterministic,
+    on a CUDA GPU."""
+    import torch
+
+    accelerator = str(trainer.get("accelerator", "auto"))
+    cuda = accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available())
+    return bool(trainer.get("benchmark")) and not trainer.get("deterministic") and cuda
 
 
 def trainer_options(speed: Any, trainer: Any) -> dict[str, Any]:

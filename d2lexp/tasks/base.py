@@ -15,6 +15,7 @@ from torch import nn
 from torchmetrics import Metric
 
 from d2lexp.data.base import DataModule
+from d2lexp.speed.hooks import LeanHookBookkeeping
 from d2lexp.tasks.metrics import upgrade_metric_states
 
 OptimizerFactory = Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer]
@@ -33,7 +34,7 @@ class Scheduler:
     monitor: str = "val/loss"
 
 
-class Task(pl.LightningModule):
+class Task(LeanHookBookkeeping, pl.LightningModule):
     """Base LightningModule: trains `self.net` with an optimizer built from a partial.
 
     Subclasses define the loss and metrics; they never name an architecture. They call the net
