@@ -101,13 +101,13 @@ def task(cfg: DictConfig, built_net: nn.Module) -> Task:
     return built
 
 
-def callbacks(cfg: DictConfig, first: Sequence[pl.Callback] = ()) -> list[pl.Callback]:
+def callbacks(cfg: DictConfig, first: Sequence[pl.Callback] = (), on_epoch: Any = None) -> list[pl.Callback]:
     """`first` (a caller's own), the configured callbacks, the record's, then speed's (last: the
-    net is compiled after the model summary has run it)."""
+    net is compiled after the model summary has run it). `on_epoch`: see EpochHistory."""
     configured = [instantiate(c, "callbacks") for c in (cfg.get("callbacks") or {}).values() if c is not None]
     record = [
         Throughput(run_start_time()),
-        EpochHistory(),
+        EpochHistory(on_epoch),
         RandomState(),
         RunConfigInCheckpoint(OmegaConf.to_container(cfg, resolve=True)),
     ]
@@ -239,9 +239,15 @@ class Run:
     tests: bool  # whether a test pass follows fitting
 
 
-def run(cfg: DictConfig, given_net: nn.Module | None = None, first_callbacks: Sequence[pl.Callback] = ()) -> Run:
+def run(
+    cfg: DictConfig,
+    given_net: nn.Module | None = None,
+    first_callbacks: Sequence[pl.Callback] = (),
+    on_epoch: Any = None,
+) -> Run:
     """Every part of the run `cfg` describes, seeded. `given_net` replaces the one `cfg.model`
-    and `cfg.init` would build (it is trained in place)."""
+    and `cfg.init` would build (it is trained in place); `on_epoch` hears of each epoch's end
+    (the run's record)."""
     from lightning.pytorch.utilities.model_helpers import is_overridden
 
     check_run_settings(cfg)
@@ -262,7 +268,7 @@ def run(cfg: DictConfig, given_net: nn.Module | None = None, first_callbacks: Se
         found = find_checkpoint(cfg.ckpt_path, cfg.paths.log_dir, exclude=cfg.paths.output_dir, settings=settings)
         check_fits(load_checkpoint(found), built_task, found)
         resume_from = str(found)
-    built_trainer = trainer(cfg, callbacks(cfg, first_callbacks), loggers(cfg))
+    built_trainer = trainer(cfg, callbacks(cfg, first_callbacks, on_epoch), loggers(cfg))
     tests = (
         bool(cfg.get("test"))
         and is_overridden("test_step", built_task)

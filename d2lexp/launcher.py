@@ -11,9 +11,12 @@ whole pool, `TerminatedWorkerError`, and every job still in it is lost.)
 `jobs_per_device` jobs run at a time on each device (`devices`: `auto` is every visible GPU,
 or the CPU when there is none; or a list of GPU indices); each job sees only its GPU
 (`CUDA_VISIBLE_DEVICES`) and gets its share of the CPU's threads (`threads_per_job`, default:
-the CPU's cores divided among the jobs that run at once). Before anything runs, every job's
-folder is made with a `metrics.json` that says `pending`, so a job that never ran still has
-a row in the report.
+the CPU's cores divided among the jobs that run at once). The longest jobs start first (by
+MACs per example x training examples x epochs, `job_cost`), so the sweep ends about when its
+longest job does. Each job keeps its own seed, folder and record; with more than one at a time
+their progress bars are off (they would draw over each other), and each epoch's line in the log
+shows where they are. Before anything runs, every job's folder is made with a `metrics.json`
+that says `pending`, so a job that never ran still has a row in the report.
 """
 
 from __future__ import annotations
@@ -69,6 +72,22 @@ def slots(devices: Any, jobs_per_device: int, threads_per_job: int | None) -> li
     at_once = len(gpus) * jobs_per_device
     threads = threads_per_job or max(1, (os.cpu_count() or 1) // at_once)
     return [Slot(gpu, threads) for _ in range(jobs_per_device) for gpu in gpus]
+
+
+def job_cost(config: DictConfig) -> float:
+    """How long a job should take, relatively: MACs per example x training examples per epoch x
+    epochs, all known before it runs (0 where one is not: such jobs start last)."""
+    from d2lexp import build
+    from d2lexp.errors import D2lexpError
+    from d2lexp.measure import model_stats
+
+    try:
+        data = build.data(config)
+        macs = model_stats(lambda: build.net(config), data.model_input()).macs
+    except (D2lexpError, RuntimeError):  # a job that will fail: it says so itself, when it runs
+        return 0.0
+    epochs = config.trainer.get("max_epochs") or 0
+    return float(macs) * float(data.train_examples() or 0) * float(max(epochs, 0))
 
 
 def _describe_exit(exitcode: int | None) -> str:
@@ -149,11 +168,14 @@ class ParallelLauncher(Launcher):
         jobs = [self._job(initial_job_idx + i, overrides) for i, overrides in enumerate(job_overrides)]
         for job in jobs:  # every job has a row from the start, even one that never gets to run
             write_metrics(job.folder, {"status": "pending", "job": job.number, "overrides": job.overrides})
-        log.info("Launching %d jobs, %d at a time, each in its own process (%d CPU threads each)",
+            if len(available) > 1 and job.config.get("callbacks"):
+                with open_dict(job.config):
+                    job.config.callbacks.progress_bar = None  # side by side, the bars would draw over each other
+        log.info("Launching %d jobs, %d at a time, each in its own process (%d CPU threads each), the longest first",
                  len(jobs), len(available), available[0].threads)  # fmt: skip
         task = (self.task_function.__module__, self.task_function.__name__)
         context = multiprocessing.get_context("spawn")
-        waiting, running = list(jobs), {}
+        waiting, running = sorted(jobs, key=lambda job: -job_cost(job.config)), {}
         try:
             while waiting or running:
                 while waiting and available:

@@ -20,6 +20,7 @@ import csv
 import logging
 import math
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -68,7 +69,7 @@ class NotASweep(D2lexpError):
 
 
 # The type each column's value must have; anything else in a job's metrics.json is left out of the row.
-_NUMBER_KEYS = {key for _, key, fmt in ALL_COLUMNS if fmt != "{}"} | {"epochs", "val/acc"}
+_NUMBER_KEYS = {key for _, key, fmt in ALL_COLUMNS if fmt != "{}"} | {"epochs", "val/acc", "started_at", "finished_at"}
 _TEXT_KEYS = {"model", "status", "error", "experiment"}
 
 
@@ -189,11 +190,21 @@ def markdown_table(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def summary(rows: list[dict[str, Any]]) -> str:
-    """How many jobs finished, and their fit time in total (a sweep of the book's chapter: the chapter's time)."""
+def summary(rows: list[dict[str, Any]], wall_seconds: float | None = None) -> str:
+    """How many jobs finished; their fit time in total (a sweep of the book's chapter: the chapter's
+    time, run one after another) beside the wall time the jobs took from the first one's start to
+    the last one's end (less, where jobs ran side by side), and `wall_seconds` from the command."""
     done = sum(r.get("status") == "done" for r in rows)
     fit = sum(to_float(r.get("fit_seconds")) or 0.0 for r in rows)
-    text = f"{done} of {len(rows)} jobs done; fit time in total {fit:.1f} s."
+    text = f"{done} of {len(rows)} jobs done; fit time in total {fit:.1f} s"
+    starts = [to_float(r.get("started_at")) for r in rows]
+    ends = [to_float(r.get("finished_at")) for r in rows]
+    starts, ends = [t for t in starts if t is not None], [t for t in ends if t is not None]
+    if starts and ends and max(ends) > min(starts):
+        text += f", wall time {max(ends) - min(starts):.1f} s from the first job's start to the last one's end"
+    if wall_seconds is not None:
+        text += f", {wall_seconds:.1f} s from the command to this report"
+    text += "."
     collapsed = [r for r in rows if r.get("collapsed")]
     if collapsed:
         text += (
@@ -248,14 +259,17 @@ def plot(rows: list[dict[str, Any]], path: Path) -> None:
     fig.savefig(path, dpi=110)
 
 
-def write_report(sweep_dir: str | Path, rows: list[dict[str, Any]] | None = None) -> dict[str, Path]:
+def write_report(
+    sweep_dir: str | Path, rows: list[dict[str, Any]] | None = None, wall_seconds: float | None = None
+) -> dict[str, Path]:
     """Write report.md, report.csv and report.png into `sweep_dir`; return their paths.
-    `rows`: the sweep's jobs, if the caller has collected them already."""
+    `rows`: the sweep's jobs, if the caller has collected them already; `wall_seconds`: the
+    sweep's, from the command (see `summary`)."""
     sweep_dir = Path(sweep_dir)
     rows = collect(sweep_dir) if rows is None else rows
     paths = {kind: sweep_dir / f"report.{kind}" for kind in ("md", "csv", "png")}
     paths["md"].write_text(
-        f"# Sweep {sweep_dir}\n\n{summary(rows)}\n\n{markdown_table(rows)}\n\n![curves](report.png)\n"
+        f"# Sweep {sweep_dir}\n\n{summary(rows, wall_seconds)}\n\n{markdown_table(rows)}\n\n![curves](report.png)\n"
     )
     with paths["csv"].open("w", newline="") as f:
         writer = csv.writer(f)
@@ -275,6 +289,7 @@ class SweepReport(Callback):
     """
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        self.started = time.time()
         # Sweepers that keep state in the sweep folder (Optuna's study database) need it first.
         Path(config.hydra.sweep.dir).mkdir(parents=True, exist_ok=True)
 
@@ -285,9 +300,12 @@ class SweepReport(Callback):
         except NotASweep as e:
             log.error("No sweep report: %s", e)
             sys.exit(1)
-        paths = write_report(sweep_dir, rows)
+        from d2lexp.callbacks.throughput import process_start_time
+
+        wall = time.time() - (process_start_time() or getattr(self, "started", time.time()))
+        paths = write_report(sweep_dir, rows, wall)
         log.info("Sweep report: %s (table), %s (curves)", paths["md"], paths["png"])
-        print(f"{summary(rows)}\n{markdown_table(rows)}")
+        print(f"{summary(rows, wall)}\n{markdown_table(rows)}")
         not_done = [r for r in rows if r.get("status") != "done"]
         if not_done:
             log.error("%d of %d jobs did not finish: %s", len(not_done), len(rows),

@@ -41,7 +41,7 @@ def train(cfg: DictConfig, callbacks: Sequence[pl.Callback] = (), net: nn.Module
     quiet_lightning()
     record = RunRecord(cfg, hydra_choices())
     with record.until_done():
-        run = build.run(cfg, net, callbacks)
+        run = build.run(cfg, net, callbacks, on_epoch=record.epoch_ended)
         record.started(run)
         start = time.perf_counter()
         run.trainer.fit(run.task, datamodule=run.data, ckpt_path=run.resume_from, weights_only=True)

@@ -11,7 +11,12 @@ import subprocess
 import sys
 import time
 
+import torch
+
+from d2lexp.launcher import Slot
 from d2lexp.report import collect
+from d2lexp.train import train
+from tests.test_cli import run_cli
 
 PARALLEL = ["hydra/launcher=parallel", "hydra.launcher.jobs_per_device=2", "hydra.launcher.devices=cpu"]
 QUICK = ["experiment=d2l/softmax", "data.train_subset=20000", "data.test_subset=1000", "callbacks.progress_bar=null",
@@ -54,3 +59,48 @@ def test_jobs_that_never_ran_have_rows(tmp_path):
     write_metrics(tmp_path / "1", {"status": "pending", "job": 1, "overrides": ["seed=2"]})
     rows = collect(tmp_path)
     assert [r["status"] for r in rows] == ["done", "not run"] and "before this job started" in rows[1]["reason"]
+
+
+def test_jobs_run_side_by_side_longest_first_with_their_share_of_threads(tmp_path, data_dir, make_cfg):
+    """Three jobs, two at a time on a CPU: the longest (the MLP, by MACs x examples x epochs)
+    starts first, two overlap in time, each computes with its share of the CPU's threads, every
+    record is complete, and each job's numbers are those it gets when run alone (one at a time,
+    with the same threads)."""
+    jobs = ["experiment=d2l/softmax,d2l/mlp", "data.train_subset=6000", "data.test_subset=1000",
+            "trainer.max_epochs=2", "callbacks.model_summary=null"]  # fmt: skip
+    side_by_side = tmp_path / "side_by_side"
+    result = run_cli("-m", *PARALLEL, "hydra.launcher.threads_per_job=1", *jobs, "seed=1,2",
+                     f"hydra.sweep.dir={side_by_side}", cwd=tmp_path, data_dir=data_dir, timeout=600)  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = collect(side_by_side)
+    assert [r["status"] for r in rows] == ["done"] * 4 and all(r["threads"] == 1 for r in rows)
+    assert all(
+        r["epochs"] == 2 and r["test/acc"] > 0.5 and r["history"]["epoch"] == [0, 1] for r in rows
+    )  # chance: 0.1
+    first = min(rows, key=lambda r: r["started_at"])
+    assert first["model"] == "mlp"  # the longest first
+    overlapping = [
+        (a, b) for a in rows for b in rows if a is not b and a["started_at"] < b["started_at"] < a["finished_at"]
+    ]
+    assert overlapping, [(r["job"], r["started_at"], r["finished_at"]) for r in rows]
+    report = (side_by_side / "report.md").read_text()
+    assert "4 of 4 jobs done" in report and "from the first job's start to the last one's end" in report
+
+    # The same jobs alone, one at a time in this process, with the same one thread each.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        for row in rows:
+            alone = train(make_cfg(*row["overrides"].split(), output_dir=tmp_path / "alone" / row["job"]))
+            for key in ("train/loss", "train/acc", "test/acc", "test/loss"):
+                assert row[key] == alone[key], (row["job"], key)  # the same seeded numbers, exactly
+    finally:
+        torch.set_num_threads(threads)
+
+
+def test_slots_share_the_cpu_among_the_jobs_that_run_at_once():
+    from d2lexp.launcher import slots
+
+    cores = os.cpu_count() or 1
+    assert slots("cpu", 2, None) == [Slot(None, max(1, cores // 2))] * 2
+    assert slots([0, 1], 2, 3) == [Slot(0, 3), Slot(1, 3), Slot(0, 3), Slot(1, 3)]  # round the GPUs

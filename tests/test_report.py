@@ -44,7 +44,7 @@ def test_markdown_and_csv_tables(sweep):
     assert all(float(r["test/acc"]) > 0.3 and int(r["epochs"]) == 2 and float(r["fit_seconds"]) > 0 for r in done)
     assert all(0 < float(r["first_step_seconds"]) < float(r["fit_seconds"]) for r in done)
     fit_in_total = sum(float(r["fit_seconds"]) for r in done)  # the failed jobs never fitted
-    assert f"2 of 4 jobs done; fit time in total {fit_in_total:.1f} s." in md
+    assert f"2 of 4 jobs done; fit time in total {fit_in_total:.1f} s, wall time " in md
     assert int(done[0]["params"]) == 7_850 and int(done[0]["macs_per_example"]) == 7_840
     assert md.startswith("# Sweep") and markdown_table(collect(sweep_dir)) in md
 
@@ -103,7 +103,7 @@ def test_unreadable_jobs_are_rows_that_say_so_and_the_report_is_still_written(tm
     table = [line for line in paths["md"].read_text().splitlines() if line.startswith("| ")]
     assert len(table) == 1 + len(rows)  # the header and one line per job: nothing broke a row
     assert "a\\|b" in table[6] and "first line \\| with a pipe" in table[6] and "second line" not in table[6]
-    assert "2 of 6 jobs done; fit time in total 10.0 s." in paths["md"].read_text()
+    assert "2 of 6 jobs done; fit time in total 10.0 s." in paths["md"].read_text()  # no times to span
     assert Image.open(paths["png"]).size[0] > 1000
 
 

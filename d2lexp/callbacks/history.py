@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import lightning.pytorch as pl
@@ -19,10 +20,12 @@ class EpochHistory(RecordingCallback):
     start of the next epoch and at the end of training. One device read per epoch.
 
     The history goes into every checkpoint (plain numbers), with what the unfinished epoch has
-    logged so far, so a resumed run's history is the whole run's.
+    logged so far, so a resumed run's history is the whole run's. `on_epoch(row, history)` is
+    told of each epoch as it is snapshotted (the run's record: a line in the log, metrics.json).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, on_epoch: Callable[[dict[str, float], dict[str, list]], None] | None = None) -> None:
+        self.on_epoch = on_epoch
         self.epochs: list[dict[str, float]] = []
         self._pending_epoch: int | None = None
         self._carried: dict[str, float] = {}  # what the pending epoch logged before a resume
@@ -37,8 +40,11 @@ class EpochHistory(RecordingCallback):
     def _snapshot(self, trainer: pl.Trainer) -> None:
         if self._pending_epoch is None:
             return
-        self.epochs.append({"epoch": self._pending_epoch, **self._carried, **self._epoch_values(trainer)})
+        row = {"epoch": self._pending_epoch, **self._carried, **self._epoch_values(trainer)}
+        self.epochs.append(row)
         self._pending_epoch, self._carried = None, {}
+        if self.on_epoch is not None and trainer.is_global_zero:
+            self.on_epoch(row, self.as_columns())
 
     def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if self._pending_epoch != trainer.current_epoch:  # not the epoch a resumed run continues

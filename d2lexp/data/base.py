@@ -62,6 +62,11 @@ class DataModule(pl.LightningDataModule):
         """One input as the model receives it: `example_input` after the device-side transform."""
         return self.on_after_batch_transfer(self.example_input(), 0)
 
+    def train_examples(self) -> int | None:
+        """How many training examples an epoch has, known without reading the data (a sweep's
+        launcher weighs jobs by it); None where it is not known."""
+        return None
+
     def sample_images(self, n: int) -> tuple[torch.Tensor, list[str]] | None:
         """The first `n` training images as floats [n, H, W] in [0, 1] and their labels, if any."""
         return None

@@ -204,6 +204,10 @@ class FashionMNISTDataModule(DataModule):
         images, labels = batch
         return self.transform(images), labels
 
+    def train_examples(self) -> int:
+        available = SPLIT_SIZES["train"] - self.val_size
+        return min(available, self.train_subset) if self.train_subset else available
+
     def example_input(self) -> torch.Tensor:
         """One blank image as a loader yields it (uint8, before the device-side transform)."""
         return torch.zeros(1, 1, 28, 28, dtype=torch.uint8)

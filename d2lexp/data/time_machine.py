@@ -154,6 +154,10 @@ class TimeMachineDataModule(DataModule):
             return []
         return SequenceLoader(self.corpus["val"], self.batch_size, self.num_steps, sequential=True, seed=self.seed)
 
+    def train_examples(self) -> int | None:
+        """Tokens an epoch trains on: the capped corpus, less the validation text."""
+        return int(self.max_tokens * (1 - self.val_fraction)) if self.max_tokens > 0 else None
+
     def example_input(self) -> torch.Tensor:
         return torch.zeros(1, self.num_steps, dtype=torch.long)
 
