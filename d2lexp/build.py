@@ -109,12 +109,22 @@ def callbacks(cfg: DictConfig, first: Sequence[pl.Callback] = (), on_epoch: Any 
         Throughput(run_start_time()),
         EpochHistory(on_epoch),
         RandomState(),
-        RunConfigInCheckpoint(OmegaConf.to_container(cfg, resolve=True)),
+        RunConfigInCheckpoint(OmegaConf.to_container(cfg, resolve=True), command_line_overrides()),
     ]
     every = [*first, *configured, *record, *speed.callbacks(cfg.speed, cfg.trainer)]
     if not cfg.trainer.get("enable_progress_bar", True):  # the switch drops a configured bar rather than refusing it
         every = [c for c in every if not isinstance(c, pl.callbacks.ProgressBar)]
     return every
+
+
+def command_line_overrides() -> list[str] | None:
+    """The overrides this run was started with, when Hydra started it."""
+    from hydra.core.hydra_config import HydraConfig
+
+    try:
+        return list(HydraConfig.get().overrides.task)
+    except ValueError:  # composed with the compose API (tests, notebooks)
+        return None
 
 
 def loggers(cfg: DictConfig) -> list[Any]:

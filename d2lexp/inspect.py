@@ -20,9 +20,10 @@ from omegaconf import DictConfig
 from torch import nn
 
 from d2lexp import build
-from d2lexp.config import CONF_DIR, unknown_key_message
+from d2lexp.config import CONF_DIR
 from d2lexp.errors import D2lexpError
 from d2lexp.measure import ModelStats, inspect_model, meta_model
+from d2lexp.overrides import unknown_key_message
 
 
 def inception_comparison() -> list[tuple[str, int, int]]:

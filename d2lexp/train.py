@@ -17,9 +17,10 @@ from typing import TYPE_CHECKING, Any
 import hydra
 from omegaconf import DictConfig
 
-from d2lexp.config import CONF_DIR, unknown_key_message
+from d2lexp.config import CONF_DIR
 from d2lexp.console import quiet_lightning, quiet_unwritable_folders
 from d2lexp.errors import D2lexpError
+from d2lexp.overrides import unknown_key_message, with_recorded_settings
 
 if TYPE_CHECKING:
     import lightning.pytorch as pl
@@ -78,11 +79,18 @@ def in_multirun() -> bool:
 
 
 def main() -> None:
-    """`python -m d2lexp` and the `d2lexp` command: a misspelt key is caught before Hydra starts."""
-    message = unknown_key_message("config", sys.argv[1:])
+    """`python -m d2lexp` and the `d2lexp` command. Before Hydra starts: a resumed run's own
+    recorded settings go under the command's, and a misspelt key is caught."""
+    try:
+        args = with_recorded_settings(sys.argv[1:])
+    except D2lexpError as e:
+        print(e, file=sys.stderr)
+        sys.exit(1)
+    message = unknown_key_message("config", args)
     if message:
         print(message, file=sys.stderr)
         sys.exit(1)
+    sys.argv[1:] = args
     hydra_main()
 
 
