@@ -19,6 +19,7 @@ import copy
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import hydra
@@ -227,6 +228,21 @@ def check_net_fits_data(stats_output: tuple[int, ...], data_module: DataModule) 
         )
 
 
+def checkpoint_to_resume(cfg: DictConfig) -> Path | None:
+    """What `ckpt_path` resumes: a file, a run folder's last checkpoint, `last` (the newest run
+    with the same settings), or `auto`: this run folder's own last checkpoint if it has one (a
+    SLURM job requeued after its time limit reruns its command: it goes on where it stopped),
+    else nothing, a fresh start."""
+    spec = cfg.get("ckpt_path")
+    if not spec:
+        return None
+    if str(spec) == "auto":
+        own = Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt"
+        return own if own.is_file() else None
+    settings = defining_settings(OmegaConf.to_container(cfg, resolve=False))
+    return find_checkpoint(spec, cfg.paths.log_dir, exclude=cfg.paths.output_dir, settings=settings)
+
+
 def given_net_stats(given_net: nn.Module, example: torch.Tensor) -> ModelStats | None:
     """A caller's own net, measured on a meta copy; None if its forward cannot run there (it makes
     tensors on a device of its own, say)."""
@@ -273,9 +289,8 @@ def run(
     if stats is not None:
         check_net_fits_data(stats.output_shape, data_module)
     resume_from = None
-    if cfg.get("ckpt_path"):
-        settings = defining_settings(OmegaConf.to_container(cfg, resolve=False))
-        found = find_checkpoint(cfg.ckpt_path, cfg.paths.log_dir, exclude=cfg.paths.output_dir, settings=settings)
+    found = checkpoint_to_resume(cfg)
+    if found is not None:
         check_fits(load_checkpoint(found), built_task, found)
         resume_from = str(found)
     built_trainer = trainer(cfg, callbacks(cfg, first_callbacks, on_epoch), loggers(cfg))

@@ -148,11 +148,12 @@ def _key(override: str) -> str:
     return override.split("=", 1)[0].lstrip("+~")
 
 
-def with_recorded_settings(args: list[str]) -> list[str]:
+def with_recorded_settings(args: list[str], own_folder: bool = True) -> list[str]:
     """A command line that resumes a run (`ckpt_path=<run folder or checkpoint>`), with the run's
     own recorded overrides first and the command's on top, continuing in the run's own folder:
     `python -m d2lexp ckpt_path=outputs/<date>/<time> trainer.max_epochs=20` needs nothing
-    retyped. Other command lines come back as they are."""
+    retyped (`own_folder=False`: a folder of the command's own, as an eval's). Other command lines
+    come back as they are."""
     from d2lexp.checkpoint import find_checkpoint
 
     given = {a.split("=", 1)[0]: a.split("=", 1)[1] for a in args if "=" in a and not a.startswith("-")}
@@ -166,5 +167,5 @@ def with_recorded_settings(args: list[str]) -> list[str]:
     mine = {_key(a) for a in args if "=" in a or a.startswith("~")}
     extra = [o for o in recorded if _key(o) not in mine and _key(o) != "ckpt_path"]
     folder = checkpoint.parent.parent
-    own_folder = (folder / ".hydra").is_dir() and "hydra.run.dir" not in given
-    return [*extra, *args, *([f"hydra.run.dir={folder}"] if own_folder else [])]
+    in_place = own_folder and (folder / ".hydra").is_dir() and "hydra.run.dir" not in given
+    return [*extra, *args, *([f"hydra.run.dir={folder}"] if in_place else [])]

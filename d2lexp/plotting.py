@@ -1,24 +1,28 @@
-"""Pictures a person looks at. Matplotlib is imported only where a figure is drawn;
-the sample-image grid of every run is drawn with PIL, which costs no start-up time."""
+"""Pictures a person looks at. Matplotlib is imported only where a figure is drawn; the
+image grids are drawn with PIL, which costs no start-up time."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 import torch
 
 
-def labelled_image_grid(images: torch.Tensor, titles: Sequence[str], num_cols: int = 9, scale: int = 3) -> torch.Tensor:
-    """The book's `show_images`: grayscale images in a grid, each under its title.
+def labelled_image_grid(images: torch.Tensor, titles: Sequence[str], num_cols: int = 9, cell: int = 84) -> torch.Tensor:
+    """The book's `show_images`: grayscale images in a grid, each under its title (which may
+    have several lines), each image scaled to `cell` pixels a side.
 
-    `images` is [N, H, W] in [0, 1]; returns a uint8 RGB image [3, H', W'] for
-    TensorBoard's `add_image`.
+    `images` is [N, H, W] in [0, 1]; returns a uint8 RGB image [3, H', W'] for TensorBoard's
+    `add_image` (and `save_image`).
     """
     from PIL import Image, ImageDraw, ImageFont
 
-    n, h, w = images.shape
-    cell_w, cell_h, title_h = w * scale, h * scale, 14
+    n = images.shape[0]
+    lines = max((title.count("\n") + 1 for title in titles), default=1)
+    cell_w = cell_h = cell
+    title_h = 12 * lines + 2
     num_rows = -(-n // num_cols)
     canvas = Image.new("RGB", (num_cols * cell_w, num_rows * (cell_h + title_h)), "white")
     draw = ImageDraw.Draw(canvas)
@@ -27,7 +31,87 @@ def labelled_image_grid(images: torch.Tensor, titles: Sequence[str], num_cols: i
     for i in range(n):
         row, col = divmod(i, num_cols)
         x, y = col * cell_w, row * (cell_h + title_h)
-        tile = Image.fromarray(pixels[i], mode="L").resize((cell_w, cell_h), Image.NEAREST)
+        resample = Image.NEAREST if pixels[i].shape[-1] <= cell else Image.BILINEAR
+        tile = Image.fromarray(pixels[i], mode="L").resize((cell_w, cell_h), resample)
         canvas.paste(tile.convert("RGB"), (x, y + title_h))
-        draw.text((x + 2, y + 1), titles[i], fill="black", font=font)
+        draw.multiline_text((x + 2, y + 1), titles[i], fill="black", font=font, spacing=1)
     return torch.from_numpy(np.asarray(canvas).copy()).permute(2, 0, 1)
+
+
+def save_image(image: torch.Tensor, path: Path) -> Path:
+    """A uint8 RGB image [3, H, W] as PNG, written atomically."""
+    from PIL import Image
+
+    temporary = path.with_name(path.name + ".tmp")
+    try:
+        Image.fromarray(image.permute(1, 2, 0).cpu().numpy()).save(temporary, format="png")
+        temporary.replace(path)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
+    return path
+
+
+def confusion_figure(matrix: torch.Tensor, class_names: Sequence[str]):  # -> matplotlib Figure
+    """A confusion matrix: rows are the true classes, columns the predicted ones, each cell the
+    share of its row (how a class's examples were classified), with the count written in."""
+    from matplotlib.figure import Figure
+
+    counts = matrix.cpu().long()
+    shares = counts.float() / counts.sum(dim=1, keepdim=True).clamp(min=1)
+    fig = Figure(figsize=(7, 6))
+    ax = fig.subplots()
+    shown = ax.imshow(shares.numpy(), cmap="Blues", vmin=0, vmax=1)
+    ticks = range(len(class_names))
+    ax.set_xticks(ticks, labels=class_names, rotation=45, ha="right", fontsize=8)
+    ax.set_yticks(ticks, labels=class_names, fontsize=8)
+    ax.set(xlabel="predicted", ylabel="true", title="Confusion matrix (test split)")
+    for i in ticks:
+        for j in ticks:
+            ax.text(j, i, f"{int(counts[i, j])}", ha="center", va="center", fontsize=6,
+                    color="white" if shares[i, j] > 0.5 else "black")  # fmt: skip
+    fig.colorbar(shown, ax=ax, fraction=0.046, pad=0.04, label="share of the true class")
+    fig.tight_layout()
+    return fig
+
+
+# The book's learning curves: what each run's curves.png shows, where the run has it.
+CURVES = (
+    ("train/loss", "train loss", "C0", "-"), ("train/acc", "train acc", "C1", "--"),
+    ("val/loss", "val loss", "C3", "-."), ("val/acc", "val acc", "C2", ":"),
+)  # fmt: skip
+PERPLEXITY = (("train/ppl", "train perplexity", "C0", "-"), ("val/ppl", "val perplexity", "C2", ":"))
+
+
+def curves_figure(history: dict[str, list], title: str = ""):  # -> matplotlib Figure
+    """The book's figure of a run (its `Animator`): per epoch, training loss and accuracy and
+    validation loss and accuracy on one axis; perplexity instead for a language model."""
+    from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
+
+    fig = Figure(figsize=(5.5, 3.8))
+    ax = fig.subplots()
+    epochs = [e + 1 for e in history.get("epoch", [])]
+    for key, label, color, style in PERPLEXITY if "train/ppl" in history else CURVES:
+        points = [(e, v) for e, v in zip(epochs, history.get(key) or []) if isinstance(v, (int, float))]
+        if points:
+            ax.plot(*zip(*points), style, color=color, marker="o", markersize=3, label=label)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set(xlabel="epoch", title=title)
+    ax.grid(alpha=0.3)
+    if ax.lines:
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def save_figure(fig, path: Path) -> Path:
+    """Write a figure as PNG atomically: a reader never sees half an image."""
+    temporary = path.with_name(path.name + ".tmp")
+    try:
+        fig.savefig(temporary, format="png", dpi=100)
+        temporary.replace(path)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
+    return path

@@ -12,6 +12,7 @@ import math
 import os
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +29,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("d2lexp")
 
 METRICS_FILE = "metrics.json"
+CURVES_FILE = "curves.png"
 
 
 @dataclass(frozen=True)
@@ -98,7 +100,7 @@ def write_metrics(output_dir: str | Path, record: dict[str, Any]) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".json.tmp")
     try:
-        tmp.write_text(json.dumps(strict_json(record), indent=2, allow_nan=False) + "\n")
+        tmp.write_text(strict_json_text(record))
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)  # no half-written leftovers, and a full disk gets its space back
@@ -124,6 +126,11 @@ def strict_json(record: dict[str, Any]) -> dict[str, Any]:
     cleaned = clean({k: v for k, v in record.items() if k != "non_finite"}, "")
     cleaned["non_finite"] = found or None
     return cleaned
+
+
+def strict_json_text(record: dict[str, Any]) -> str:
+    """The record as strict JSON text (see `strict_json`)."""
+    return json.dumps(strict_json(record), indent=2, allow_nan=False) + "\n"
 
 
 def read_metrics(run_dir: str | Path) -> dict[str, Any]:
@@ -203,6 +210,51 @@ def _existing(path: str | None) -> str | None:
     return path if path and Path(path).is_file() else None
 
 
+class CurvesDrawer:
+    """Draws a run's curves.png (the book's figure of its epochs) on a thread of its own, so
+    that the training thread does not wait for matplotlib: the file is brought up to date after
+    each epoch, for a look at a running run, and drawn once more, at once, when the run ends."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._executor: ThreadPoolExecutor | None = None
+        self._latest: tuple[dict[str, list], str] | None = None  # what the next drawing shows
+
+    def draw_later(self, history: dict[str, list], title: str) -> None:
+        queued = self._latest is not None  # a drawing is waiting: it will show this epoch too
+        self._latest = (history, title)
+        if queued:
+            return
+        if self._executor is None:
+            self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="d2lexp-curves")
+        self._executor.submit(self._draw_latest)
+
+    def _draw_latest(self) -> None:
+        latest, self._latest = self._latest, None
+        if latest is not None:
+            try:
+                self._draw(*latest)
+            except OSError as e:  # a full disk: the training thread meets it too, and says so
+                log.debug("curves.png not drawn: %s", e)
+
+    def _draw(self, history: dict[str, list], title: str) -> Any:
+        from d2lexp.plotting import curves_figure, save_figure
+
+        figure = curves_figure(history, title)
+        save_figure(figure, self.path)
+        return figure
+
+    def draw_now(self, history: dict[str, list], title: str) -> Any:
+        """The final figure, drawn in the caller's thread once the drawings asked for are done."""
+        self.close()
+        return self._draw(history, title)
+
+    def close(self) -> None:
+        if self._executor is not None:
+            self._executor.shutdown(wait=True)
+            self._executor = None
+
+
 class RunRecord:
     """The record of one run, and its metrics.json. From the first process only in a
     distributed run; every other view of the run (the summary line, HParams) is made from it."""
@@ -214,6 +266,7 @@ class RunRecord:
         self.output_dir = Path(cfg.paths.output_dir)
         self.writes = rank_zero_only.rank == 0
         self._epoch_clock = time.perf_counter()  # when the epoch now running started
+        self._curves = CurvesDrawer(self.output_dir / CURVES_FILE)
         self.data: dict[str, Any] = {
             "status": "running",
             "output_dir": str(self.output_dir),
@@ -257,6 +310,8 @@ class RunRecord:
         self.data["history"] = history
         log.info("%s", epoch_line(row, self.cfg.trainer.get("max_epochs"), seconds))
         self.save()
+        if self.writes:
+            self._curves.draw_later(history, self.data.get("model", ""))
 
     def fitted(self, run: Run, seconds: float) -> None:
         """What fitting left: the epoch metrics (before a test pass replaces the trainer's)."""
@@ -288,12 +343,32 @@ class RunRecord:
             if isinstance(callback, RecordingCallback):
                 self.data.update(callback.record())
         self.data["collapsed"] = collapse(self.data)
+        if self.writes and self.data.get("history"):
+            figure = self._curves.draw_now(self.data["history"], self.data.get("model", ""))
+            self._to_tensorboard(trainer, figure)
         if self.data["collapsed"] and self.writes:
             log.warning(collapse_warning(self.data, self.data["collapsed"]))
         self._log_hparams(trainer)
+        self._pictures_to_mlflow(trainer)
         if run.task.diverged:
             self.data["error"] = run.task.diverged
             raise TrainingDiverged(f"{self.data['model']} diverged: {run.task.diverged}")
+
+    def _to_tensorboard(self, trainer: Any, figure: Any) -> None:
+        from d2lexp.callbacks.base import tensorboard_writer
+
+        writer = tensorboard_writer(trainer)
+        if writer is not None:
+            writer.add_figure("curves", figure, global_step=trainer.global_step)
+
+    def _pictures_to_mlflow(self, trainer: Any) -> None:
+        """The run folder's pictures (curves, predictions, ...) as artifacts of its MLflow run."""
+        from lightning.pytorch.loggers import MLFlowLogger
+
+        for logger in trainer.loggers:
+            if isinstance(logger, MLFlowLogger) and trainer.is_global_zero:
+                for picture in sorted(self.output_dir.glob("*.png")):
+                    logger.experiment.log_artifact(logger.run_id, str(picture))
 
     def _log_hparams(self, trainer: Any) -> None:
         """One HParams entry per run, with its headline metrics, in each TensorBoard logdir."""
@@ -313,6 +388,7 @@ class RunRecord:
         try:
             yield
         except BaseException as e:
+            self._curves.close()
             status, error = "failed", str(e) or type(e).__name__
             if isinstance(e, TrainingDiverged):
                 status = "diverged"

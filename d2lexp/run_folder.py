@@ -169,9 +169,12 @@ OmegaConf.register_new_resolver("new_run_folder", new_run_folder, use_cache=True
 
 
 def _resumes(config: DictConfig, folder: Path) -> bool:
-    """Whether the command resumes the run of `folder` (its ckpt_path is inside it)."""
+    """Whether the command resumes the run of `folder`: its ckpt_path is inside it, or is `auto`
+    and the folder has a last checkpoint (a requeued job rerunning its own command)."""
     ckpt = config.get("ckpt_path")
-    if not ckpt or str(ckpt) in ("last", "auto"):
+    if str(ckpt) == "auto":
+        return (folder / "checkpoints" / "last.ckpt").is_file()
+    if not ckpt or str(ckpt) == "last":
         return False
     ckpt_path, folder = Path(str(ckpt)).expanduser().absolute(), folder.absolute()
     return ckpt_path == folder or folder in ckpt_path.parents

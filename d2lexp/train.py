@@ -81,6 +81,11 @@ def in_multirun() -> bool:
 def main() -> None:
     """`python -m d2lexp` and the `d2lexp` command. Before Hydra starts: a resumed run's own
     recorded settings go under the command's, and a misspelt key is caught."""
+    if "--help" in sys.argv[1:] or "-h" in sys.argv[1:]:
+        from d2lexp.help import text
+
+        print(text())
+        return
     try:
         args = with_recorded_settings(sys.argv[1:])
     except D2lexpError as e:

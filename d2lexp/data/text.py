@@ -101,10 +101,20 @@ def seq_data_iter_sequential(
 
 class SequenceLoader(ResumableLoader):
     """Minibatches of (inputs, targets) from a token tensor, by either scheme, reshuffled each
-    epoch by (seed, epoch) through the `sampler.set_epoch` hook Lightning calls."""
+    epoch by (seed, epoch) through the `sampler.set_epoch` hook Lightning calls; with
+    `shuffle=False` the same batches every time (evaluation: a score that depends only on the
+    weights)."""
 
-    def __init__(self, corpus: torch.Tensor, batch_size: int, num_steps: int, sequential: bool, seed: int = 0) -> None:
-        super().__init__(EpochSampler(len(corpus), shuffle=True, seed=seed))
+    def __init__(
+        self,
+        corpus: torch.Tensor,
+        batch_size: int,
+        num_steps: int,
+        sequential: bool,
+        seed: int = 0,
+        shuffle: bool = True,
+    ) -> None:
+        super().__init__(EpochSampler(len(corpus), shuffle=shuffle, seed=seed))
         self.corpus, self.batch_size, self.num_steps, self.sequential = corpus, batch_size, num_steps, sequential
 
     def __len__(self) -> int:
@@ -113,7 +123,7 @@ class SequenceLoader(ResumableLoader):
         return ((len(self.corpus) - self.num_steps) // self.num_steps) // self.batch_size
 
     def _batches(self, start: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        generator = epoch_generator(self.sampler.seed, self.sampler.epoch)
+        generator = epoch_generator(self.sampler.seed, self.sampler.epoch if self.sampler.shuffle else 0)
         scheme = seq_data_iter_sequential if self.sequential else seq_data_iter_random
         # A fixed number of batches per epoch, whatever the offset: Lightning counts on len().
         batches = itertools.islice(scheme(self.corpus, self.batch_size, self.num_steps, generator), len(self))

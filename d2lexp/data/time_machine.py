@@ -152,7 +152,14 @@ class TimeMachineDataModule(DataModule):
     def val_dataloader(self) -> Any:
         if len(self.corpus["val"]) < self.batch_size * self.num_steps + 1:
             return []
-        return SequenceLoader(self.corpus["val"], self.batch_size, self.num_steps, sequential=True, seed=self.seed)
+        return SequenceLoader(self.corpus["val"], self.batch_size, self.num_steps, True, self.seed, shuffle=False)
+
+    def test_dataloader(self) -> SequenceLoader:
+        """The held-out text, read in order; the training text where none is held out (the book
+        reports the perplexity of the text it trains on)."""
+        held_out = len(self.corpus["val"]) >= self.batch_size * self.num_steps + 1
+        text = self.corpus["val"] if held_out else self.corpus["train"]
+        return SequenceLoader(text, self.batch_size, self.num_steps, sequential=True, seed=self.seed, shuffle=False)
 
     def train_examples(self) -> int | None:
         """Tokens an epoch trains on: the capped corpus, less the validation text."""

@@ -84,10 +84,12 @@ class ClassificationTask(Task):
             self.val_acc_best.update(acc)
             self.log("val/acc_best", self.val_acc_best.compute())
 
-    def test_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
+    def test_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        """Returns the batch's class scores, for callbacks that picture what the net made of it."""
         losses, logits, y = self._shared_step(batch)
         self.test_loss.update(losses)
         self.test_acc.update(correct(logits, y))
+        return logits
 
     def on_test_epoch_end(self) -> None:
         self.log("test/loss", self.test_loss.compute())

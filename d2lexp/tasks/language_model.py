@@ -57,14 +57,15 @@ class LanguageModelTask(Task):
     next, detached so gradients stop at the boundary; otherwise (random sampling) it starts
     from zeros every minibatch. Logs train/loss and train/ppl (perplexity = exp of the mean
     per-token loss), and val/ loss and ppl when there is validation text. Gradient clipping
-    is Lightning's own (`trainer.gradient_clip_val`).
+    is Lightning's own (`trainer.gradient_clip_val`). The test pass scores the final weights on
+    the data's test text (test/loss, test/ppl).
     """
 
     def __init__(self, net: nn.Module, optimizer: OptimizerFactory, scheduler: Scheduler | None = None) -> None:
         super().__init__(net, optimizer, scheduler)
-        self.train_loss, self.val_loss = RunningMean(), RunningMean()
+        self.train_loss, self.val_loss, self.test_loss = RunningMean(), RunningMean(), RunningMean()
         self.track_train_metrics(self.train_loss)
-        self._state: dict[str, State | None] = {"train": None, "val": None}
+        self._state: dict[str, State | None] = {"train": None, "val": None, "test": None}
 
     def setup(self, stage: str) -> None:
         vocab = self.data.vocab if self.data is not None else None
@@ -128,3 +129,15 @@ class LanguageModelTask(Task):
         self.log("val/loss", mean)
         self.log("val/ppl", torch.exp(mean), prog_bar=True)
         self.val_loss.reset()
+
+    def on_test_epoch_start(self) -> None:
+        self._state["test"] = None
+
+    def test_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
+        self.test_loss.update(self._token_losses(batch, "test"))
+
+    def on_test_epoch_end(self) -> None:
+        mean = self.test_loss.compute()
+        self.log("test/loss", mean)
+        self.log("test/ppl", torch.exp(mean))
+        self.test_loss.reset()

@@ -1,0 +1,112 @@
+"""Score a trained checkpoint on the test split, without training:
+
+    python -m d2lexp.eval ckpt_path=outputs/<date>/<time>            # a run folder: its last checkpoint
+    python -m d2lexp.eval ckpt_path=outputs/<date>/<time>/checkpoints/epoch007.ckpt
+
+The net is rebuilt from the checkpoint (d2lexp.nets: nothing in the file is run) and the data
+from the settings the run was started with (d2lexp.overrides: read back as plain settings), with
+any overrides of the command on top. A classifier gets its accuracy, loss and the pictures of
+its predictions; a language model its perplexity and a generated sample. One line is printed,
+and everything goes into a folder of the eval's own (outputs/eval/<date>/<time>/eval.json):
+the run's own files are not touched.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import hydra
+from omegaconf import DictConfig
+
+from d2lexp.config import CONF_DIR
+from d2lexp.errors import D2lexpError
+from d2lexp.overrides import unknown_key_message, with_recorded_settings
+
+log = logging.getLogger("d2lexp")
+EVAL_FILE = "eval.json"
+
+
+def evaluate(cfg: DictConfig) -> dict[str, Any]:
+    """The eval's record (also written to eval.json in its folder)."""
+    import lightning.pytorch as pl
+
+    from d2lexp import build
+    from d2lexp.callbacks.predictions import ClassifierPictures
+    from d2lexp.checkpoint import find_checkpoint, load_checkpoint, net_from_checkpoint
+    from d2lexp.console import quiet_lightning
+    from d2lexp.record import strict_json_text, summary_line, to_float
+    from d2lexp.tasks.classification import ClassificationTask
+    from d2lexp.train import hydra_choices
+
+    quiet_lightning()
+    path = find_checkpoint(cfg.ckpt_path, cfg.paths.log_dir)
+    checkpoint = load_checkpoint(path)
+    net = net_from_checkpoint(checkpoint, path)
+    data = build.data(cfg)
+    task = build.task(cfg, net)
+    if getattr(net, "vocab_size", None) is not None:  # a language model: the vocabulary it was trained with
+        from d2lexp.predict import load_vocab
+
+        data.vocab = load_vocab(checkpoint, str(path))
+    output_dir = Path(cfg.paths.output_dir)
+    pictures = ClassifierPictures(str(output_dir)) if isinstance(task, ClassificationTask) else None
+    build.check_accelerator(cfg)
+    trainer = pl.Trainer(
+        accelerator=cfg.trainer.accelerator, devices=1, precision=cfg.trainer.precision, logger=False,
+        callbacks=[pictures] if pictures else [], enable_checkpointing=False, enable_progress_bar=False,
+        enable_model_summary=False, default_root_dir=str(output_dir),
+    )  # fmt: skip
+    start = time.perf_counter()
+    trainer.test(task, datamodule=data, verbose=False)
+    record: dict[str, Any] = {
+        "status": "done",
+        "checkpoint": str(path),
+        "model": hydra_choices().get("model", type(net).__name__.lower()),
+        "epochs": checkpoint.get("epoch", -1) + 1,
+        "seconds": time.perf_counter() - start,
+        **{k: to_float(v) for k, v in trainer.callback_metrics.items() if k.startswith("test/")},
+    }
+    if pictures is not None:
+        record.update(pictures.record())
+    if data.vocab is not None:
+        from d2lexp.tasks.language_model import predict_chars
+
+        record["sample"] = predict_chars(net.cpu(), data.vocab, cfg.sample_prefix, cfg.sample_chars)
+    (output_dir / EVAL_FILE).write_text(strict_json_text(record))
+    log.info("%s -> %s", summary_line(record).replace(": done", ": eval"), output_dir / EVAL_FILE)
+    return record
+
+
+@hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="eval")
+def hydra_main(cfg: DictConfig) -> None:
+    if not cfg.ckpt_path:
+        log.error(
+            "Which checkpoint? Give a run folder or a .ckpt file: python -m d2lexp.eval ckpt_path=outputs/<date>/<time>"
+        )
+        sys.exit(1)
+    try:
+        evaluate(cfg)
+    except D2lexpError as e:
+        log.error("%s", e)
+        sys.exit(1)
+
+
+def main() -> None:
+    """`python -m d2lexp.eval` and `d2lexp-eval`: the run's own settings under the command's."""
+    try:
+        args = with_recorded_settings(sys.argv[1:], own_folder=False)
+    except D2lexpError as e:
+        raise SystemExit(str(e)) from None
+    message = unknown_key_message("eval", args)
+    if message:
+        raise SystemExit(message)
+    sys.argv[1:] = args
+    hydra_main()
+
+
+if __name__ == "__main__":
+    main()

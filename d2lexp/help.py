@@ -1,0 +1,51 @@
+"""`python -m d2lexp --help`: d2lexp's own help, made from conf/ (so it lists what is there)."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+from d2lexp.config import CONF_DIR
+
+EXAMPLES = """\
+Examples:
+  python -m d2lexp                                     the book's LeNet (experiment=d2l/lenet)
+  python -m d2lexp experiment=d2l/resnet18 trainer=gpu a preset of the book's, on a GPU
+  python -m d2lexp ~experiment model=mlp optimizer=adam optimizer.lr=1e-3   your own mix, from the plain defaults
+  python -m d2lexp -m experiment=d2l/lenet,d2l/mlp     a sweep, compared in a report
+  python -m d2lexp -m hydra/launcher=parallel seed=1,2,3,4   jobs side by side, each in its own process
+  python -m d2lexp ckpt_path=outputs/<date>/<time> trainer.max_epochs=20   resume a run, with its own settings
+  python -m d2lexp.eval ckpt_path=outputs/<date>/<time>     score a checkpoint on the test split
+  python -m d2lexp.inspect experiment=d2l/googlenet    shapes, parameters and MACs, without training
+  python -m d2lexp --cfg job                           the composed config, without running it
+"""
+
+
+def options(group: Path) -> list[str]:
+    return sorted(str(p.relative_to(group).with_suffix("")) for p in group.rglob("*.yaml"))
+
+
+def text(conf: Path = Path(CONF_DIR)) -> str:
+    """The help: what d2lexp is, each config group with its options, the book's presets, examples."""
+    lines = [
+        "d2lexp: the Dive into Deep Learning experiments as composable runs (Hydra configs, Lightning).",
+        "",
+        "Usage: python -m d2lexp [group=option ...] [key=value ...]    (also: d2lexp ...)",
+        "",
+        "Config groups (conf/<group>/<option>.yaml; choose one with group=option):",
+    ]
+    groups = sorted(p for p in conf.iterdir() if p.is_dir() and p.name not in ("hydra", "experiment"))
+    for group in [*groups, conf / "hydra" / "launcher"]:
+        name = group.relative_to(conf).as_posix()
+        wrapped = textwrap.wrap(", ".join(options(group)), width=82)
+        lines += [f"  {name if i == 0 else '':<16} {part}" for i, part in enumerate(wrapped)]
+    lines += [
+        "",
+        "The book's recipes (experiment=<preset>; ~experiment for the plain defaults):",
+        *textwrap.wrap(", ".join(options(conf / "experiment")), width=98, initial_indent="  ", subsequent_indent="  "),
+        "",
+        EXAMPLES,
+        "Any key can be set (trainer.max_epochs=3, data.batch_size=128); `--cfg job` shows them all.",
+        "Hydra's own flags: --hydra-help. Documentation: README.md and docs/ in the repository.",
+    ]
+    return "\n".join(lines)

@@ -1,0 +1,52 @@
+"""A run's recorded overrides are read back as plain settings only; a run resumes from its own
+settings, with the command's on top, without retyping them."""
+
+from __future__ import annotations
+
+import pytest
+
+from d2lexp.errors import CheckpointError
+from d2lexp.overrides import checked_overrides
+from d2lexp.record import read_metrics
+from tests.test_cli import run_cli
+
+
+def test_plain_recorded_overrides_pass():
+    plain = ["experiment=d2l/lenet", "~experiment", "model=mlp", "optimizer.lr=0.5", "data.batch_size=64",
+             "callbacks.progress_bar=null", "+trainer.max_time=null", "model.arch=[[1,16],[1,32]]", "paths.data_dir=/data"]  # fmt: skip
+    assert checked_overrides(plain, "overrides.yaml") == plain
+
+
+@pytest.mark.parametrize(
+    "override, why",
+    [
+        ("hydra.callbacks.x._target_=os.system", "sets a key of Hydra's or of instantiate's"),
+        ("model._target_=builtins.open", "sets a key of Hydra's or of instantiate's"),
+        ("+callbacks.evil={_target_:builtins.open,file:x}", "holds more than a plain value"),
+        ("model.num_classes=${oc.env:HOME}", "holds more than a plain value"),
+        ("seed=1,2", "is a sweep"),
+        ("experiment=../../elsewhere", "names a path outside d2lexp's configs"),
+        ("hydra/launcher=parallel", "sets a key of Hydra's or of instantiate's"),
+    ],
+)
+def test_hostile_recorded_overrides_are_refused(override, why):
+    with pytest.raises(CheckpointError, match="run/.hydra/overrides.yaml: its recorded override") as refused:
+        checked_overrides(["model=lenet", override], "run/.hydra/overrides.yaml")
+    assert why in str(refused.value) and "nothing they name is run" in str(refused.value)
+
+
+def test_a_run_resumes_from_its_own_settings_without_retyping(tmp_path, data_dir):
+    settings = ["experiment=d2l/mlp", "data.train_subset=2000", "data.test_subset=500", "optimizer.lr=0.2",
+                "data.batch_size=100", "callbacks.progress_bar=null"]  # fmt: skip
+    first = run_cli(*settings, "trainer.max_epochs=2", "hydra.run.dir=outputs/run", cwd=tmp_path, data_dir=data_dir)
+    assert first.returncode == 0, first.stderr[-2000:]
+    resumed = run_cli("ckpt_path=outputs/run", "trainer.max_epochs=4", cwd=tmp_path, data_dir=data_dir)  # only these
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    straight = run_cli(
+        *settings, "trainer.max_epochs=4", "hydra.run.dir=outputs/straight", cwd=tmp_path, data_dir=data_dir
+    )
+    assert straight.returncode == 0, straight.stderr[-2000:]
+    a, b = read_metrics(tmp_path / "outputs" / "run"), read_metrics(tmp_path / "outputs" / "straight")
+    assert a["epochs"] == 4 and a["history"]["epoch"] == [0, 1, 2, 3]  # in its own folder, the whole history
+    for key in ("train/loss", "train/acc", "val/acc", "test/acc", "test/loss"):
+        assert a[key] == b[key], key
