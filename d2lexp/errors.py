@@ -20,3 +20,12 @@ class CheckpointError(D2lexpError):
 
 class TrainingDiverged(D2lexpError):
     """The loss stopped being a finite number; the run stopped early (status "diverged")."""
+
+
+class RunInterrupted(D2lexpError):
+    """Ctrl-C or a scheduler's SIGTERM stopped the run (status "interrupted"); it can be resumed.
+    `exit_code` is the shell's for the signal: 130 (Ctrl-C) or 143 (SIGTERM)."""
+
+    def __init__(self, message: str, exit_code: int) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code

@@ -154,12 +154,11 @@ def with_recorded_settings(args: list[str], own_folder: bool = True) -> list[str
     `python -m d2lexp ckpt_path=outputs/<date>/<time> trainer.max_epochs=20` needs nothing
     retyped (`own_folder=False`: a folder of the command's own, as an eval's). Other command lines
     come back as they are."""
-    from d2lexp.checkpoint import find_checkpoint
-
     given = {a.split("=", 1)[0]: a.split("=", 1)[1] for a in args if "=" in a and not a.startswith("-")}
     spec = given.get("ckpt_path")
     if not spec or spec in ("last", "auto", "null") or "-m" in args or "--multirun" in args:
         return args
+    from d2lexp.checkpoint import find_checkpoint  # here: torch is imported only when a run is resumed
     checkpoint = find_checkpoint(spec, ".")
     if not checkpoint.is_file():
         return args  # the run says it cannot be read, in its own paragraph

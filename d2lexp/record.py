@@ -10,6 +10,8 @@ import json
 import logging
 import math
 import os
+import signal
+import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -20,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from d2lexp.errors import TrainingDiverged
+from d2lexp.errors import RunInterrupted, TrainingDiverged
 from d2lexp.run_folder import is_unwritable, run_stopped_unwritable
 
 if TYPE_CHECKING:
@@ -267,6 +269,7 @@ class RunRecord:
         self.writes = rank_zero_only.rank == 0
         self._epoch_clock = time.perf_counter()  # when the epoch now running started
         self._curves = CurvesDrawer(self.output_dir / CURVES_FILE)
+        self._fitting = False
         self.data: dict[str, Any] = {
             "status": "running",
             "output_dir": str(self.output_dir),
@@ -361,6 +364,15 @@ class RunRecord:
         if writer is not None:
             writer.add_figure("curves", figure, global_step=trainer.global_step)
 
+    def interrupted_message(self) -> str:
+        """The paragraph for a run stopped before its end (Ctrl-C, a scheduler's SIGTERM)."""
+        last = self.output_dir / "checkpoints" / "last.ckpt"
+        kept = f" Its state is in {last}." if last.is_file() else ""
+        return (
+            f"The run was stopped ({self.data.get('error', 'interrupted')}).{kept} Resume it where it stopped with "
+            f"ckpt_path={self.output_dir} (its own settings are used), or run the same command with ckpt_path=auto."
+        )
+
     def _pictures_to_mlflow(self, trainer: Any) -> None:
         """The run folder's pictures (curves, predictions, ...) as artifacts of its MLflow run."""
         from lightning.pytorch.loggers import MLFlowLogger
@@ -371,20 +383,42 @@ class RunRecord:
                     logger.experiment.log_artifact(logger.run_id, str(picture))
 
     def _log_hparams(self, trainer: Any) -> None:
-        """One HParams entry per run, with its headline metrics, in each TensorBoard logdir."""
+        """The run's settings in every logger: in TensorBoard, one HParams entry with the run's
+        headline metrics beside them."""
         from lightning.pytorch.loggers import TensorBoardLogger
 
+        if not trainer.is_global_zero:
+            return
         keys = [h.key for h in HEADLINE] + list(THROUGHPUT)
         metrics = {f"hparams/{k.replace('/', '_')}": self.data[k] for k in keys if self.data.get(k) is not None}
+        settings = hparams_of(self.cfg, self.choices)
         for logger in trainer.loggers:
-            if isinstance(logger, TensorBoardLogger) and trainer.is_global_zero:
-                logger.log_hyperparams(hparams_of(self.cfg, self.choices), metrics=metrics)
+            if isinstance(logger, TensorBoardLogger):
+                logger.log_hyperparams(settings, metrics=metrics)
                 logger.finalize("success")
+            else:
+                logger.log_hyperparams(settings)
+
+    @contextmanager
+    def fitting(self) -> Iterator[None]:
+        """Around `Trainer.fit`, whose own SIGTERM handling stops at a step's end and saves."""
+        self._fitting = True
+        try:
+            yield
+        finally:
+            self._fitting = False
+
+    def _on_sigterm(self, signum: int, frame: Any) -> None:
+        if not self._fitting:  # outside fit (building, testing, recording): stop here, and say so
+            raise SystemExit(128 + signum)
 
     @contextmanager
     def until_done(self) -> Iterator[None]:
         """Around a run: however it ends, metrics.json says so (done, diverged, interrupted,
-        failed, with the reason), and a folder that stopped taking writes ends in one paragraph."""
+        failed, with the reason), and a folder that stopped taking writes ends in one paragraph.
+        A SIGTERM (a scheduler's time limit) ends the run as interrupted whenever it comes."""
+        watching = threading.current_thread() is threading.main_thread()
+        previous = signal.signal(signal.SIGTERM, self._on_sigterm) if watching else None
         try:
             yield
         except BaseException as e:
@@ -393,7 +427,7 @@ class RunRecord:
             if isinstance(e, TrainingDiverged):
                 status = "diverged"
             elif isinstance(e, KeyboardInterrupt):
-                status = "interrupted"
+                status, error = "interrupted", "Ctrl-C"
             elif isinstance(e, SystemExit):  # Lightning's SIGTERMException: a scheduler's time limit, `kill`, `timeout`
                 status, error = "interrupted", "stopped by a signal (SIGTERM)"
             self.data.update(status=status, error=self.data.get("error") or error)
@@ -404,7 +438,14 @@ class RunRecord:
                 log.error(
                     "Could not record the run's end in %s/%s: %s", self.output_dir, METRICS_FILE, unrecorded.strerror
                 )
+            if status == "interrupted":
+                raise RunInterrupted(
+                    self.interrupted_message(), 130 if isinstance(e, KeyboardInterrupt) else 143
+                ) from None
             raise
+        finally:
+            if watching:
+                signal.signal(signal.SIGTERM, previous)
         self.data["finished_at"] = time.time()
         unrecorded = self.save()
         if unrecorded is not None:

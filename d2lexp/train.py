@@ -19,7 +19,7 @@ from omegaconf import DictConfig
 
 from d2lexp.config import CONF_DIR
 from d2lexp.console import quiet_lightning, quiet_unwritable_folders
-from d2lexp.errors import D2lexpError
+from d2lexp.errors import D2lexpError, RunInterrupted
 from d2lexp.overrides import unknown_key_message, with_recorded_settings
 
 if TYPE_CHECKING:
@@ -45,7 +45,8 @@ def train(cfg: DictConfig, callbacks: Sequence[pl.Callback] = (), net: nn.Module
         run = build.run(cfg, net, callbacks, on_epoch=record.epoch_ended)
         record.started(run)
         start = time.perf_counter()
-        run.trainer.fit(run.task, datamodule=run.data, ckpt_path=run.resume_from, weights_only=True)
+        with record.fitting():
+            run.trainer.fit(run.task, datamodule=run.data, ckpt_path=run.resume_from, weights_only=True)
         record.fitted(run, time.perf_counter() - start)
         if run.trainer.interrupted:
             raise KeyboardInterrupt
@@ -109,6 +110,9 @@ def hydra_main(cfg: DictConfig) -> float | None:
     quiet_unwritable_folders()
     try:
         record = train(cfg)
+    except RunInterrupted as e:  # Ctrl-C, a scheduler's SIGTERM: a sweep stops too
+        log.error("%s", e)
+        sys.exit(e.exit_code)
     except D2lexpError as e:
         log.error("%s", e)
         if in_multirun():

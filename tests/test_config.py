@@ -5,11 +5,18 @@ from pathlib import Path
 import lightning.pytorch as pl
 import pytest
 import torch
-from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint, RichModelSummary, RichProgressBar
+from lightning.pytorch.callbacks import (
+    EarlyStopping,
+    LearningRateMonitor,
+    ModelCheckpoint,
+    RichModelSummary,
+    RichProgressBar,
+)
 from omegaconf import OmegaConf
 from torch import nn
 
 from d2lexp import build
+from d2lexp.callbacks.predictions import ClassifierPictures
 from d2lexp.callbacks.samples import LogSampleImages
 from d2lexp.config import CONF_DIR
 from d2lexp.measure import meta_model
@@ -117,7 +124,10 @@ def test_logger_options(make_cfg, option):
 
 
 CALLBACKS = {  # the configured ones of each option; every run adds the record's (build.RECORD_CALLBACKS)
-    "default": [ModelCheckpoint] * 3 + [RichModelSummary, RichProgressBar, LearningRateMonitor, LogSampleImages],
+    "default": [ModelCheckpoint] * 3
+    + [RichModelSummary, RichProgressBar, LearningRateMonitor, LogSampleImages, ClassifierPictures],
+    "early_stopping": [ModelCheckpoint] * 3
+    + [RichModelSummary, RichProgressBar, LearningRateMonitor, LogSampleImages, ClassifierPictures, EarlyStopping],
     "none": [],
 }
 
@@ -165,3 +175,35 @@ def test_book_presets_use_the_book_hyperparameters(make_cfg, preset, model, lr, 
 def test_config_resolves_to_plain_types(make_cfg):
     container = OmegaConf.to_container(make_cfg(), resolve=True)
     assert container["paths"]["output_dir"].endswith("run")
+
+
+def test_an_apple_gpu_where_there_is_none_is_one_paragraph(make_cfg):
+    from d2lexp.errors import ConfigError
+
+    cfg = make_cfg("trainer=mps", "trainer.accelerator=mps")  # the tests' cpu would outrank the option's
+    assert cfg.trainer.accelerator == "mps" and cfg.trainer.precision == "32-true"
+    if torch.backends.mps.is_available():
+        assert isinstance(build.trainer(cfg, [], []), pl.Trainer)
+    else:
+        with pytest.raises(ConfigError, match="trainer.accelerator=mps, but PyTorch sees no such device"):
+            build.trainer(cfg, [], [])
+
+
+def test_early_stopping_watches_the_objective(make_cfg):
+    from lightning.pytorch.callbacks import EarlyStopping
+
+    cfg = make_cfg("callbacks=early_stopping", "callbacks.early_stopping.patience=2")
+    (stopper,) = [c for c in build.callbacks(cfg) if isinstance(c, EarlyStopping)]
+    assert stopper.monitor == "val/acc" and stopper.mode == "max" and stopper.patience == 2
+    assert sum(isinstance(c, ModelCheckpoint) for c in build.callbacks(cfg)) == 3  # the default ones too
+
+
+def test_a_debug_run_keeps_out_of_the_way(make_cfg, tmp_path):
+    """debug=default: a few batches, anomaly detection, no loggers or checkpoints, under outputs/debug."""
+    from d2lexp.train import train
+
+    cfg = make_cfg("debug=default", "experiment=d2l/softmax")
+    assert cfg.paths.log_dir == "outputs/debug" and cfg.get("logger") is None and cfg.trainer.detect_anomaly
+    record = train(cfg)
+    assert record["status"] == "done" and record["last_checkpoint"] is None and record["global_step"] == 5
+    assert not (tmp_path / "run" / "checkpoints").exists() and not (tmp_path / "run" / "tensorboard").exists()

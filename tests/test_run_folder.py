@@ -107,20 +107,6 @@ def test_an_explicit_folder_of_an_earlier_run_is_refused_and_left_as_it_was(fini
     assert digest(finished_run) == before
 
 
-def test_a_run_resumed_in_its_own_folder_keeps_its_settings_and_whole_history(tmp_path, data_dir):
-    folder = tmp_path / "outputs" / "run"
-    code, output = finish(start(*TINY, "hydra.run.dir=outputs/run", cwd=tmp_path, data_dir=data_dir))
-    assert code == 0, output[-2000:]
-    started_with = (folder / ".hydra" / "overrides.yaml").read_text()
-    code, output = finish(start(*TINY, "trainer.max_epochs=3", "hydra.run.dir=outputs/run", "ckpt_path=outputs/run",
-                                cwd=tmp_path, data_dir=data_dir))  # fmt: skip
-    assert code == 0, output[-2000:]
-    assert (folder / ".hydra" / "overrides.yaml").read_text() == started_with  # the run's own settings stay
-    assert "trainer.max_epochs=3" in (folder / ".hydra" / "resume_1" / "overrides.yaml").read_text()
-    record = json.loads((folder / "metrics.json").read_text())
-    assert record["status"] == "done" and record["epochs"] == 3 and record["history"]["epoch"] == [0, 1, 2]
-
-
 def test_a_folder_held_by_a_live_run_is_refused_even_to_a_resume(tmp_path):
     folder = tmp_path / "live"
     holder = subprocess.Popen(

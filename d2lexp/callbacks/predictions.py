@@ -75,7 +75,10 @@ class ClassifierPictures(RecordingCallback):
 
     def on_test_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         names = self._names(trainer)
-        if self._confusion is None or self._first is None or trainer.global_rank != 0 or not names:
+        if self._confusion is None or self._first is None or not names:
+            return
+        matrix = self._confusion.compute().cpu()  # every process: the sum over all of them
+        if trainer.global_rank != 0:
             return
         self.output_dir.mkdir(parents=True, exist_ok=True)
         writer = tensorboard_writer(trainer)
@@ -83,7 +86,6 @@ class ClassifierPictures(RecordingCallback):
         titles = [f"{names[int(t)]}\n{names[int(p)]}" for t, p in zip(labels, predicted)]
         grid = labelled_image_grid(_gray(images), titles)
         save_image(grid, self.output_dir / PICTURES["predictions"])
-        matrix = self._confusion.compute().cpu()
         figure = confusion_figure(matrix, names)
         save_figure(figure, self.output_dir / PICTURES["confusion"])
         confidences, wrong_images, wrong_labels, wrong_predicted = (t.cpu() for t in self._wrong)
