@@ -114,8 +114,11 @@ def test_slurm_trainer_follows_the_launcher(data_dir, tmp_path):
             f"paths.output_dir={tmp_path}", "hydra.sweep.dir=sweep", "hydra.job.num=0",
         ])  # fmt: skip
     HydraConfig.instance().set_config(cfg)
-    assert cfg.hydra.launcher.tasks_per_node == 4 and cfg.hydra.launcher._target_.endswith("SlurmLauncher")
-    assert cfg.trainer.devices == 4 and cfg.trainer.num_nodes == 2 and cfg.trainer.strategy == "ddp"
+    try:
+        assert cfg.hydra.launcher.tasks_per_node == 4 and cfg.hydra.launcher._target_.endswith("SlurmLauncher")
+        assert cfg.trainer.devices == 4 and cfg.trainer.num_nodes == 2 and cfg.trainer.strategy == "ddp"
+    finally:
+        HydraConfig.instance().cfg = None  # the tests after this one run outside Hydra, as before it
 
 
 @pytest.mark.parametrize("option", options("logger"))

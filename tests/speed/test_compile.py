@@ -41,7 +41,7 @@ class CompiledWhen(pl.Callback):
         self.at_train_start = self.compiled(task)
 
 
-@pytest.mark.parametrize("setting", ["true", "cudagraphs"])
+@pytest.mark.parametrize("setting", [pytest.param("true", marks=pytest.mark.slow), "cudagraphs"])  # Inductor: 10 s
 def test_a_compiled_net_learns_and_saves_plain_weights(make_cfg, setting):
     """torch.compile on the CPU (true: Inductor's C++ code; cudagraphs: the traced graph of the
     net's own operators, with no CUDA graphs on a CPU): the run learns as an eager one does, and
