@@ -159,6 +159,7 @@ def with_recorded_settings(args: list[str], own_folder: bool = True) -> list[str
     if not spec or spec in ("last", "auto", "null") or "-m" in args or "--multirun" in args:
         return args
     from d2lexp.checkpoint import find_checkpoint  # here: torch is imported only when a run is resumed
+
     checkpoint = find_checkpoint(spec, ".")
     if not checkpoint.is_file():
         return args  # the run says it cannot be read, in its own paragraph

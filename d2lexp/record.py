@@ -54,6 +54,8 @@ HEADLINE = (
     Headline("param/b_error", "b error", "{:.2g}"),
 )
 THROUGHPUT = ("train_examples_per_second", "train_tokens_per_second")
+# Time to accuracy: the first epoch whose validation accuracy reached each of these, and when.
+ACCURACY_MARKS = (0.85, 0.90, 0.92, 0.94)
 
 # Config values that describe a run in the HParams tab (flattened dotted keys).
 _HPARAM_GROUPS = ("model", "init", "data", "optimizer", "scheduler", "task")
@@ -150,6 +152,23 @@ def collapse(record: dict[str, Any]) -> dict[str, Any] | None:
     accuracies, epochs = history.get("val/acc") or [], history.get("epoch") or []
     best_epoch = next((e for e, a in zip(epochs, accuracies) if to_float(a) is not None and a >= best), None)
     return {"best": best, "best_epoch": best_epoch, "final": final}
+
+
+def time_to_accuracy(history: dict[str, list]) -> dict[str, dict[str, float] | None] | None:
+    """For each of ACCURACY_MARKS, the first epoch at which validation accuracy reached it and the
+    seconds of fitting until that epoch's end; None for a mark never reached, and for a run with
+    no validation accuracy (not a classifier)."""
+    accuracies, epochs, seconds = history.get("val/acc"), history.get("epoch") or [], history.get("seconds") or []
+    if not accuracies:
+        return None
+    reached: dict[str, dict[str, float] | None] = {}
+    for mark in ACCURACY_MARKS:
+        first = next((i for i, a in enumerate(accuracies) if isinstance(a, (int, float)) and a >= mark), None)
+        at = None
+        if first is not None and first < len(epochs):
+            at = {"epoch": epochs[first], "seconds": seconds[first] if first < len(seconds) else None}
+        reached[f"{mark:.2f}"] = at
+    return reached
 
 
 def collapse_warning(record: dict[str, Any], fell: dict[str, Any]) -> str:
@@ -311,6 +330,7 @@ class RunRecord:
         now = time.perf_counter()
         seconds, self._epoch_clock = now - self._epoch_clock, now
         self.data["history"] = history
+        self.data["time_to_accuracy"] = time_to_accuracy(history)
         log.info("%s", epoch_line(row, self.cfg.trainer.get("max_epochs"), seconds))
         self.save()
         if self.writes:
@@ -346,6 +366,7 @@ class RunRecord:
             if isinstance(callback, RecordingCallback):
                 self.data.update(callback.record())
         self.data["collapsed"] = collapse(self.data)
+        self.data["time_to_accuracy"] = time_to_accuracy(self.data.get("history") or {})
         if self.writes and self.data.get("history"):
             figure = self._curves.draw_now(self.data["history"], self.data.get("model", ""))
             self._to_tensorboard(trainer, figure)

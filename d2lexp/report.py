@@ -29,7 +29,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
 from d2lexp.errors import D2lexpError
-from d2lexp.record import HEADLINE, METRICS_FILE, collapse, read_metrics, to_float
+from d2lexp.record import ACCURACY_MARKS, HEADLINE, METRICS_FILE, collapse, read_metrics, time_to_accuracy, to_float
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +52,8 @@ LAST_COLUMNS: list[tuple[str, str, str]] = [
     ("examples/s", "train_examples_per_second", "{:,.0f}"),
     ("tokens/s", "train_tokens_per_second", "{:,.0f}"),
     ("peak GiB", "peak_memory_gb", "{:.1f}"),
+    # time to accuracy: seconds of fitting until the first epoch whose validation accuracy reached the mark
+    *((f"s to {mark:.2f}", f"seconds_to_{mark:.2f}", "{:.1f}") for mark in ACCURACY_MARKS),
     ("status", "status", "{}"),
     ("reason", "reason", "{}"),  # of a job that did not finish: the first line of its error
 ]
@@ -158,6 +160,8 @@ def collect(sweep_dir: str | Path) -> list[dict[str, Any]]:
         if reasons:
             record["reason"] = "; ".join(reasons)
         record["collapsed"] = collapse(record)  # also for runs older than metrics.json's "collapsed"
+        for mark, at in (time_to_accuracy(record.get("history") or {}) or {}).items():  # older runs too
+            record[f"seconds_to_{mark}"] = at.get("seconds") if at else None
         rows.append({**record, "job": job_dir.name, "overrides": overrides, "dir": str(job_dir)})
     # What tells the jobs apart: the overrides not shared by all of them.
     shared = set.intersection(*(set(r["overrides"]) for r in rows)) if len(rows) > 1 else set()

@@ -40,13 +40,21 @@ def test_ddp_sim_shares_the_data_and_reduces_the_metrics(tmp_path, data_dir):
     assert record["test/acc"] > 0.5
 
 
-def test_sweeps_refuse_relaunching_ddp(tmp_path, data_dir):
-    result = run_cli("-m", "trainer=ddp_sim", "experiment=d2l/softmax", "seed=1,2", "trainer.max_epochs=1",
-                     "data.train_subset=1000", *QUICK, cwd=tmp_path, data_dir=data_dir)  # fmt: skip
-    assert result.returncode == 1
-    output = result.stdout + result.stderr
-    assert "issue #11300" in output and "ddp_spawn" in output and "one task per GPU" in output
-    assert [r["status"] for r in collect(next((tmp_path / "outputs" / "multirun").glob("*/*")))] == ["failed", "failed"]
+def test_sweeps_refuse_relaunching_ddp(make_cfg, monkeypatch):
+    """In a -m sweep, trainer=ddp on one machine would re-run the whole sweep in every process."""
+    from d2lexp import build
+    from d2lexp.errors import ConfigError
+
+    monkeypatch.setattr("d2lexp.train.in_multirun", lambda: True)  # a job of a sweep
+    with pytest.raises(ConfigError) as refused:
+        build.trainer(make_cfg("trainer=ddp_sim"), [], [])
+    assert (
+        "issue #11300" in str(refused.value)
+        and "ddp_spawn" in str(refused.value)
+        and "one task per GPU" in str(refused.value)
+    )
+    monkeypatch.setattr("d2lexp.train.in_multirun", lambda: False)  # a single run may
+    assert build.trainer(make_cfg("trainer=ddp_sim"), [], []).world_size == 2
 
 
 @pytest.mark.slow  # SLURM's launcher, run locally: the same launch path as the parallel launcher's tests

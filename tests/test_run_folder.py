@@ -93,10 +93,13 @@ def test_two_sweeps_started_at_the_same_instant_keep_their_own_jobs(tmp_path, da
 
 @pytest.fixture(scope="module")
 def finished_run(tmp_path_factory, data_dir) -> Path:
-    cwd = tmp_path_factory.mktemp("finished")
-    code, output = finish(start(*TINY, "seed=1", "hydra.run.dir=outputs/earlier", cwd=cwd, data_dir=data_dir))
-    assert code == 0, output[-2000:]
-    return cwd / "outputs" / "earlier"
+    """A run that finished in outputs/earlier (trained in this process: its folder holds its record and checkpoints)."""
+    from d2lexp.train import train
+    from tests.conftest import test_config
+
+    folder = tmp_path_factory.mktemp("finished") / "outputs" / "earlier"
+    train(test_config(folder, data_dir, *(o for o in TINY if not o.startswith("callbacks.")), "seed=1"))
+    return folder
 
 
 def test_an_explicit_folder_of_an_earlier_run_is_refused_and_left_as_it_was(finished_run, data_dir):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -20,7 +21,8 @@ class EpochHistory(RecordingCallback):
     start of the next epoch and at the end of training. One device read per epoch.
 
     The history goes into every checkpoint (plain numbers), with what the unfinished epoch has
-    logged so far, so a resumed run's history is the whole run's. `on_epoch(row, history)` is
+    logged so far, so a resumed run's history is the whole run's. Each row also says how many
+    seconds of fitting the run had taken by its epoch's end (`seconds`, validation included). `on_epoch(row, history)` is
     told of each epoch as it is snapshotted (the run's record: a line in the log, metrics.json).
     """
 
@@ -29,6 +31,8 @@ class EpochHistory(RecordingCallback):
         self.epochs: list[dict[str, float]] = []
         self._pending_epoch: int | None = None
         self._carried: dict[str, float] = {}  # what the pending epoch logged before a resume
+        self._fit_started = time.perf_counter()
+        self._seconds_before = 0.0  # of fitting, before a resume
 
     def _epoch_values(self, trainer: pl.Trainer) -> dict[str, float]:
         return {
@@ -40,11 +44,15 @@ class EpochHistory(RecordingCallback):
     def _snapshot(self, trainer: pl.Trainer) -> None:
         if self._pending_epoch is None:
             return
-        row = {"epoch": self._pending_epoch, **self._carried, **self._epoch_values(trainer)}
+        seconds = self._seconds_before + time.perf_counter() - self._fit_started  # of fitting, to this epoch's end
+        row = {"epoch": self._pending_epoch, **self._carried, **self._epoch_values(trainer), "seconds": seconds}
         self.epochs.append(row)
         self._pending_epoch, self._carried = None, {}
         if self.on_epoch is not None and trainer.is_global_zero:
             self.on_epoch(row, self.as_columns())
+
+    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._fit_started = time.perf_counter()
 
     def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if self._pending_epoch != trainer.current_epoch:  # not the epoch a resumed run continues
@@ -74,6 +82,7 @@ class EpochHistory(RecordingCallback):
             return {str(k): v for k, v in items if isinstance(v, (int, float)) and not isinstance(v, bool)}
 
         self.epochs = [numbers(row) for row in saved.get("epochs") or [] if isinstance(row, dict)]
+        self._seconds_before = float(self.epochs[-1].get("seconds", 0.0)) if self.epochs else 0.0
         pending = numbers(saved.get("pending"))
         if "epoch" in pending:
             self._pending_epoch = int(pending.pop("epoch"))
