@@ -105,6 +105,15 @@ def curves_figure(history: dict[str, list], title: str = ""):  # -> matplotlib F
     return fig
 
 
+def png_image(path: Path) -> torch.Tensor:
+    """A PNG as a uint8 RGB image [3, H, W] (TensorBoard's `add_image`): a figure drawn once, for
+    the run folder, is not drawn a second time for TensorBoard."""
+    from PIL import Image
+
+    with Image.open(path) as image:
+        return torch.from_numpy(np.asarray(image.convert("RGB")).copy()).permute(2, 0, 1)
+
+
 def save_figure(fig, path: Path) -> Path:
     """Write a figure as PNG atomically: a reader never sees half an image."""
     temporary = path.with_name(path.name + ".tmp")

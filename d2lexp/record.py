@@ -368,8 +368,8 @@ class RunRecord:
         self.data["collapsed"] = collapse(self.data)
         self.data["time_to_accuracy"] = time_to_accuracy(self.data.get("history") or {})
         if self.writes and self.data.get("history"):
-            figure = self._curves.draw_now(self.data["history"], self.data.get("model", ""))
-            self._to_tensorboard(trainer, figure)
+            self._curves.draw_now(self.data["history"], self.data.get("model", ""))
+            self._to_tensorboard(trainer, self._curves.path)
         if self.data["collapsed"] and self.writes:
             log.warning(collapse_warning(self.data, self.data["collapsed"]))
         self._log_hparams(trainer)
@@ -378,12 +378,13 @@ class RunRecord:
             self.data["error"] = run.task.diverged
             raise TrainingDiverged(f"{self.data['model']} diverged: {run.task.diverged}")
 
-    def _to_tensorboard(self, trainer: Any, figure: Any) -> None:
+    def _to_tensorboard(self, trainer: Any, picture: Path) -> None:
         from d2lexp.callbacks.base import tensorboard_writer
+        from d2lexp.plotting import png_image
 
         writer = tensorboard_writer(trainer)
         if writer is not None:
-            writer.add_figure("curves", figure, global_step=trainer.global_step)
+            writer.add_image("curves", png_image(picture), global_step=trainer.global_step)
 
     def interrupted_message(self) -> str:
         """The paragraph for a run stopped before its end (Ctrl-C, a scheduler's SIGTERM)."""

@@ -18,7 +18,8 @@ DATA_CANDIDATES = [os.environ.get("D2LEXP_DATA"), REPO / "data"]
 
 # Quiet, quick settings for test runs; each test adds its own.
 TEST_OVERRIDES = ["trainer.accelerator=cpu"]
-QUIET_OVERRIDES = ["callbacks.progress_bar=null", "callbacks.model_summary=null"]
+# (The pictures of a classifier's test pass cost a tiny run half its time: their own tests turn them on.)
+QUIET_OVERRIDES = ["callbacks.progress_bar=null", "callbacks.model_summary=null", "callbacks.test_pictures=null"]
 
 
 @pytest.fixture(scope="session")

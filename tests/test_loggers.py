@@ -11,7 +11,7 @@ def test_mlflow_holds_the_runs_metrics_parameters_and_pictures(make_cfg, tmp_pat
     mlflow = pytest.importorskip("mlflow", reason="the mlflow extra: pip install -e '.[mlflow]'")
     store = tmp_path / "store"
     cfg = make_cfg("experiment=d2l/softmax", "logger=mlflow", f"paths.log_dir={store}", "data.train_subset=2000",
-                   "data.test_subset=500", "trainer.max_epochs=2")  # fmt: skip
+                   "data.test_subset=500", "trainer.max_epochs=2", "callbacks.progress_bar=null", quiet=False)  # fmt: skip
     record = train(cfg)
     client = mlflow.tracking.MlflowClient(tracking_uri=f"sqlite:///{store}/mlflow.db")
     (run,) = client.search_runs([client.get_experiment_by_name("d2lexp").experiment_id])

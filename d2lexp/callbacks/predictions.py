@@ -14,7 +14,7 @@ from torchmetrics.classification import MulticlassConfusionMatrix
 
 from d2lexp.callbacks.base import RecordingCallback, tensorboard_writer
 from d2lexp.data.base import DataModule
-from d2lexp.plotting import confusion_figure, labelled_image_grid, save_figure, save_image
+from d2lexp.plotting import confusion_figure, labelled_image_grid, png_image, save_figure, save_image
 
 PICTURES = {"predictions": "predictions.png", "confusion": "confusion.png", "misclassified": "misclassified.png"}
 
@@ -98,7 +98,7 @@ class ClassifierPictures(RecordingCallback):
             save_image(wrong_grid, self.output_dir / PICTURES["misclassified"])
         if writer is not None:
             writer.add_image("test/predictions", grid, global_step=trainer.global_step)
-            writer.add_figure("test/confusion", figure, global_step=trainer.global_step)
+            writer.add_image("test/confusion", png_image(self.output_dir / PICTURES["confusion"]), global_step=trainer.global_step)
             if wrong_grid is not None:
                 writer.add_image("test/misclassified", wrong_grid, global_step=trainer.global_step)
         self.drawn = {

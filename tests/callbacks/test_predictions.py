@@ -12,7 +12,7 @@ from d2lexp.train import train
 
 def test_the_pictures_show_what_the_net_predicts(make_cfg, data_dir, tmp_path):
     record = train(make_cfg("experiment=d2l/softmax", "data.train_subset=3000", "data.test_subset=500",
-                            "trainer.max_epochs=2"))  # fmt: skip
+                            "trainer.max_epochs=2", "callbacks.progress_bar=null", quiet=False))  # fmt: skip
     pictures = record["pictures"]
     run = tmp_path / "run"
     grid = Image.open(run / "predictions.png")
