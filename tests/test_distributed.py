@@ -69,6 +69,7 @@ def test_submitit_local_executor_runs_a_sweep(tmp_path, data_dir):
     assert (sweep / ".submitit").is_dir() and (sweep / "report.md").is_file()
 
 
+@pytest.mark.slow  # the optuna extra's sweeper, three trials through the command line
 def test_optuna_search_of_three_trials(tmp_path, data_dir):
     result = run_cli("-m", "hparams_search=lenet_optuna", "hydra.sweeper.n_trials=3", "trainer.max_epochs=1",
                      "data.train_subset=3000", *QUICK, cwd=tmp_path, data_dir=data_dir)  # fmt: skip

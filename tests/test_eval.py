@@ -8,6 +8,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from d2lexp.record import read_metrics
 from tests.test_cli import run_cli
 from tests.test_faults import digest
@@ -40,6 +42,7 @@ def test_eval_scores_a_checkpoint_as_its_run_did_and_touches_nothing(tmp_path, d
     assert digest(run) == before
 
 
+@pytest.mark.slow  # the language-model path of the same command; the classifier's test above is the fast one
 def test_eval_of_a_language_model_gives_perplexity_and_a_sample(tmp_path, data_dir):
     trained = run_cli("experiment=d2l/rnn", "trainer.max_epochs=3", "data.max_tokens=3000", "callbacks.progress_bar=null",
                       "hydra.run.dir=outputs/lm", cwd=tmp_path, data_dir=data_dir)  # fmt: skip

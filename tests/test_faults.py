@@ -93,13 +93,18 @@ def test_a_diverging_run_stops_with_a_clear_status(make_cfg, tmp_path):
     assert record["status"] == "diverged" and record["epochs"] < 5 and "test/acc" not in record
 
 
-def test_a_diverging_job_shows_in_the_sweep_report(tmp_path, data_dir):
-    result = run_cli("-m", "experiment=d2l/mlp", "optimizer.lr=0.1,1e9", "data.train_subset=2000",
-                     "data.test_subset=500", "trainer.max_epochs=2", "trainer.log_every_n_steps=1",
-                     "callbacks.progress_bar=null", cwd=tmp_path, data_dir=data_dir)  # fmt: skip
-    assert result.returncode == 1
-    report = next((tmp_path / "outputs" / "multirun").glob("*/*/report.md")).read_text()
-    assert "| done |" in report and "| diverged |" in report
+def test_a_diverging_job_shows_in_the_sweep_report(make_cfg, tmp_path):
+    """A sweep's jobs as their runs leave them: one done, one diverged; the report says which."""
+    from d2lexp.report import collect, markdown_table
+
+    train(make_cfg("experiment=d2l/mlp", "data.train_subset=1000", "trainer.max_epochs=1", output_dir=tmp_path / "0"))
+    with pytest.raises(TrainingDiverged):
+        train(make_cfg("experiment=d2l/mlp", "optimizer.lr=1e9", "data.train_subset=1000", "trainer.max_epochs=2",
+                       "trainer.log_every_n_steps=1", output_dir=tmp_path / "1"))  # fmt: skip
+    rows = collect(tmp_path)
+    assert [r["status"] for r in rows] == ["done", "diverged"] and "training loss became nan" in rows[1]["reason"]
+    table = markdown_table(rows)
+    assert "| done |" in table and "| diverged | the training loss became nan" in table
 
 
 def test_a_terminated_run_is_recorded_as_interrupted(make_cfg, tmp_path):
@@ -130,10 +135,10 @@ def digest(folder):
 @pytest.fixture(scope="module")
 def earlier_run(tmp_path_factory, data_dir):
     """A finished run whose files must come out of every failure below untouched."""
+    from tests.conftest import test_config
+
     folder = tmp_path_factory.mktemp("earlier") / "run"
-    result = run_cli("experiment=d2l/softmax", "data.train_subset=1000", "data.test_subset=500", "trainer.max_epochs=1",
-                     "callbacks.progress_bar=null", f"hydra.run.dir={folder}", cwd=folder.parent, data_dir=data_dir)  # fmt: skip
-    assert result.returncode == 0
+    train(test_config(folder, data_dir, *(o for o in TINY if not o.startswith("callbacks."))))
     return folder, digest(folder)
 
 

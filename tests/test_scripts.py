@@ -17,6 +17,7 @@ def run(args: list[str], data_dir, tmp_path, timeout: int = 600) -> subprocess.C
     return subprocess.run(args, cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)
 
 
+@pytest.mark.slow  # the benchmarks are tools of d2lexp's developers: `pytest -m slow` runs them
 def test_cnn_benchmark_runs_and_writes_json(data_dir, tmp_path):
     out = tmp_path / "bench.json"
     result = run([sys.executable, "scripts/benchmark.py", "cnn", "--cnn-presets", "lenet", "--cnn-batches", "3",

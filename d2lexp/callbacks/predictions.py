@@ -98,7 +98,9 @@ class ClassifierPictures(RecordingCallback):
             save_image(wrong_grid, self.output_dir / PICTURES["misclassified"])
         if writer is not None:
             writer.add_image("test/predictions", grid, global_step=trainer.global_step)
-            writer.add_image("test/confusion", png_image(self.output_dir / PICTURES["confusion"]), global_step=trainer.global_step)
+            writer.add_image(
+                "test/confusion", png_image(self.output_dir / PICTURES["confusion"]), global_step=trainer.global_step
+            )
             if wrong_grid is not None:
                 writer.add_image("test/misclassified", wrong_grid, global_step=trainer.global_step)
         self.drawn = {
