@@ -7,12 +7,14 @@ FLOPs = 2 x MACs).
     python -m d2lexp.inspect model=vgg11                  # per block: output shape, parameters, MACs
     python -m d2lexp.inspect experiment=d2l/resnet18 inspect.depth=2 inspect.parameters=true
     python -m d2lexp.inspect inspect.compare=inception    # the course's Inception vs 3x3 vs 5x5 table
+    python -m d2lexp.inspect inspect.compare=inception_v3 # Inception-V3's factorised convolutions
 """
 
 from __future__ import annotations
 
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from functools import partial
 
 import hydra
 import torch
@@ -23,25 +25,51 @@ from d2lexp import build
 from d2lexp.config import CONF_DIR
 from d2lexp.errors import D2lexpError
 from d2lexp.measure import ModelStats, inspect_model, meta_model
+from d2lexp.models.googlenet import Inception, spatial_conv
 from d2lexp.overrides import unknown_key_message
+
+
+def _cost(build: Callable[[], nn.Module], example: torch.Tensor) -> tuple[int, int]:
+    stats = inspect_model(meta_model(build), example, depth=0)
+    return stats.params, stats.macs
 
 
 def inception_comparison() -> list[tuple[str, int, int]]:
     """The course's comparison for a 192x28x28 input and 256 output channels:
     (block, weights without biases, MACs) for the Inception block, one 3x3 and one 5x5 conv."""
-    from d2lexp.models.googlenet import Inception
-
     blocks = {
         "Inception(192 -> 64 + 128 + 32 + 32)": lambda: Inception(192, 64, (96, 128), (16, 32), 32, bias=False),
         "Conv2d 3x3, 192 -> 256": lambda: nn.Conv2d(192, 256, kernel_size=3, padding=1, bias=False),
         "Conv2d 5x5, 192 -> 256": lambda: nn.Conv2d(192, 256, kernel_size=5, padding=2, bias=False),
     }
     example = torch.empty(1, 192, 28, 28, device="meta")
-    rows = []
-    for name, make in blocks.items():
-        stats = inspect_model(meta_model(make), example, depth=0)
-        rows.append((name, stats.params, stats.macs))
-    return rows
+    return [(name, *_cost(make, example)) for name, make in blocks.items()]
+
+
+def _layer(kernel: str) -> nn.Module:
+    return nn.Sequential(*spatial_conv(256, 256, kernel, bias=False))
+
+
+def inception_v3_comparison() -> tuple[list[tuple[str, int, int]], list[tuple[str, int, int]]]:
+    """Inception-V3's factorisations, measured as the course's Inception table: the block
+    (192 -> 64, (96, 128), (16, 32), 32 on 192x28x28) as GoogLeNet builds it and with each
+    replacement on its own; then single layers at equal channels (256 -> 256 at 28x28), each
+    beside its factorisation. (name, weights without biases, MACs) rows."""
+    channels = (192, 64, (96, 128), (16, 32), 32)
+    blocks = {
+        "GoogLeNet's block (5x5, 3x3)": {},
+        "5x5 -> 3x3 + 3x3": {"five": "3x3+3x3"},
+        "5x5 -> 1x7 + 7x1": {"five": "1x7+7x1"},
+        "3x3 -> 1x3 + 3x1": {"three": "1x3+3x1"},
+    }
+    example = torch.empty(1, 192, 28, 28, device="meta")
+    block_rows = [(name, *_cost(partial(Inception, *channels, bias=False, **k), example)) for name, k in blocks.items()]
+    example = torch.empty(1, 256, 28, 28, device="meta")
+    layer_rows = [
+        (f"{kernel.replace('+', ' + ')}, 256 -> 256", *_cost(partial(_layer, kernel), example))
+        for kernel in ("5x5", "3x3+3x3", "3x3", "1x3+3x1", "7x7", "1x7+7x1")
+    ]
+    return block_rows, layer_rows
 
 
 def _human(n: int) -> str:
@@ -82,18 +110,37 @@ def format_parameters(net: nn.Module) -> str:
     return format_table(("parameter", "shape", "numel"), rows)
 
 
+def _rows(rows: list[tuple[str, int, int]]) -> list[tuple[str, str, str, str]]:
+    return [
+        (name, f"{weights:,}", f"{macs:,}", f"{weights / 1e6:.2f}M / {macs / 1e6:.0f}M") for name, weights, macs in rows
+    ]
+
+
+def comparison(name: str) -> str:
+    """The course's cost tables: `inception` (the block against single convolutions) and
+    `inception_v3` (its factorised convolutions)."""
+    header = ("block", "weights", "MACs", "weights / MACs")
+    if name == "inception":
+        return "Input 192x28x28, 256 output channels; weights without biases, MACs per example:\n" + format_table(
+            header, _rows(inception_comparison())
+        )
+    if name == "inception_v3":
+        blocks, layers = inception_v3_comparison()
+        return (
+            "Inception(192 -> 64, (96, 128), (16, 32), 32) on 192x28x28, each replacement on its own; "
+            "weights without biases, MACs per example:\n"
+            + format_table(header, _rows(blocks))
+            + "\n\nSingle layers at equal channels, 256 -> 256 at 28x28:\n"
+            + format_table(("layer", "weights", "MACs", "weights / MACs"), _rows(layers))
+        )
+    raise SystemExit(f"inspect.compare={name!r}: the comparisons are 'inception' and 'inception_v3'.")
+
+
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="inspect")
 def hydra_main(cfg: DictConfig) -> None:
-    if cfg.inspect.compare == "inception":
-        rows = [
-            (name, f"{weights:,}", f"{macs:,}", f"{weights / 1e6:.2f}M / {macs / 1e6:.0f}M")
-            for name, weights, macs in inception_comparison()
-        ]
-        print("Input 192x28x28, 256 output channels; weights without biases, MACs per example:")
-        print(format_table(("block", "weights", "MACs", "weights / MACs"), rows))
-        return
     if cfg.inspect.compare is not None:
-        raise SystemExit(f"inspect.compare={cfg.inspect.compare!r}: the only comparison is 'inception'.")
+        print(comparison(str(cfg.inspect.compare)))
+        return
     try:
         net = meta_model(lambda: build.net(cfg))
         example = build.data(cfg).model_input()

@@ -49,3 +49,34 @@ def test_inspect_command(tmp_path):
     assert "1x512x3x3" in out  # the last stage's output at 96x96
     assert "1.stem" not in out and "0.0.weight" in out and "7x7" not in out.split("parameter")[0]
     assert list(tmp_path.iterdir()) == []  # inspecting writes nothing
+
+
+def test_inception_v3_factorisations_cost_what_the_course_computes():
+    """Each replacement on its own in the course's block, then single layers at equal channels:
+    weights without biases, MACs per example (= weights x 28 x 28, every layer at 28x28)."""
+    from d2lexp.inspect import inception_v3_comparison
+
+    blocks, layers = inception_v3_comparison()
+    assert blocks == [
+        ("GoogLeNet's block (5x5, 3x3)", 163_328, 128_049_152),
+        ("5x5 -> 3x3 + 3x3", 164_352, 128_851_968),  # 16*32*9 + 32*32*9 in place of 16*32*25: wider in the middle
+        ("5x5 -> 1x7 + 7x1", 161_280, 126_443_520),  # 16*32*7 + 32*32*7
+        ("3x3 -> 1x3 + 3x1", 138_752, 108_781_568),  # 96*128*3 + 128*128*3 in place of 96*128*9
+    ]
+    assert layers == [
+        ("5x5, 256 -> 256", 1_638_400, 1_284_505_600),
+        ("3x3 + 3x3, 256 -> 256", 1_179_648, 924_844_032),
+        ("3x3, 256 -> 256", 589_824, 462_422_016),
+        ("1x3 + 3x1, 256 -> 256", 393_216, 308_281_344),
+        ("7x7, 256 -> 256", 3_211_264, 2_517_630_976),
+        ("1x7 + 7x1, 256 -> 256", 917_504, 719_323_136),
+    ]
+
+
+def test_googlenet_v3_is_googlenet_with_factorised_blocks():
+    from d2lexp.models.googlenet import GoogLeNet
+
+    v1 = model_stats(lambda: GoogLeNet(input_size=96), torch.zeros(1, 1, 96, 96))
+    v3 = model_stats(lambda: GoogLeNet(input_size=96, inception="v3"), torch.zeros(1, 1, 96, 96))
+    assert (v1.params, v1.macs) == (5_977_530, 276_066_304) and (v3.params, v3.macs) == (6_214_074, 278_056_960)
+    assert v3.output_shape == (1, 10)

@@ -52,9 +52,12 @@ def test_inception_concatenates_its_four_paths():
 SMALL = {"alexnet": 96, "vgg11": 32, "vgg11_narrow": 32, "nin": 96, "googlenet": 48, "resnet18": 32, "densenet": 32}
 
 
-@pytest.mark.parametrize("name", ["lenet_bn", *SMALL], ids=lambda n: n)
+@pytest.mark.parametrize("name", ["lenet_bn", *SMALL, "googlenet_v3"], ids=lambda n: n)
 def test_a_few_real_training_steps_lower_the_loss(make_cfg, data_dir, name):
-    overrides = [f"model={name}"] + ([f"model.input_size={SMALL[name]}"] if name in SMALL else [])
+    if name == "googlenet_v3":  # Inception-V3's factorised blocks
+        overrides = ["model=googlenet", "model.inception=v3", "model.input_size=48"]
+    else:
+        overrides = [f"model={name}"] + ([f"model.input_size={SMALL[name]}"] if name in SMALL else [])
     cfg = make_cfg("~experiment", *overrides, "data.batch_size=16")
     torch.manual_seed(0)
     net = build.net(cfg)
