@@ -16,6 +16,7 @@ line; nothing read from a checkpoint or a run folder is ever built here: see d2l
 from __future__ import annotations
 
 import copy
+import inspect
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -64,7 +65,16 @@ def instantiate(node: Any, group: str, **kwargs: Any) -> Any:
 
 
 def data(cfg: DictConfig) -> DataModule:
-    return instantiate(cfg.data, "data")
+    """The data module; where `cfg.augment` changes anything, given to it to augment its training batches."""
+    augment = instantiate(cfg.augment, "augment") if cfg.get("augment") is not None else None
+    if augment is None or not augment.active:
+        return instantiate(cfg.data, "data")
+    if "augment" not in inspect.signature(hydra.utils.get_class(cfg.data._target_)).parameters:
+        raise ConfigError(
+            f"The data {cfg.data._target_} has no images to augment. Leave augment at none (drop the augment.* "
+            "settings), or choose image data."
+        )
+    return instantiate(cfg.data, "data", augment=cfg.augment)  # as a node: Hydra would make an object a dict
 
 
 def net(cfg: DictConfig) -> nn.Module:

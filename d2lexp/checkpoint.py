@@ -21,7 +21,7 @@ _HOW_TO_FIX = (
 
 # The settings that make a run what it is: a run resumed with `ckpt_path=last` must share them.
 # (Where the data lives, how long to train and on which device may differ.)
-DEFINING = ("model", "init", "data", "task", "optimizer", "scheduler", "seed")
+DEFINING = ("model", "init", "data", "augment", "task", "optimizer", "scheduler", "seed")
 _NOT_DEFINING = {"data.data_dir", "data.download", "data.on_device"}
 
 
@@ -35,6 +35,8 @@ def defining_settings(config: dict[str, Any]) -> dict[str, Any]:
     """A run's defining settings (`DEFINING`), flattened to dotted keys, from its config as a
     container (interpolations unresolved, as Hydra records it in .hydra/config.yaml)."""
     flat = _flat({key: config.get(key) for key in DEFINING})
+    if not any(v for k, v in flat.items() if k.startswith("augment.") and k != "augment._target_"):
+        flat = {k: v for k, v in flat.items() if not k.startswith("augment")}  # none: as runs made before augment
     return {k: v for k, v in flat.items() if k not in _NOT_DEFINING}
 
 

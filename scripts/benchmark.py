@@ -7,6 +7,7 @@ noisy, so only figures measured side by side are compared.
     python scripts/benchmark.py lm                 # language models vs the book's loop
     python scripts/benchmark.py cnn                # the CNN presets vs a ceiling and the book's loop (GPU or CPU)
     python scripts/benchmark.py overhead           # what Lightning and d2lexp add per step, where the host bounds it
+    python scripts/benchmark.py augment            # the presets' training rate with augmentation on against off
     python scripts/benchmark.py --json results.json
 
 Suites: each module in scripts/benchmarks/ explains what it measures.
@@ -21,10 +22,16 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from benchmarks import cnn, language_models, lenet, overhead  # noqa: E402
+from benchmarks import augment, cnn, language_models, lenet, overhead  # noqa: E402
 from benchmarks.common import default_data_dir  # noqa: E402
 
-SUITES = {"lenet": lenet.run, "lm": language_models.run, "cnn": cnn.run, "overhead": overhead.run}
+SUITES = {
+    "lenet": lenet.run,
+    "lm": language_models.run,
+    "cnn": cnn.run,
+    "overhead": overhead.run,
+    "augment": augment.run,
+}
 
 
 def main() -> None:
@@ -75,6 +82,13 @@ def main() -> None:
         "--cnn-lightning-floor",
         action="store_true",
         help="CNNs: also time the ceiling's step in a barebones Lightning Trainer (Lightning's own share of d2lexp's gap)",
+    )
+    parser.add_argument("--augment-presets", nargs="+", default=augment.PRESETS, choices=augment.PRESETS)
+    parser.add_argument("--augment", default="light", help="augmentation: which of conf/augment/ to measure")
+    parser.add_argument(
+        "--augment-batches",
+        type=int,
+        help="augmentation: batches per epoch (default: whole epochs); for quick CPU runs",
     )
     parser.add_argument("--override", action="append", default=[], help="extra d2lexp config override (repeatable)")
     parser.add_argument("--json", type=Path, help="write the results here")

@@ -62,6 +62,11 @@ class DataModule(pl.LightningDataModule):
         """One input as the model receives it: `example_input` after the device-side transform."""
         return self.on_after_batch_transfer(self.example_input(), 0)
 
+    def augmented_samples(self, n: int) -> tuple[torch.Tensor, list[str]] | None:
+        """One training image under `n` draws of the data's augmentation [n, H, W], and titles; None
+        where the data is not augmented."""
+        return None
+
     def train_examples(self) -> int | None:
         """How many training examples an epoch has, known without reading the data (a sweep's
         launcher weighs jobs by it); None where it is not known."""

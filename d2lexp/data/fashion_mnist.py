@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from d2lexp.data.augment import Augment, BatchGenerators
 from d2lexp.data.base import DataModule
 from d2lexp.data.idx import extract_gz, read_idx
 from d2lexp.data.loader import TensorBatchLoader, seeded_generator
@@ -136,7 +138,9 @@ class FashionMNISTDataModule(DataModule):
         download: bool = True,
         seed: int = 0,
         on_device: bool | str = "auto",
+        augment: Augment | None = None,
     ) -> None:
+        """`augment`: random changes to training batches, on their device (d2lexp.data.augment)."""
         super().__init__()
         _check_positive("data.batch_size", batch_size)
         _check_positive("data.eval_batch_size", eval_batch_size, allow_none=True)
@@ -158,6 +162,8 @@ class FashionMNISTDataModule(DataModule):
             resize=resize, mean=mean if normalize else None, std=std if normalize else None
         )
         self.splits: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+        self.augment = augment if augment is not None and augment.active else None
+        self._generators = BatchGenerators()
 
     def prepare_data(self) -> None:
         ensure_fashion_mnist(self.data_dir, self.download)
@@ -202,7 +208,25 @@ class FashionMNISTDataModule(DataModule):
         if isinstance(batch, torch.Tensor):  # images alone (prediction, the model summary's example)
             return self.transform(batch)
         images, labels = batch
-        return self.transform(images), labels
+        return self.transform(images, self._training_augment(images.device)), labels
+
+    def _training_augment(self, device: torch.device) -> Callable[[torch.Tensor], torch.Tensor] | None:
+        """The augmentation of the training batch being transferred, its draws seeded by (seed, epoch,
+        batch): Lightning counts the epoch's batches, and restores the count when a run resumes."""
+        trainer = self.trainer
+        if self.augment is None or trainer is None or not trainer.training:
+            return None
+        batch = trainer.fit_loop.epoch_loop.batch_progress.current.ready  # this batch's index in the epoch
+        generator = self._generators.for_batch(device, self.seed, trainer.current_epoch, batch)
+        return lambda images: self.augment(images, generator)
+
+    def augmented_samples(self, n: int = 18) -> tuple[torch.Tensor, list[str]] | None:
+        """The book's figure of augmentation: the first training image, then `n - 1` draws of it."""
+        if self.augment is None or not self.splits:
+            return None
+        image = self.splits["train"][0][:1].float().cpu() / 255.0
+        draws = self.augment(image.expand(n - 1, -1, -1, -1), torch.Generator().manual_seed(self.seed))
+        return torch.cat([image, draws])[:, 0], ["original"] + [f"draw {i}" for i in range(1, n)]
 
     def train_examples(self) -> int:
         available = SPLIT_SIZES["train"] - self.val_size

@@ -7,6 +7,7 @@ the device one fused pass per batch instead of PIL work per image.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -15,14 +16,19 @@ import torch.nn.functional as F
 
 @dataclass(frozen=True)
 class ImageBatchTransform:
-    """uint8 [B, C, H, W] in 0..255 -> float32 in [0, 1], then optionally normalised and resized."""
+    """uint8 [B, C, H, W] in 0..255 -> float32 in [0, 1], then changed by `augment` if one is given
+    (training batches: see d2lexp.data.augment), then optionally normalised and resized."""
 
     resize: int | None = None
     mean: float | None = None
     std: float | None = None
 
-    def __call__(self, images: torch.Tensor) -> torch.Tensor:
+    def __call__(
+        self, images: torch.Tensor, augment: Callable[[torch.Tensor], torch.Tensor] | None = None
+    ) -> torch.Tensor:
         x = images.float().div_(255.0) if images.dtype == torch.uint8 else images.float()
+        if augment is not None:  # before resizing: the cheaper at 28 pixels than at 224
+            x = augment(x)
         if self.mean is not None:
             x = x.sub_(self.mean).div_(self.std if self.std is not None else 1.0)
         if self.resize is not None and tuple(x.shape[-2:]) != (self.resize, self.resize):
