@@ -35,6 +35,7 @@ from d2lexp.callbacks.resume import RandomState
 from d2lexp.callbacks.run_config import RunConfigInCheckpoint
 from d2lexp.callbacks.throughput import Throughput, run_start_time
 from d2lexp.checkpoint import check_fits, defining_settings, find_checkpoint, load_checkpoint
+from d2lexp.config import in_multirun
 from d2lexp.data.base import DataModule
 from d2lexp.errors import ConfigError, D2lexpError
 from d2lexp.measure import ModelStats, model_stats
@@ -171,12 +172,6 @@ def trainer(cfg: DictConfig, every_callback: list[pl.Callback], every_logger: li
     return built
 
 
-def _in_multirun() -> bool:
-    from d2lexp.train import in_multirun  # the command line's own question
-
-    return in_multirun()
-
-
 def refuse_relaunching_sweeps(built: pl.Trainer) -> None:
     """Hydra multirun with a strategy that starts its other processes by re-running the
     command (Lightning's `ddp`) would make those processes re-run the whole sweep, each with
@@ -192,7 +187,7 @@ def refuse_relaunching_sweeps(built: pl.Trainer) -> None:
         and not environment.creates_processes_externally
         and (built.num_devices > 1 or built.num_nodes > 1)
     )
-    if relaunches and _in_multirun():
+    if relaunches and in_multirun():
         raise ConfigError(
             "A -m sweep cannot use trainer.strategy=ddp on one machine: Lightning starts the other processes by "
             "re-running the command, and each would re-run the whole sweep with other settings (Lightning issue "

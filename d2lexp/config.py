@@ -21,6 +21,17 @@ from hydra.core.config_store import ConfigStore
 CONF_DIR = str(Path(__file__).resolve().parent.parent / "conf")
 
 
+def in_multirun() -> bool:
+    """Whether this is a job of a `-m` sweep."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    try:
+        return HydraConfig.get().mode == RunMode.MULTIRUN
+    except ValueError:
+        return False
+
+
 @dataclass
 class TrainerSchema:
     """The `lightning.pytorch.Trainer` arguments d2lexp exposes, with their types."""
@@ -93,6 +104,9 @@ class TimeMachineSchema:
     download: bool = True
     seed: int = 0
     on_device: Any = "auto"
+    pipeline: str = "course"
+    num_train: int = 10_000
+    num_val: int = 5_000
 
 
 @dataclass

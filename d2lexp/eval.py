@@ -73,7 +73,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     if pictures is not None:
         record.update(pictures.record())
     if data.vocab is not None:
-        from d2lexp.tasks.language_model import predict_chars
+        from d2lexp.models.rnn import predict_chars
 
         record["sample"] = predict_chars(net.cpu(), data.vocab, cfg.sample_prefix, cfg.sample_chars)
     (output_dir / EVAL_FILE).write_text(strict_json_text(record))

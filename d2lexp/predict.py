@@ -36,7 +36,7 @@ def load_vocab(checkpoint: dict, source: str):  # -> Vocab
 
 def generate(ckpt_path: str, prefix: str, num_chars: int, device: str = "cpu") -> str:
     from d2lexp.checkpoint import load_checkpoint, net_from_checkpoint
-    from d2lexp.tasks.language_model import predict_chars
+    from d2lexp.models.rnn import predict_chars
 
     checkpoint = load_checkpoint(ckpt_path)
     net = net_from_checkpoint(checkpoint, ckpt_path).to(device)

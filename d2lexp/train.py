@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import hydra
 from omegaconf import DictConfig
 
-from d2lexp.config import CONF_DIR
+from d2lexp.config import CONF_DIR, in_multirun
 from d2lexp.console import quiet_lightning, quiet_unwritable_folders
 from d2lexp.errors import D2lexpError, RunInterrupted
 from d2lexp.overrides import unknown_key_message, with_recorded_settings
@@ -66,17 +66,6 @@ def hydra_choices() -> dict[str, str]:
     except ValueError:  # composed with the compose API (tests, notebooks)
         return {}
     return {k: v for k, v in choices.items() if not k.startswith("hydra") and v is not None}
-
-
-def in_multirun() -> bool:
-    """Whether this is a job of a `-m` sweep."""
-    from hydra.core.hydra_config import HydraConfig
-    from hydra.types import RunMode
-
-    try:
-        return HydraConfig.get().mode == RunMode.MULTIRUN
-    except ValueError:
-        return False
 
 
 def main() -> None:

@@ -45,7 +45,7 @@ def test_sweeps_refuse_relaunching_ddp(make_cfg, monkeypatch):
     from d2lexp import build
     from d2lexp.errors import ConfigError
 
-    monkeypatch.setattr("d2lexp.train.in_multirun", lambda: True)  # a job of a sweep
+    monkeypatch.setattr("d2lexp.build.in_multirun", lambda: True)  # a job of a sweep
     with pytest.raises(ConfigError) as refused:
         build.trainer(make_cfg("trainer=ddp_sim"), [], [])
     assert (
@@ -53,7 +53,7 @@ def test_sweeps_refuse_relaunching_ddp(make_cfg, monkeypatch):
         and "ddp_spawn" in str(refused.value)
         and "one task per GPU" in str(refused.value)
     )
-    monkeypatch.setattr("d2lexp.train.in_multirun", lambda: False)  # a single run may
+    monkeypatch.setattr("d2lexp.build.in_multirun", lambda: False)  # a single run may
     assert build.trainer(make_cfg("trainer=ddp_sim"), [], []).world_size == 2
 
 

@@ -9,7 +9,7 @@ import lightning.pytorch as pl
 
 from d2lexp.callbacks.base import RecordingCallback, tensorboard_writer
 from d2lexp.data.base import DataModule
-from d2lexp.tasks.language_model import predict_chars
+from d2lexp.models.rnn import predict_chars
 
 log = logging.getLogger(__name__)
 

@@ -1,10 +1,13 @@
-"""Character-level language models with PyTorch's recurrent layers (d2l ch. 9.6, 10.1, 10.2).
+"""Character-level language models with PyTorch's recurrent layers (d2l ch. 9.6, 10.1, 10.2),
+and the book's way of writing text with any of them (`predict_chars`).
 
 nn.RNN / nn.GRU / nn.LSTM run the whole sequence in one fused kernel (cuDNN on a GPU);
 inputs are one-hot vectors made on the device, as in the book.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -39,3 +42,23 @@ class RNNLM(nn.Module):
         inputs = F.one_hot(X.T, self.vocab_size).float()  # (steps, batch, vocab)
         Y, state = self.rnn(inputs, state)
         return self.linear(Y).transpose(0, 1), state
+
+
+@torch.no_grad()
+def predict_chars(net: nn.Module, vocab: Any, prefix: str, num_chars: int, device: torch.device | str = "cpu") -> str:
+    """The book's `predict_ch8`: read `prefix` through the net (warm-up), then append the most
+    likely next character `num_chars` times, feeding each back in."""
+    was_training = net.training
+    net.eval()
+    try:
+        state = net.begin_state(batch_size=1, device=device)
+        outputs = [vocab[prefix[0]]]
+        for char in prefix[1:]:
+            _, state = net(torch.tensor([[outputs[-1]]], device=device), state)
+            outputs.append(vocab[char])
+        for _ in range(num_chars):
+            logits, state = net(torch.tensor([[outputs[-1]]], device=device), state)
+            outputs.append(int(logits.reshape(-1).argmax()))
+        return "".join(vocab.to_tokens(outputs))
+    finally:
+        net.train(was_training)

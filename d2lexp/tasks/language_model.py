@@ -29,26 +29,6 @@ def _batch_size(state: State) -> int:
     return first.shape[-2]
 
 
-@torch.no_grad()
-def predict_chars(net: nn.Module, vocab: Any, prefix: str, num_chars: int, device: torch.device | str = "cpu") -> str:
-    """The book's `predict_ch8`: read `prefix` through the net (warm-up), then append the most
-    likely next character `num_chars` times, feeding each back in."""
-    was_training = net.training
-    net.eval()
-    try:
-        state = net.begin_state(batch_size=1, device=device)
-        outputs = [vocab[prefix[0]]]
-        for char in prefix[1:]:
-            _, state = net(torch.tensor([[outputs[-1]]], device=device), state)
-            outputs.append(vocab[char])
-        for _ in range(num_chars):
-            logits, state = net(torch.tensor([[outputs[-1]]], device=device), state)
-            outputs.append(int(logits.reshape(-1).argmax()))
-        return "".join(vocab.to_tokens(outputs))
-    finally:
-        net.train(was_training)
-
-
 class LanguageModelTask(Task):
     """Next-token cross-entropy for nets with `forward(X, state) -> (logits, state)` and `begin_state`.
 
