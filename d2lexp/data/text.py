@@ -22,14 +22,19 @@ def tokenize(lines: Sequence[str], token: str = "char") -> list[list[str]]:
 
 
 class Vocab:
-    """Token <-> index, most frequent first; index 0 is `<unk>`, for anything unseen."""
+    """Token <-> index, with `<unk>` for anything unseen. `order="frequency"` (the course's d2l
+    0.17): `<unk>` and the reserved tokens first, then the most frequent; `"alphabetical"` (d2l
+    1.0): all of them sorted, so `<unk>` comes after the space."""
 
     def __init__(
         self,
         tokens: Iterable[str] | Iterable[Sequence[str]] = (),
         min_freq: int = 0,
         reserved_tokens: Sequence[str] = (),
+        order: str = "frequency",
     ) -> None:
+        if order not in ("frequency", "alphabetical"):
+            raise ValueError(f"unknown vocabulary order {order!r}: use 'frequency' or 'alphabetical'")
         tokens = list(tokens)
         if tokens and isinstance(tokens[0], (list, tuple)):
             tokens = [token for line in tokens for token in line]
@@ -42,6 +47,8 @@ class Vocab:
             if freq >= min_freq and token not in seen:
                 self.idx_to_token.append(token)
                 seen.add(token)
+        if order == "alphabetical":
+            self.idx_to_token.sort()
         self.token_to_idx = {token: idx for idx, token in enumerate(self.idx_to_token)}
 
     @classmethod
@@ -67,7 +74,7 @@ class Vocab:
 
     @property
     def unk(self) -> int:
-        return 0
+        return self.token_to_idx.get("<unk>", 0)
 
 
 def seq_data_iter_random(

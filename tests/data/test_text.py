@@ -12,7 +12,7 @@ from d2lexp.data.time_machine import (
     read_time_machine,
     text_path,
 )
-from d2lexp.errors import DataError
+from d2lexp.errors import ConfigError, DataError
 
 
 def test_the_books_text_and_cleaning(data_dir):
@@ -85,6 +85,43 @@ def test_data_module_with_the_books_cap(data_dir):
     X, Y = next(iter(dm.train_dataloader()))
     assert X.shape == (32, 35) and len(dm.train_dataloader()) == 8
     assert dm.state_dict()["idx_to_token"] == dm.vocab.idx_to_token
+
+
+def test_the_current_editions_text_pipeline(data_dir):
+    """d2l 1.0 cleans the whole text at once (a line break becomes a space; d2l 0.17 glues the
+    lines) and orders its vocabulary alphabetically."""
+    course, course_vocab = load_corpus(text_path(data_dir))
+    current, vocab = load_corpus(text_path(data_dir), pipeline="d2l_1")
+    assert len(vocab) == 28 and vocab.idx_to_token[:4] == [" ", "<unk>", "a", "b"] and vocab.unk == 1
+    assert vocab.idx_to_token == sorted(course_vocab.idx_to_token)
+    spaces = int((current == vocab[" "]).sum()) - int((course == course_vocab[" "]).sum())
+    assert spaces == 2_848 and len(current) == len(course) + 2_848
+    assert "".join(vocab.to_tokens(current[:40].tolist())) == "the time machine by h g wells i the time"
+    assert "".join(course_vocab.to_tokens(course[:40].tolist())) == "the time machine by h g wellsithe time t"
+
+
+def test_data_module_with_the_current_editions_windows(data_dir):
+    dm = TimeMachineDataModule(data_dir=str(data_dir), pipeline="d2l_1", batch_size=1024, num_steps=32)
+    dm.setup()
+    corpus, _ = load_corpus(text_path(data_dir), pipeline="d2l_1")
+    (X, Y), (X_val, Y_val) = dm.windows["train"], dm.windows["val"]
+    assert X.shape == Y.shape == (10_000, 32) and X_val.shape == (5_000, 32)
+    assert torch.equal(X[7], corpus[7:39]) and torch.equal(Y[7], corpus[8:40])  # one window at every token
+    assert torch.equal(X_val[0], corpus[10_000:10_032]) and torch.equal(
+        Y_val[0], corpus[10_001:10_033]
+    )  # the next 5,000
+    assert not dm.sequential and dm.train_examples() == 320_000
+    batches = list(dm.train_dataloader())
+    assert len(batches) == 10 and [len(b[0]) for b in batches] == [1024] * 9 + [784]
+    weights = torch.rand(32, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    seen, every = torch.cat([b[0] for b in batches]).double() @ weights, X.double() @ weights
+    assert not torch.equal(seen, every) and torch.equal(seen.sort().values, every.sort().values)  # shuffled, all once
+    assert len(dm.val_dataloader()) == len(dm.test_dataloader()) == 5
+    with pytest.raises(ConfigError, match="data.pipeline must be one of course, d2l_1"):
+        TimeMachineDataModule(data_dir=str(data_dir), pipeline="d2l_2")
+    short = TimeMachineDataModule(data_dir=str(data_dir), pipeline="d2l_1", num_train=170_000)
+    with pytest.raises(ConfigError, match="fewer than data.num_train"):
+        short.setup()
 
 
 def test_missing_text_offline_is_a_clear_error(tmp_path):
