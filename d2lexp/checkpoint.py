@@ -23,6 +23,15 @@ _HOW_TO_FIX = (
 # (Where the data lives, how long to train and on which device may differ.)
 DEFINING = ("model", "init", "data", "augment", "task", "optimizer", "scheduler", "seed")
 _NOT_DEFINING = {"data.data_dir", "data.download", "data.on_device"}
+# Settings added after runs were made, at the values that change nothing: a run made before they
+# existed still matches a run that has them so.
+_ADDED_NEUTRAL = {
+    "task.label_smoothing": 0.0,
+    "task.test_time_flip": False,
+    "data.pipeline": "course",
+    "data.num_train": 10_000,
+    "data.num_val": 5_000,
+}
 
 
 def _flat(node: Any, prefix: str = "") -> dict[str, Any]:
@@ -37,7 +46,9 @@ def defining_settings(config: dict[str, Any]) -> dict[str, Any]:
     flat = _flat({key: config.get(key) for key in DEFINING})
     if not any(v for k, v in flat.items() if k.startswith("augment.") and k != "augment._target_"):
         flat = {k: v for k, v in flat.items() if not k.startswith("augment")}  # none: as runs made before augment
-    return {k: v for k, v in flat.items() if k not in _NOT_DEFINING}
+    return {
+        k: v for k, v in flat.items() if k not in _NOT_DEFINING and not (k in _ADDED_NEUTRAL and v == _ADDED_NEUTRAL[k])
+    }
 
 
 def _recorded_settings(checkpoint: Path) -> dict[str, Any] | None:

@@ -11,6 +11,9 @@ EXAMPLES = """\
 Examples:
   python -m d2lexp                                     the book's LeNet (experiment=d2l/lenet)
   python -m d2lexp experiment=d2l/resnet18 trainer=gpu a preset of the book's, on a GPU
+  python -m d2lexp experiment=d2l_1/lenet              the current edition's (d2l.ai 1.0) recipe instead
+  python -m d2lexp experiment=fast/vgg_bn              past 0.91 test accuracy in under 2 minutes on a CPU
+  python -m d2lexp augment=flip_crop augment.rotation=10   augmented training images (augmentation.png)
   python -m d2lexp ~experiment model=mlp optimizer=adam optimizer.lr=1e-3   your own mix, from the plain defaults
   python -m d2lexp -m experiment=d2l/lenet,d2l/mlp     a sweep, compared in a report
   python -m d2lexp -m hydra/launcher=parallel seed=1,2,3,4   jobs side by side, each in its own process
@@ -41,7 +44,8 @@ def text(conf: Path = Path(CONF_DIR)) -> str:
         lines += [f"  {name if i == 0 else '':<16} {part}" for i, part in enumerate(wrapped)]
     lines += [
         "",
-        "The book's recipes (experiment=<preset>; ~experiment for the plain defaults):",
+        "Recipes (experiment=<preset>; ~experiment for the plain defaults): d2l/ the course's book,",
+        "d2l_1/ the current edition (d2l.ai 1.0), fast/ beyond the book:",
         *textwrap.wrap(", ".join(options(conf / "experiment")), width=98, initial_indent="  ", subsequent_indent="  "),
         "",
         EXAMPLES,

@@ -87,6 +87,10 @@ def test_optimizer_options(make_cfg, option):
 def test_scheduler_options(make_cfg, option):
     cfg = make_cfg(f"scheduler={option}")
     task = build.task(cfg, build.net(cfg))
+    if task.scheduler.total_steps_arg:  # a schedule over the run: its length comes from a trainer (tests/tasks)
+        optimizer = task.optimizer_factory(task.net.parameters())
+        assert task.scheduler.factory(optimizer, **{task.scheduler.total_steps_arg: 100}).total_steps == 100
+        return
     config = task.configure_optimizers()
     assert isinstance(config["optimizer"], torch.optim.Optimizer) and config["lr_scheduler"]["scheduler"]
 

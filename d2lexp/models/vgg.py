@@ -19,12 +19,16 @@ VGG11_NARROW = tuple((convs, channels // 4) for convs, channels in VGG11)
 
 
 class VGGBlock(nn.Sequential):
-    """`num_convs` 3x3 convolutions with ReLU, then a 2x2 max pool (the book's `vgg_block`)."""
+    """`num_convs` 3x3 convolutions with ReLU, then a 2x2 max pool (the book's `vgg_block`);
+    with `batch_norm`, each convolution is batch-normalised before its ReLU (and has no bias,
+    which the normalisation would cancel)."""
 
-    def __init__(self, num_convs: int, in_channels: int, out_channels: int) -> None:
+    def __init__(self, num_convs: int, in_channels: int, out_channels: int, batch_norm: bool = False) -> None:
         layers: list[nn.Module] = []
         for i in range(num_convs):
-            layers += [nn.Conv2d(in_channels if i == 0 else out_channels, out_channels, 3, padding=1), nn.ReLU()]
+            channels = in_channels if i == 0 else out_channels
+            layers.append(nn.Conv2d(channels, out_channels, 3, padding=1, bias=not batch_norm))
+            layers += [nn.BatchNorm2d(out_channels), nn.ReLU()] if batch_norm else [nn.ReLU()]
         super().__init__(*layers, nn.MaxPool2d(kernel_size=2, stride=2))
 
 
@@ -32,7 +36,9 @@ class VGG(nn.Sequential):
     """VGG blocks, then three dense layers with dropout; VGG-11 has 128,806,154 parameters at
     1x224x224 and 10 classes, the book's narrow VGG-11 43,093,322.
 
-    The first dense layer is sized for `input_size` (channels x 7 x 7 at 224).
+    The first dense layer is sized for `input_size` (channels x 7 x 7 at 224). `hidden=0` ends
+    the blocks in one linear layer instead (no dense hidden layers, no dropout): with
+    `batch_norm` and two narrow blocks at 28x28, the small fast net of `experiment=fast/vgg_bn`.
     """
 
     def __init__(
@@ -43,19 +49,23 @@ class VGG(nn.Sequential):
         input_size: int = 224,
         hidden: int = 4096,
         dropout: float = 0.5,
+        batch_norm: bool = False,
     ) -> None:
         def blocks() -> list[nn.Module]:
             layers, channels = [], in_channels
             for num_convs, out_channels in arch:
-                layers.append(VGGBlock(num_convs, channels, out_channels))
+                layers.append(VGGBlock(num_convs, channels, out_channels, batch_norm))
                 channels = out_channels
             return [*layers, nn.Flatten()]
 
         flat = output_numel(lambda: nn.Sequential(*blocks()), (in_channels, input_size, input_size))
-        super().__init__(
-            *blocks(),
-            nn.Linear(flat, hidden), nn.ReLU(), nn.Dropout(dropout),
-            nn.Linear(hidden, hidden), nn.ReLU(), nn.Dropout(dropout),
-            nn.Linear(hidden, num_classes),
-        )  # fmt: skip
+        if hidden == 0:
+            super().__init__(*blocks(), nn.Linear(flat, num_classes))
+        else:
+            super().__init__(
+                *blocks(),
+                nn.Linear(flat, hidden), nn.ReLU(), nn.Dropout(dropout),
+                nn.Linear(hidden, hidden), nn.ReLU(), nn.Dropout(dropout),
+                nn.Linear(hidden, num_classes),
+            )  # fmt: skip
         self.num_classes, self.input_size = num_classes, input_size

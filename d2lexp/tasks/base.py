@@ -15,6 +15,7 @@ from torch import nn
 from torchmetrics import Metric
 
 from d2lexp.data.base import DataModule
+from d2lexp.errors import ConfigError
 from d2lexp.speed.hooks import LeanHookBookkeeping
 from d2lexp.tasks.metrics import upgrade_metric_states
 
@@ -27,11 +28,15 @@ DIVERGED_GROWTH = 10
 @dataclass(frozen=True)
 class Scheduler:
     """A learning-rate scheduler as Lightning takes it: built from the optimizer, stepped every
-    `interval` ("epoch" or "step"), and for ReduceLROnPlateau watching `monitor`."""
+    `interval` ("epoch" or "step"), and for ReduceLROnPlateau watching `monitor`.
 
-    factory: Callable[[torch.optim.Optimizer], Any]
+    A schedule over the whole run (one-cycle) needs the run's length: `total_steps_arg` names the
+    factory's keyword that receives the number of optimizer steps the trainer will take."""
+
+    factory: Callable[..., Any]
     interval: str = "epoch"
     monitor: str = "val/loss"
+    total_steps_arg: str | None = None
 
 
 class Task(LeanHookBookkeeping, pl.LightningModule):
@@ -115,8 +120,17 @@ class Task(LeanHookBookkeeping, pl.LightningModule):
         optimizer = self.optimizer_factory(self.net.parameters())
         if self.scheduler is None:
             return optimizer
+        length = {}
+        if self.scheduler.total_steps_arg is not None:
+            steps = self.trainer.estimated_stepping_batches
+            if not math.isfinite(steps):
+                raise ConfigError(
+                    f"The scheduler needs the run's length ({self.scheduler.total_steps_arg}), but the run has no end: "
+                    "set trainer.max_epochs or trainer.max_steps."
+                )
+            length[self.scheduler.total_steps_arg] = int(steps)
         scheduler = {
-            "scheduler": self.scheduler.factory(optimizer),
+            "scheduler": self.scheduler.factory(optimizer, **length),
             "interval": self.scheduler.interval,
             "monitor": self.scheduler.monitor,
         }

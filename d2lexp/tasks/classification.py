@@ -10,6 +10,7 @@ import torch.nn.functional as F
 from torch import nn
 from torchmetrics import MaxMetric
 
+from d2lexp.errors import ConfigError
 from d2lexp.tasks.base import OptimizerFactory, Scheduler, Task
 from d2lexp.tasks.metrics import RunningMean, correct
 
@@ -35,10 +36,25 @@ class ClassificationTask(Task):
         optimizer: OptimizerFactory,
         scheduler: Scheduler | None = None,
         loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
+        label_smoothing: float = 0.0,
+        test_time_flip: bool = False,
     ) -> None:
+        """`label_smoothing`: training targets put this much probability evenly on all classes
+        (cross-entropy on logits only; validation and test losses stay plain cross-entropy, so
+        they compare across recipes). `test_time_flip`: validation, test and prediction score
+        each image by the mean of the net's logits for it and its mirror image."""
         super().__init__(net, optimizer, scheduler)
+        if not 0.0 <= label_smoothing < 1.0:
+            raise ConfigError(f"task.label_smoothing must be in [0, 1), got {label_smoothing}.")
+        if label_smoothing and loss is not None:
+            raise ConfigError(
+                "task.label_smoothing applies to the default cross-entropy on logits; this task has its own "
+                "task.loss. Set one of them."
+            )
         # Per-example losses from the net's output and the labels; default: cross-entropy on logits.
         self.loss = loss or cross_entropy_on_logits
+        self.label_smoothing = label_smoothing
+        self.test_time_flip = test_time_flip
 
         # Means over examples: of the per-example losses, and of whether each prediction was right.
         self.train_loss, self.val_loss, self.test_loss = RunningMean(), RunningMean(), RunningMean()
@@ -48,7 +64,11 @@ class ClassificationTask(Task):
         self.track_train_metrics(self.train_loss, self.train_acc)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.apply_net(x)
+        """Class scores; outside training with `test_time_flip`, averaged with the mirror image's."""
+        logits = self.apply_net(x)
+        if self.test_time_flip and not self.training:
+            logits = (logits + self.apply_net(x.flip(-1))) / 2
+        return logits
 
     def _shared_step(self, batch: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         x, y = batch
@@ -56,7 +76,12 @@ class ClassificationTask(Task):
         return self.loss(logits, y), logits, y
 
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        losses, logits, y = self._shared_step(batch)
+        x, y = batch
+        logits = self(x)
+        if self.label_smoothing:
+            losses = F.cross_entropy(logits, y, reduction="none", label_smoothing=self.label_smoothing)
+        else:
+            losses = self.loss(logits, y)
         loss = losses.mean()
         # Per-example losses: the epoch value is the exact mean over examples, as the book reports it.
         self.train_loss.update(losses.detach())

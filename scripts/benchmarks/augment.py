@@ -21,7 +21,7 @@ import torch
 from benchmarks.common import d2lexp_config, log
 from d2lexp.callbacks.throughput import Throughput
 
-PRESETS = ["lenet", "lenet_bn", "alexnet", "resnet18"]
+PRESETS = ["d2l/lenet", "d2l/lenet_bn", "d2l/alexnet", "d2l/resnet18", "fast/vgg_bn"]  # experiment=...
 
 
 class AlternateAugment(pl.Callback):
@@ -51,7 +51,7 @@ def run(args: Any) -> dict[str, Any]:
     results: dict[str, Any] = {}
     for preset in args.augment_presets:
         overrides = [
-            f"experiment=d2l/{preset}", f"augment={args.augment}", f"paths.data_dir={args.data_dir}",
+            f"experiment={preset}", f"augment={args.augment}", f"paths.data_dir={args.data_dir}",
             "trainer=gpu" if device.type == "cuda" else "trainer.accelerator=cpu", "test=false",
             "trainer.limit_val_batches=0", f"trainer.max_epochs={2 + 2 * args.rounds}", *args.override,
         ]  # fmt: skip

@@ -34,6 +34,29 @@ def test_parameter_count_and_shape_at_the_preset_resolution(make_cfg, name, para
     assert stats.output_shape == (2, 10)
 
 
+# The fast recipes' small VGGs with batch normalisation, at 28x28: parameters and MACs by hand
+# (convs without bias, BN's weight and bias, the linear head; MACs of the convs and the head).
+SMALL_VGG_BN = {
+    "vgg_bn_small": (288 + 64 + 18_432 + 128 + 3136 * 10 + 10, 784 * 32 * 9 + 196 * 32 * 64 * 9 + 3136 * 10),
+    "vgg_bn_medium": (
+        288 + 64 + 9_216 + 64 + 18_432 + 128 + 36_864 + 128 + 73_728 + 256 + 147_456 + 256 + 1152 * 10 + 10,
+        784 * 32 * 9 * 33 + 196 * 64 * 9 * 96 + 49 * 128 * 9 * 192 + 1152 * 10,
+    ),
+}
+
+
+@pytest.mark.parametrize("name", SMALL_VGG_BN)
+def test_the_fast_recipes_small_vggs(make_cfg, name):
+    params, macs = SMALL_VGG_BN[name]
+    cfg = make_cfg("~experiment", f"model={name}")
+    assert cfg.data.resize == 28
+    net = build.net(cfg)
+    assert sum(p.numel() for p in net.parameters()) == params
+    assert sum(isinstance(m, torch.nn.BatchNorm2d) for m in net.modules()) == sum(n for n, _ in cfg.model.arch)
+    stats = inspect_model(net, torch.zeros(2, 1, 28, 28))
+    assert stats.output_shape == (2, 10) and stats.macs == macs
+
+
 def test_vgg_variants_are_data():
     assert VGG11_NARROW == ((1, 16), (1, 32), (2, 64), (2, 128), (2, 128))
     net = VGG(VGG11, input_size=224)

@@ -1,0 +1,75 @@
+"""The presets beside the course's: `fast/` (recipes that beat the book) and `d2l_1/` (the current
+English edition, d2l.ai 1.0). Each family composes as documented and learns on real data."""
+
+import pytest
+
+from d2lexp.train import train
+
+# d2l.ai 1.0, PyTorch tab: (model, lr, batch, epochs, resolution) for the classifiers.
+D2L_1_CLASSIFIERS = {
+    "softmax": ("softmax", 0.1, 256, 10, None),
+    "softmax_scratch": ("softmax_scratch", 0.1, 256, 10, None),
+    "mlp": ("mlp", 0.1, 256, 10, None),
+    "mlp_scratch": ("mlp_scratch", 0.1, 256, 10, None),
+    "lenet": ("lenet", 0.1, 128, 10, None),
+    "lenet_bn": ("lenet_bn", 0.1, 128, 10, None),
+    "alexnet": ("alexnet", 0.01, 128, 10, 224),
+    "vgg": ("vgg11_narrow", 0.01, 128, 10, 224),
+    "nin": ("nin", 0.05, 128, 10, 224),
+    "googlenet": ("googlenet", 0.01, 128, 10, 96),
+    "resnet18": ("resnet18", 0.01, 128, 10, 96),
+    "densenet": ("densenet", 0.01, 128, 10, 96),
+}
+# The language models: (model, lr, epochs); all 32 hidden units, batch 1024, 32 steps, clipping at 1.
+D2L_1_LANGUAGE_MODELS = {
+    "rnn_scratch": ("rnn_scratch", 1.0, 100),
+    "rnn": ("rnn", 1.0, 100),
+    "gru_scratch": ("gru_scratch", 4.0, 50),
+    "gru": ("gru", 4.0, 50),
+    "lstm_scratch": ("lstm_scratch", 4.0, 50),
+    "lstm": ("lstm", 4.0, 50),
+}
+SLICE = ["data.train_subset=6000", "data.test_subset=2000"]
+
+
+@pytest.mark.parametrize("name", D2L_1_CLASSIFIERS)
+def test_the_current_editions_classifier_recipes(make_cfg, name):
+    model, lr, batch, epochs, resolution = D2L_1_CLASSIFIERS[name]
+    cfg = make_cfg(f"experiment=d2l_1/{name}")
+    assert cfg.model._target_ == make_cfg("~experiment", f"model={model}").model._target_
+    assert (cfg.optimizer.lr, cfg.data.batch_size, cfg.trainer.max_epochs) == (lr, batch, epochs)
+    assert cfg.optimizer._target_ == "torch.optim.SGD" and cfg.optimizer.momentum == 0 and cfg.get("scheduler") is None
+    assert cfg.data.resize == resolution and cfg.augment.flip == 0 and not cfg.data.normalize
+
+
+@pytest.mark.parametrize("name", D2L_1_LANGUAGE_MODELS)
+def test_the_current_editions_language_model_recipes(make_cfg, name):
+    model, lr, epochs = D2L_1_LANGUAGE_MODELS[name]
+    cfg = make_cfg(f"experiment=d2l_1/{name}")
+    assert cfg.model._target_ == make_cfg(f"experiment=d2l/{name}").model._target_ and cfg.model.num_hiddens == 32
+    assert (cfg.optimizer.lr, cfg.trainer.max_epochs, cfg.trainer.gradient_clip_val) == (lr, epochs, 1.0)
+    assert (cfg.data.pipeline, cfg.data.batch_size, cfg.data.num_steps) == ("d2l_1", 1024, 32)
+    assert (cfg.data.num_train, cfg.data.num_val) == (10_000, 5_000)
+
+
+def test_a_current_edition_classifier_learns(make_cfg):
+    record = train(make_cfg("experiment=d2l_1/softmax", "data.test_subset=2000", "trainer.max_epochs=2"))
+    assert record["status"] == "done" and record["test/acc"] > 0.78, record["history"]  # 0.1: chance
+
+
+def test_a_current_edition_language_model_learns_on_its_windows(make_cfg):
+    record = train(make_cfg("experiment=d2l_1/gru", "trainer.max_epochs=8"))
+    history = record["history"]["val/ppl"]
+    assert record["status"] == "done" and history[0] > 12 and record["val/ppl"] < 10, history  # 28: a uniform guess
+
+
+def test_the_fast_recipe_learns_on_a_slice(make_cfg):
+    """fast/vgg_bn's whole recipe (one-cycle, label smoothing, AdamW, standardised inputs) on 6,000 images."""
+    record = train(make_cfg("experiment=fast/vgg_bn", *SLICE, "trainer.max_epochs=3"))
+    assert record["status"] == "done" and record["test/acc"] > 0.8, record["history"]  # 0.1: chance
+
+
+def test_the_best_fast_recipe_composes_its_extras(make_cfg):
+    cfg = make_cfg("experiment=fast/vgg_bn_best")
+    assert cfg.task.test_time_flip and cfg.task.label_smoothing == 0.1 and cfg.augment.crop_padding == 2
+    assert cfg.scheduler.factory._target_ == "torch.optim.lr_scheduler.OneCycleLR" and cfg.optimizer.lr == 0.01
