@@ -90,6 +90,22 @@ def test_cnn_benchmark_sizes_epochs_by_seconds(data_dir, tmp_path):
 
 
 @pytest.mark.slow
+def test_augment_benchmark_alternates_plain_and_augmented_epochs(data_dir, tmp_path):
+    out = tmp_path / "bench.json"
+    result = run([sys.executable, "scripts/benchmark.py", "augment", "--augment-presets", "d2l/lenet", "fast/vgg_bn",
+                  "--augment", "flip_crop", "--augment-batches", "4", "--rounds", "2", "--json", str(out)],
+                 data_dir, tmp_path)  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = json.loads(out.read_text())["augment"]
+    assert set(rows) == {"d2l/lenet", "fast/vgg_bn"}
+    for row in rows.values():
+        # 2 rounds: plain, augmented, plain, augmented, plain after the warm-up epoch
+        assert len(row["plain_epochs"]) == 3 and len(row["augmented_epochs"]) == 2, row
+        assert row["augment"] == "flip_crop" and row["resolution"] == 28 and row["augmented_vs_plain"] > 0
+    assert "| d2l/lenet | 28 | 256 |" in result.stdout
+
+
+@pytest.mark.slow
 def test_overhead_benchmark_runs_and_writes_json(data_dir, tmp_path):
     out = tmp_path / "bench.json"
     result = run([sys.executable, "scripts/benchmark.py", "overhead", "--json", str(out)], data_dir, tmp_path)
