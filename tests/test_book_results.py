@@ -34,7 +34,8 @@ def test_the_quick_start_lands_where_the_readme_says(tmp_path, data_dir):
 
     result = run_cli("callbacks.progress_bar=null", cwd=tmp_path, data_dir=data_dir, timeout=1200)
     assert result.returncode == 0, result.stderr[-2000:]
-    line = next(line for line in result.stderr.splitlines() if "lenet: done" in line)
+    output = result.stdout + result.stderr  # the log goes to the console's stdout, as Hydra's own does
+    line = next(line for line in output.splitlines() if "lenet: done" in line)
     assert re.search(r"10 epochs, train loss 0\.469, train acc 0\.824, best val acc 0\.817, test acc 0\.810", line)
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
     assert "train loss 0.469, train acc 0.824, test acc\n0.810" in readme

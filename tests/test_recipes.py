@@ -64,7 +64,7 @@ def test_a_current_edition_language_model_learns_on_its_windows(make_cfg):
 
 
 def test_the_fast_recipe_learns_on_a_slice(make_cfg):
-    """fast/vgg_bn's whole recipe (one-cycle, label smoothing, AdamW, standardised inputs) on 6,000 images."""
+    """fast/vgg_bn's whole recipe (one-cycle, label smoothing, AdamW, standardised inputs, bf16) on 6,000 images."""
     record = train(make_cfg("experiment=fast/vgg_bn", *SLICE, "trainer.max_epochs=3"))
     assert record["status"] == "done" and record["test/acc"] > 0.8, record["history"]  # 0.1: chance
 
