@@ -1,6 +1,8 @@
 """Generate text with a trained language model:
 
-    python -m d2lexp.predict ckpt_path=outputs/<date>/<time>/checkpoints/last.ckpt prefix="time traveller" num_chars=50
+    python -m d2lexp.predict ckpt_path=outputs/<date>/<time> prefix="time traveller" num_chars=50
+
+`ckpt_path`: a run folder (its last checkpoint), a .ckpt file, or `last` (the newest run's).
 
 The net is rebuilt from the config saved in the checkpoint and the vocabulary comes from
 the checkpoint too: no data and no training config are needed.
@@ -34,10 +36,11 @@ def load_vocab(checkpoint: dict, source: str):  # -> Vocab
     raise CheckpointError(f"{source} holds no vocabulary: it was not written by a language-model run.")
 
 
-def generate(ckpt_path: str, prefix: str, num_chars: int, device: str = "cpu") -> str:
-    from d2lexp.checkpoint import load_checkpoint, net_from_checkpoint
+def generate(ckpt_path: str, prefix: str, num_chars: int, device: str = "cpu", log_dir: str = "outputs") -> str:
+    from d2lexp.checkpoint import find_checkpoint, load_checkpoint, net_from_checkpoint
     from d2lexp.models.rnn import predict_chars
 
+    ckpt_path = str(find_checkpoint(ckpt_path, log_dir))
     checkpoint = load_checkpoint(ckpt_path)
     net = net_from_checkpoint(checkpoint, ckpt_path).to(device)
     vocab = load_vocab(checkpoint, ckpt_path)
@@ -52,14 +55,14 @@ def main(cfg: DictConfig) -> None:
     if not cfg.ckpt_path:
         log.error(
             "Which model? Give the checkpoint of a language-model run: python -m d2lexp.predict "
-            'ckpt_path=outputs/<date>/<time>/checkpoints/last.ckpt prefix="time traveller".'
+            'ckpt_path=outputs/<date>/<time> prefix="time traveller".'
         )
         sys.exit(1)
     if not cfg.prefix:
         log.error('prefix must be at least one character, e.g. prefix="time traveller".')
         sys.exit(1)
     try:
-        print(generate(cfg.ckpt_path, cfg.prefix, cfg.num_chars, cfg.device))
+        print(generate(cfg.ckpt_path, cfg.prefix, cfg.num_chars, cfg.device, cfg.log_dir))
     except D2lexpError as e:
         log.error("%s", e)
         sys.exit(1)

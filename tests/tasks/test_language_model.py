@@ -52,6 +52,7 @@ def test_a_short_real_run_lowers_perplexity_well_below_the_vocabulary(make_cfg, 
     assert record["train_tokens_per_second"] > 1000
     text = generate(str(tmp_path / "run" / "checkpoints" / "last.ckpt"), "the time", 20)
     assert text.startswith("the time") and len(text) == 28
+    assert generate(str(tmp_path / "run"), "the time", 20) == text  # a run folder means its last checkpoint
 
 
 def test_state_is_carried_for_sequential_and_reset_for_random(make_cfg):
