@@ -363,23 +363,30 @@ def test_ckpt_path_last_resumes_only_a_run_with_the_same_settings(tmp_path, data
     assert digest(tmp_path / "outputs") == before  # looking changed nothing
 
 
-@pytest.mark.parametrize("preset, added", [("d2l/lenet", {"task": ["label_smoothing", "test_time_flip"]}),
-                                             ("d2l/rnn", {"data": ["pipeline", "num_train", "num_val"]})])  # fmt: skip
-def test_settings_added_later_match_runs_made_before_them_at_their_neutral_values(make_cfg, preset, added):
+@pytest.mark.parametrize(
+    "preset, group, added, changed",
+    [
+        ("d2l/lenet", "task", ["label_smoothing", "test_time_flip"], "task.label_smoothing=0.1"),
+        ("d2l/rnn", "data", ["pipeline", "num_train", "num_val"], "data.pipeline=d2l_1"),
+    ],
+)
+def test_settings_added_later_match_runs_made_before_them_at_their_neutral_values(
+    make_cfg, preset, group, added, changed
+):
     """A run recorded before augmentation, label smoothing, test-time flips and the d2l_1 text
     pipeline existed has the settings of today's run that leaves them at their neutral values."""
     from omegaconf import OmegaConf
 
     from d2lexp.checkpoint import defining_settings
 
-    today = OmegaConf.to_container(make_cfg(f"experiment={preset}"), resolve=False)
-    recorded = {k: (dict(v) if isinstance(v, dict) else v) for k, v in today.items() if k != "augment"}
-    for group, keys in added.items():
-        recorded[group] = {k: v for k, v in today[group].items() if k not in keys}
+    def settings(*overrides: str) -> dict:
+        return OmegaConf.to_container(make_cfg(f"experiment={preset}", *overrides), resolve=False)
+
+    today = settings()
+    recorded = {k: v for k, v in today.items() if k != "augment"}
+    recorded[group] = {k: v for k, v in today[group].items() if k not in added}
     assert defining_settings(recorded) == defining_settings(today)
-    group, keys = next(iter(added.items()))
-    changed = OmegaConf.to_container(make_cfg(f"experiment={preset}", f"{group}.{keys[0]}={'d2l_1' if keys[0] == 'pipeline' else 0.1}"), resolve=False)  # fmt: skip
-    assert defining_settings(changed) != defining_settings(recorded)
+    assert defining_settings(settings(changed)) != defining_settings(recorded)
 
 
 def test_no_epoch_limit_is_said_at_the_start(make_cfg, caplog):

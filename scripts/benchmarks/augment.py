@@ -18,7 +18,7 @@ from typing import Any
 import lightning.pytorch as pl
 import torch
 
-from benchmarks.common import d2lexp_config, log
+from benchmarks.common import benchmark_device, d2lexp_config, device_overrides, log
 from d2lexp.callbacks.throughput import Throughput
 
 PRESETS = ["d2l/lenet", "d2l/lenet_bn", "d2l/alexnet", "d2l/resnet18", "fast/vgg_bn"]  # experiment=...
@@ -45,14 +45,13 @@ class AlternateAugment(pl.Callback):
 def run(args: Any) -> dict[str, Any]:
     from d2lexp.train import train
 
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    name = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
+    device, name = benchmark_device()
     log(f"\nAugmentation's cost on {name} (augment={args.augment}, torch {torch.__version__})")
     results: dict[str, Any] = {}
     for preset in args.augment_presets:
         overrides = [
             f"experiment={preset}", f"augment={args.augment}", f"paths.data_dir={args.data_dir}",
-            "trainer=gpu" if device.type == "cuda" else "trainer.accelerator=cpu", "test=false",
+            *device_overrides(device), "test=false",
             "trainer.limit_val_batches=0", f"trainer.max_epochs={2 + 2 * args.rounds}", *args.override,
         ]  # fmt: skip
         if args.augment_batches:

@@ -43,16 +43,12 @@ import lightning.pytorch as pl
 import torch
 import torch.nn.functional as F
 
-from benchmarks.common import book_train_epoch, d2lexp_config, log
+from benchmarks.common import benchmark_device, book_train_epoch, d2lexp_config, device_overrides, log
 from benchmarks.step_profile import profile_d2lexp, profile_loop
 from d2lexp.callbacks.throughput import Throughput, synchronize
 from d2lexp.speed.compile import compile_options
 
 PRESETS = ["lenet", "alexnet", "vgg", "nin", "googlenet", "lenet_bn", "resnet18", "densenet"]
-
-
-def device_overrides(device: torch.device) -> list[str]:
-    return ["trainer=gpu"] if device.type == "cuda" else ["trainer.accelerator=cpu"]
 
 
 class MinimalLoop:
@@ -360,8 +356,7 @@ def log_profiles(results: dict[str, Any]) -> None:
 def run(args: Any) -> dict[str, Any]:
     from d2lexp.train import train
 
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    name = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
+    device, name = benchmark_device()
     log(f"\nThe CNN presets on {name} (torch {torch.__version__})")
     results: dict[str, Any] = {}
     for preset in args.cnn_presets:

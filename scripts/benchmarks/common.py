@@ -23,6 +23,17 @@ def log(line: str = "") -> None:
     print(line, flush=True)
 
 
+def benchmark_device() -> tuple[torch.device, str]:
+    """The device a suite measures (a GPU where there is one) and its name for the report."""
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return device, torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
+
+
+def device_overrides(device: torch.device) -> list[str]:
+    """d2lexp's trainer settings for that device."""
+    return ["trainer=gpu"] if device.type == "cuda" else ["trainer.accelerator=cpu"]
+
+
 def default_data_dir() -> str:
     for candidate in (os.environ.get("D2LEXP_DATA"), REPO.parent / "shared" / "datasets", REPO / "data"):
         if candidate and (Path(candidate) / "FashionMNIST" / "raw").is_dir():
