@@ -34,11 +34,12 @@ from d2lexp.callbacks.history import EpochHistory
 from d2lexp.callbacks.resume import RandomState
 from d2lexp.callbacks.run_config import RunConfigInCheckpoint
 from d2lexp.callbacks.throughput import Throughput, run_start_time
-from d2lexp.checkpoint import check_fits, defining_settings, find_checkpoint, load_checkpoint
+from d2lexp.checkpoint import defining_settings, find_checkpoint, load_checkpoint
 from d2lexp.config import in_multirun
 from d2lexp.data.base import DataModule
 from d2lexp.errors import ConfigError, D2lexpError
 from d2lexp.measure import ModelStats, model_stats
+from d2lexp.resume import RunCheckpointIO, checked_for_resume
 from d2lexp.tasks.base import OptimizerFactory, Scheduler, Task
 
 log = logging.getLogger("d2lexp")
@@ -53,6 +54,7 @@ def instantiate(node: Any, group: str, **kwargs: Any) -> Any:
     refuses `batch_size=-1` speaks for itself) and a constructor's ValueError or TypeError made
     into one paragraph naming the config group."""
     from hydra.errors import InstantiationException
+    from lightning.fabric.utilities.exceptions import MisconfigurationException
 
     try:
         return hydra.utils.instantiate(node, _convert_="all", **kwargs)
@@ -60,7 +62,7 @@ def instantiate(node: Any, group: str, **kwargs: Any) -> Any:
         cause = e.__cause__
         if isinstance(cause, D2lexpError):
             raise cause from None
-        if isinstance(cause, (ValueError, TypeError)):
+        if isinstance(cause, (ValueError, TypeError, RuntimeError, MisconfigurationException)):  # bad arguments
             raise ConfigError(f"The {group} settings are not valid: {cause}. Fix the {group}.* values.") from None
         raise
 
@@ -160,8 +162,15 @@ def check_accelerator(cfg: DictConfig) -> None:
 
 
 def trainer(cfg: DictConfig, every_callback: list[pl.Callback], every_logger: list[Any]) -> pl.Trainer:
+    """The Trainer; its checkpoints are read and written by d2lexp's RunCheckpointIO (checked loads,
+    atomic writes, removals only inside the run's folder: d2lexp.resume)."""
+    from lightning.fabric.plugins import CheckpointIO
+
     check_accelerator(cfg)
     options: dict[str, Any] = speed.trainer_options(cfg.speed, cfg.trainer)
+    plugins = list(cfg.trainer.get("plugins") or [])
+    if not any(isinstance(p, CheckpointIO) for p in plugins):
+        options["plugins"] = [*plugins, speed.checkpoint_io(cfg.speed, cfg.paths.output_dir)]
     if cfg.trainer.get("deterministic"):
         options["benchmark"] = False  # cuDNN autotuning picks algorithms by timing them
     # Only a bar configured in `callbacks` is shown: with none, Lightning would add its own, redrawn
@@ -196,11 +205,24 @@ def refuse_relaunching_sweeps(built: pl.Trainer) -> None:
         )
 
 
+# The trainer's counts that Lightning divides by or counts down without checking them: their least values.
+_TRAINER_MINIMUMS = {
+    "accumulate_grad_batches": 1, "check_val_every_n_epoch": 1, "log_every_n_steps": 0, "max_epochs": -1,
+    "min_epochs": 0, "max_steps": -1, "num_sanity_val_steps": -1, "reload_dataloaders_every_n_epochs": 0,
+    "devices": -1, "num_nodes": 1,
+}  # fmt: skip
+
+
 def check_run_settings(cfg: DictConfig) -> None:
-    """The root config's own values, which no schema types."""
+    """The root config's own values, which no schema types, and the trainer's counts, which
+    Lightning uses unchecked (a zero it divides by ends a run in a ZeroDivisionError)."""
+    for key, least in _TRAINER_MINIMUMS.items():
+        value = cfg.trainer.get(key)
+        if isinstance(value, int) and not isinstance(value, bool) and value < least:
+            raise ConfigError(f"trainer.{key} must be at least {least}, got {value}.")
     seed = cfg.get("seed")
-    if not isinstance(seed, int) or isinstance(seed, bool):
-        raise ConfigError(f"seed must be a whole number (e.g. seed=42), got {seed!r}.")
+    if not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed < 2**32:
+        raise ConfigError(f"seed must be a whole number from 0 to 4294967295 (e.g. seed=42), got {str(seed)[:40]!r}.")
     if (
         cfg.trainer.get("max_epochs") == -1
         and cfg.trainer.get("max_steps", -1) == -1
@@ -293,15 +315,23 @@ def run(
     stats = model_stats(lambda: net(cfg), example) if given_net is None else given_net_stats(given_net, example)
     if stats is not None:
         check_net_fits_data(stats.output_shape, data_module)
-    resume_from = None
     found = checkpoint_to_resume(cfg)
-    if found is not None:
-        check_fits(load_checkpoint(found), built_task, found)
-        resume_from = str(found)
+    saved = load_checkpoint(found) if found is not None else None  # read once, as bounded data
     built_trainer = trainer(cfg, callbacks(cfg, first_callbacks, on_epoch), loggers(cfg))
+    io = built_trainer.strategy.checkpoint_io
+    if isinstance(io, RunCheckpointIO):
+        io.attach(built_task, built_trainer)
+    if found is not None:
+        if not isinstance(io, RunCheckpointIO):
+            raise ConfigError(
+                "Resuming needs d2lexp's checkpoint reader (it restores state only after checking it), but "
+                "trainer.plugins holds another CheckpointIO. Drop it, or start afresh without ckpt_path."
+            )
+        io.resume_from(found, checked_for_resume(saved, built_task, built_trainer, found))  # state only; never paths
     tests = (
         bool(cfg.get("test"))
         and is_overridden("test_step", built_task)
         and is_overridden("test_dataloader", data_module)
     )
+    resume_from = str(found) if found is not None else None
     return Run(data_module, built_net, built_task, built_trainer, resume_from, stats.macs if stats else None, tests)

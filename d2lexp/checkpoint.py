@@ -1,23 +1,54 @@
-"""Reading d2lexp checkpoints: checked before resuming, and usable without Lightning."""
+"""Reading and writing d2lexp checkpoints. A checkpoint is data: one may come from anyone, so
+reading it is bounded at every step, before anything else touches it.
+
+- The file must be the zip archive `torch.save` writes, whose entries inflate to at most a few
+  times their stored size (`MAX_INFLATION`): a megabyte of compressed zeros never becomes gigabytes.
+- It is unpickled under `weights_only=True`: tensors and plain values only, no code.
+- What it holds is copied into a plain tree (dicts, lists, strings, numbers, tensors), bounded in
+  nodes and depth (shared references cannot multiply it); every tensor is dense, on the CPU, and
+  holds no more elements than its stored data (no stride-0 views that expand when touched).
+- A net is rebuilt from d2lexp's registry (d2lexp.nets) by the settings the file stores, on the
+  meta device, and abandoned the moment it would hold more values than the file's tensors do; its
+  weights must then fit it exactly, and be finite.
+
+Resuming restores more than weights, after checks against the run (d2lexp.resume).
+"""
 
 from __future__ import annotations
 
-import contextlib
 import os
+import zipfile
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import torch
 from torch import nn
 
+from d2lexp import files
 from d2lexp.callbacks.run_config import CHECKPOINT_KEY
 from d2lexp.errors import CheckpointError
+from d2lexp.trust import MAX_DEPTH, MAX_STRING, UntrustedFileError, read_yaml
 
 _HOW_TO_FIX = (
     "Point ckpt_path at a .ckpt file that a d2lexp run wrote (e.g. outputs/<date>/<time>/checkpoints/last.ckpt), "
     "a run folder, or `last` (the newest run's last checkpoint); or leave ckpt_path out to start from scratch."
 )
 
+# A zip entry may inflate to at most this many times its stored size (torch.save stores entries
+# uncompressed: a ratio of 1), plus a little for tiny entries.
+MAX_INFLATION = 4
+_INFLATION_SLACK = 1 << 20
+MAX_ENTRIES = 1_000_000  # tensors in one checkpoint
+# Values of plain data a checkpoint may hold per byte of its pickle (each takes at least one opcode).
+_NODES_PER_PICKLE_BYTE = 1
+_NODE_SLACK = 10_000
+_TENSOR_DTYPES = {
+    torch.float16, torch.bfloat16, torch.float32, torch.float64, torch.complex64, torch.complex128,
+    torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64, torch.bool,
+}  # fmt: skip
+# Where `ckpt_path=last` looks: at most this many entries under the runs' folder.
+_MAX_SCANNED = 200_000
 
 # The settings that make a run what it is: a run resumed with `ckpt_path=last` must share them.
 # (Where the data lives, how long to train and on which device may differ.)
@@ -53,15 +84,13 @@ def defining_settings(config: dict[str, Any]) -> dict[str, Any]:
 
 def _recorded_settings(checkpoint: Path) -> dict[str, Any] | None:
     """The defining settings of the run that wrote `checkpoint`, as its run folder's
-    .hydra/config.yaml records them: plain YAML, interpolations left unresolved (resolving a
-    file's interpolations could run resolvers with side effects), so compare them with a
-    config's unresolved settings."""
-    import yaml
-
+    .hydra/config.yaml records them (read as bounded data: d2lexp.trust.read_yaml), interpolations
+    left unresolved (resolving a file's interpolations could run resolvers with side effects), so
+    compare them with a config's unresolved settings. None if they cannot be read."""
     config_file = checkpoint.parent.parent / ".hydra" / "config.yaml"
     try:
-        config = yaml.safe_load(config_file.read_text())
-    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        config = read_yaml(config_file)
+    except (OSError, UnicodeDecodeError, UntrustedFileError):
         return None
     return defining_settings(config) if isinstance(config, dict) else None
 
@@ -70,6 +99,22 @@ def _differences(found: dict[str, Any], wanted: dict[str, Any], limit: int = 4) 
     keys = sorted(k for k in set(found) | set(wanted) if found.get(k) != wanted.get(k))
     shown = [f"{k}: {found.get(k)!r} there, {wanted.get(k)!r} here" for k in keys[:limit]]
     return "; ".join(shown) + (f"; and {len(keys) - limit} more" if len(keys) > limit else "")
+
+
+def _last_checkpoints(root: Path, skip: Path | None) -> Iterator[Path]:
+    """Every `<run>/checkpoints/last.ckpt` under `root` (links are not followed; at most
+    `_MAX_SCANNED` entries are looked at)."""
+    seen = 0
+    for folder, subfolders, names in os.walk(root, followlinks=False):
+        seen += len(subfolders) + len(names)
+        if seen > _MAX_SCANNED:
+            return
+        here = Path(folder)
+        if skip is not None and (here == skip or skip in here.parents):
+            subfolders.clear()
+            continue
+        if here.name == "checkpoints" and "last.ckpt" in names and not (here / "last.ckpt").is_symlink():
+            yield here / "last.ckpt"
 
 
 def find_checkpoint(
@@ -85,8 +130,8 @@ def find_checkpoint(
     - a file: itself.
     """
     if str(spec) == "last":
-        root, skip = Path(log_dir).expanduser(), Path(exclude).resolve() if exclude else None
-        found = [p for p in root.glob("**/checkpoints/last.ckpt") if not (skip and skip in p.resolve().parents)]
+        root, skip = Path(log_dir).expanduser(), Path(exclude).absolute() if exclude else None
+        found = list(_last_checkpoints(root, skip))
         if not found:
             raise CheckpointError(
                 f"ckpt_path=last: no run under {root} has a checkpoints/last.ckpt to resume from. "
@@ -94,10 +139,10 @@ def find_checkpoint(
             )
         newest_first = sorted(found, key=lambda p: p.stat().st_mtime, reverse=True)
         if settings is None:
-            return newest_first[0].resolve()
+            return newest_first[0].absolute()
         for candidate in newest_first:
             if _recorded_settings(candidate) == settings:
-                return candidate.resolve()
+                return candidate.absolute()
         newest = newest_first[0]
         recorded = _recorded_settings(newest)
         how = _differences(recorded, settings) if recorded is not None else "its settings cannot be read"
@@ -115,57 +160,129 @@ def find_checkpoint(
     return path
 
 
+# ------------------------------------------------------------------------------------------------
+# Loading, bounded
+
+
+def _check_archive(path: Path) -> int:
+    """The size of the archive's pickle; CheckpointError for a file that is not torch.save's zip
+    archive, or whose entries would inflate past `MAX_INFLATION` times their stored size."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            entries = archive.infolist()
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError) as e:
+        raise CheckpointError(
+            f"ckpt_path={path} cannot be read as a checkpoint ({type(e).__name__}: {str(e)[:200]}): it is not the zip "
+            f"archive torch.save writes (the file may be truncated, or not a PyTorch checkpoint). {_HOW_TO_FIX}"
+        ) from None
+    if len(entries) > MAX_ENTRIES:
+        raise CheckpointError(f"ckpt_path={path} holds more than {MAX_ENTRIES:,} entries; it is not a checkpoint.")
+    stored = sum(e.compress_size for e in entries)
+    inflated = sum(e.file_size for e in entries)
+    if inflated > MAX_INFLATION * stored + _INFLATION_SLACK:
+        raise CheckpointError(
+            f"ckpt_path={path} is refused: its {stored:,} stored bytes would inflate to {inflated:,} "
+            f"(more than {MAX_INFLATION}x). torch.save writes checkpoints uncompressed; this file was not written by "
+            "a d2lexp run, or was altered."
+        )
+    pickles = [e.file_size for e in entries if e.filename.endswith("data.pkl")]
+    return max(pickles, default=0)
+
+
+def _tensor_problem(tensor: torch.Tensor) -> str | None:
+    if tensor.layout != torch.strided:
+        return f"a {tensor.layout} tensor"
+    if tensor.device.type != "cpu" or tensor.is_meta:
+        return f"a tensor on the {tensor.device.type} device"
+    if tensor.dtype not in _TENSOR_DTYPES or tensor.is_quantized:
+        return f"a tensor of type {tensor.dtype}"
+    if any(size < 0 for size in tensor.shape):
+        return "a tensor of negative size"
+    available = tensor.untyped_storage().nbytes() - tensor.storage_offset() * tensor.element_size()
+    if tensor.numel() * tensor.element_size() > available:
+        return f"a tensor of {tuple(tensor.shape)} values backed by only {max(available, 0):,} bytes"
+    return None
+
+
+def plain_tree(value: Any, source: str, max_nodes: int) -> Any:
+    """`value` (an unpickled checkpoint) copied as a tree of dicts (string keys), lists, strings,
+    numbers, booleans, None and checked tensors, at most `max_nodes` values and `MAX_DEPTH`... deep
+    (a shared reference is copied each time it is met, so a file cannot multiply its size);
+    CheckpointError for anything else."""
+    budget = [max_nodes]
+
+    def refuse(where: str, why: str) -> CheckpointError:
+        return CheckpointError(
+            f"ckpt_path={source} is refused: {where or 'it'} holds {why}. A checkpoint holds tensors and plain values; "
+            "this file was not written by a d2lexp run, or was altered."
+        )
+
+    def copy(node: Any, where: str, depth: int) -> Any:
+        budget[0] -= 1
+        if budget[0] < 0:
+            raise refuse("", f"more than {max_nodes:,} values for its size (shared references multiplied)")
+        if depth > MAX_DEPTH * 2:
+            raise refuse(where, f"data nested more than {MAX_DEPTH * 2} levels deep")
+        if node is None or isinstance(node, (bool, int, float)):
+            if isinstance(node, int) and not isinstance(node, bool) and abs(node) >= 1 << 64:
+                raise refuse(where, "a number too large for any counter or setting")
+            return node
+        if isinstance(node, str):
+            if len(node) > MAX_STRING * 16:
+                raise refuse(where, f"a string of {len(node):,} characters")
+            return node
+        if isinstance(node, torch.Tensor):
+            problem = _tensor_problem(node)
+            if problem:
+                raise refuse(where, problem)
+            return node.detach()
+        if isinstance(node, (torch.dtype, torch.device, torch.Size)):
+            return node
+        if isinstance(node, dict):
+            copied = {}
+            for key, item in node.items():
+                if not isinstance(key, (str, int)) or isinstance(key, bool):
+                    raise refuse(where, f"a mapping keyed by a {type(key).__name__}")
+                copied[key] = copy(item, f"{where}.{key}" if where else str(key), depth + 1)
+            return copied
+        if isinstance(node, (list, tuple)):
+            items = [copy(item, f"{where}[{i}]", depth + 1) for i, item in enumerate(node)]
+            return items if isinstance(node, list) else tuple(items)
+        raise refuse(where, f"a {type(node).__name__}")
+
+    return copy(value, "", 0)
+
+
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
-    """Load a checkpoint on the CPU under `weights_only=True`, with a clear error if it is unusable."""
+    """A checkpoint file as checked plain data (see the module's docstring), on the CPU; one
+    paragraph (CheckpointError) for a file that is missing, unreadable or refused."""
     path = Path(path).expanduser()
     if not path.is_file():
         raise CheckpointError(f"ckpt_path={path} does not exist or is not a file. {_HOW_TO_FIX}")
+    pickle_bytes = _check_archive(path)
     try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+        loaded = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:
         reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise CheckpointError(
             f"ckpt_path={path} cannot be read as a checkpoint ({type(e).__name__}: {reason[:200]}). "
             f"The file may be truncated or not a PyTorch checkpoint. {_HOW_TO_FIX}"
         ) from None
-    if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
+    checkpoint = plain_tree(loaded, str(path), pickle_bytes * _NODES_PER_PICKLE_BYTE + _NODE_SLACK)
+    if not isinstance(checkpoint, dict) or not isinstance(checkpoint.get("state_dict"), dict):
         raise CheckpointError(f"ckpt_path={path} is a PyTorch file but not a Lightning checkpoint. {_HOW_TO_FIX}")
     return checkpoint
 
 
-def check_fits(checkpoint: dict[str, Any], module: nn.Module, path: str | Path) -> None:
-    """Fail clearly if the checkpoint's weights are not those of `module` (another model or size)."""
-    saved = {k: v for k, v in checkpoint["state_dict"].items() if k.startswith("net.")}
-    expected = {k: v for k, v in module.state_dict().items() if k.startswith("net.")}
-    missing = [k for k in expected if k not in saved]
-    unexpected = [k for k in saved if k not in expected]
-    reshaped = [
-        f"{k}: checkpoint {tuple(saved[k].shape)} vs model {tuple(v.shape)}"
-        for k, v in expected.items()
-        if k in saved and hasattr(saved[k], "shape") and tuple(saved[k].shape) != tuple(v.shape)
-    ]
-    if missing or unexpected or reshaped:
-        saved_model = checkpoint.get(CHECKPOINT_KEY, {}).get("model", {}).get("_target_", "an unknown model")
-        details = "; ".join(
-            part
-            for part in (
-                f"missing {', '.join(missing[:3])}{' ...' if len(missing) > 3 else ''}" if missing else "",
-                f"unexpected {', '.join(unexpected[:3])}{' ...' if len(unexpected) > 3 else ''}" if unexpected else "",
-                "; ".join(reshaped[:3]),
-            )
-            if part
-        )
-        raise CheckpointError(
-            f"ckpt_path={path} holds weights of {saved_model}, which do not fit the configured model ({details}). "
-            "Resume with the same model settings the checkpoint was trained with."
-        )
+# ------------------------------------------------------------------------------------------------
+# Writing
 
 
 class _WriteErrors:
     """A file's `write` and `flush`, remembering the OSError one raised: torch.save reports a
     failed write as a RuntimeError without its cause, so a full disk would read as a bug."""
 
-    def __init__(self, file: Any) -> None:
+    def __init__(self, file: IO[bytes]) -> None:
         self.file, self.error = file, None
 
     def write(self, data: Any) -> int:
@@ -184,30 +301,22 @@ class _WriteErrors:
 
 
 def save(obj: Any, path: str | Path) -> Path:
-    """torch.save, atomically: a crash never leaves half a file where a good one was.
-
-    The file is written beside its name and renamed into place. A write that fails (a full disk,
-    a read-only folder) raises the OSError that stopped it, with its errno, and leaves no partial
-    file behind.
-    """
+    """torch.save, atomically and durably, never through a link (d2lexp.files): a crash never
+    leaves half a file where a good one was. A write that fails (a full disk, a read-only folder)
+    raises the OSError that stopped it, with its errno, and leaves no partial file behind."""
     path = Path(path).expanduser()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(path.name + ".tmp")
-    try:
-        with open(temporary, "wb") as file:
-            writer = _WriteErrors(file)
-            try:
-                torch.save(obj, writer)
-            except RuntimeError:
-                if writer.error is not None:
-                    raise writer.error from None
-                raise
-        os.replace(temporary, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            temporary.unlink(missing_ok=True)  # give a full disk its space back
-        raise
-    return path
+    files.make_folder(path.parent)
+
+    def write(file: IO[bytes]) -> None:
+        writer = _WriteErrors(file)
+        try:
+            torch.save(obj, writer)
+        except RuntimeError:
+            if writer.error is not None:
+                raise writer.error from None
+            raise
+
+    return files.write_atomic(path, write)
 
 
 def load(path: str | Path) -> Any:
@@ -225,9 +334,32 @@ def load(path: str | Path) -> Any:
         ) from None
 
 
+# ------------------------------------------------------------------------------------------------
+# The net
+
+
 def load_net(path: str | Path) -> nn.Module:
     """The trained net of a d2lexp checkpoint as a bare `nn.Module` (eval mode, CPU), no Lightning needed."""
     return net_from_checkpoint(load_checkpoint(path), path)
+
+
+def net_weights(checkpoint: dict[str, Any]) -> dict[str, torch.Tensor]:
+    """The net's tensors in a (checked) checkpoint, by their names in the net."""
+    prefix = "net."
+    return {
+        k[len(prefix) :]: v for k, v in checkpoint["state_dict"].items() if isinstance(k, str) and k.startswith(prefix)
+    }
+
+
+def check_finite(weights: dict[str, torch.Tensor], source: str | Path) -> None:
+    """CheckpointError if a floating-point weight is NaN or infinite (a diverged run's)."""
+    for name, tensor in weights.items():
+        if isinstance(tensor, torch.Tensor) and tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            raise CheckpointError(
+                f"{source}: its weight {name} holds NaN or infinite values: the run that wrote it diverged, so its "
+                "net computes nothing meaningful. Use a checkpoint from before it diverged (its best epoch's), or "
+                "train again with a lower optimizer.lr."
+            )
 
 
 def net_from_checkpoint(checkpoint: dict[str, Any], source: str | Path) -> nn.Module:
@@ -235,26 +367,30 @@ def net_from_checkpoint(checkpoint: dict[str, Any], source: str | Path) -> nn.Mo
 
     The architecture is looked up in d2lexp's own registry (`d2lexp.nets`) by the model config
     saved in the checkpoint, whose settings must be plain values: nothing the file names is
-    imported or called. The net is first built on the meta device (no memory) and its shapes
-    checked against the stored weights, so a file cannot make the loader allocate more than the
-    weights it holds.
+    imported or called. The net is first built on the meta device, abandoned the moment it would
+    hold more values than the file's tensors (`d2lexp.nets.rebuild`'s budget), and its shapes
+    checked against the stored weights, which must be finite.
     """
     from d2lexp.nets import rebuild
 
     config = checkpoint.get(CHECKPOINT_KEY)
     if not isinstance(config, dict) or "model" not in config:
         raise CheckpointError(f"{source} holds no d2lexp config, so the architecture is unknown. {_HOW_TO_FIX}")
-    prefix = "net."
-    state = {k[len(prefix) :]: v for k, v in checkpoint["state_dict"].items() if k.startswith(prefix)}
-    with torch.device("meta"):
-        shapes = {k: tuple(v.shape) for k, v in rebuild(config["model"], str(source)).state_dict().items()}
+    state = net_weights(checkpoint)
     stored = {k: tuple(v.shape) for k, v in state.items() if isinstance(v, torch.Tensor)}
+    budget = sum(v.numel() for v in state.values() if isinstance(v, torch.Tensor))
+    with torch.device("meta"):
+        shapes = {
+            k: tuple(v.shape)
+            for k, v in rebuild(config["model"], str(source), budget, len(stored)).state_dict().items()
+        }
     if shapes != stored:
         different = sorted(set(shapes) ^ set(stored)) or [k for k in shapes if shapes[k] != stored[k]]
         raise CheckpointError(
             f"{source}: its weights do not fit the net its config describes (first difference: {different[0]}). "
             "The file may be damaged or altered."
         )
-    net = rebuild(config["model"], str(source))
+    check_finite(state, source)
+    net = rebuild(config["model"], str(source), budget, len(stored))
     net.load_state_dict(state)
     return net.eval()

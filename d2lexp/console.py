@@ -1,19 +1,76 @@
 """What a run prints: Lightning's messages once, through Hydra's logging (console and run log),
 without its ads, the warnings d2lexp's own choices make moot, or the tracebacks of a folder that
-stopped taking writes (the run's own paragraph says what happened)."""
+stopped taking writes (the run's own paragraph says what happened). Text that comes from files
+(names, errors, generated text) is shown, never obeyed: control characters are escaped."""
 
 from __future__ import annotations
 
 import logging
+import re
 import threading
 import warnings
+from typing import Any
 
 from d2lexp.run_folder import is_unwritable
 
 log = logging.getLogger("d2lexp")
 
+# Characters a terminal or a renderer acts on instead of showing: C0 and C1 controls (escape
+# sequences that clear the screen, set the clipboard or the title), bidirectional overrides that
+# reorder what is shown, and line and paragraph separators.
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u061c\u200b-\u200f\u2028-\u202e\u2060-\u2069\ufeff]")
+_NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def printable(text: Any) -> str:
+    """`text` with every control character shown as an escape (`\\x1b`, `\\n`, `\\u202e`): a name
+    or a string read from a file cannot move the cursor, clear the screen or hide a line."""
+
+    def escape(match: re.Match[str]) -> str:
+        char = match.group()
+        return _NAMED.get(char) or (f"\\x{ord(char):02x}" if ord(char) < 0x100 else f"\\u{ord(char):04x}")
+
+    return _CONTROL.sub(escape, str(text))
+
+
+class EscapeArguments(logging.Filter):
+    """Escapes the arguments of every log record (the file names, errors and texts a message is
+    made from), keeping the message's own line breaks."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple) and record.args:
+            record.args = tuple(arg if isinstance(arg, (int, float)) else printable(arg) for arg in record.args)
+        elif isinstance(record.args, dict):
+            record.args = {k: printable(v) for k, v in record.args.items()}
+        return True
+
+
+class BelowWarnings(logging.Filter):
+    """Passes the records under WARNING: progress goes to stdout, warnings and errors to stderr."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno < logging.WARNING
+
+
+class RunLogFile(logging.FileHandler):
+    """The run's log file (train.log), appended to and never opened through a link (d2lexp.files)."""
+
+    def _open(self):  # noqa: ANN202  (logging.FileHandler's own hook)
+        from d2lexp.files import open_append
+
+        return open_append(self.baseFilename)
+
+
+def escape_logged_text() -> None:
+    """Every handler of the root logger (the console and the run's log) escapes control characters
+    in what records are made from (idempotent: call it after Hydra has set up logging)."""
+    for handler in logging.getLogger().handlers:
+        if not any(isinstance(f, EscapeArguments) for f in handler.filters):
+            handler.addFilter(EscapeArguments())
+
 
 def quiet_lightning() -> None:
+    escape_logged_text()
     if logging.getLogger().handlers:  # Hydra configured the root logger: Lightning's own handlers would print twice
         for name in ("lightning", "lightning.pytorch", "lightning.fabric"):
             logger = logging.getLogger(name)
@@ -27,6 +84,8 @@ def quiet_lightning() -> None:
     warnings.filterwarnings("ignore", message=r"The number of training batches .* logging interval")
     # d2lexp logs torchmetrics results, which are already reduced over all processes.
     warnings.filterwarnings("ignore", message=r"It is recommended to use `self.log\(.*sync_dist=True\)")
+    # Slurm's tools installed on a machine whose run was not started by srun: nothing to say.
+    warnings.filterwarnings("ignore", message=r"The `srun` command is available on your system but is not used")
     # A data module without validation text returns an empty val loader on purpose.
     warnings.filterwarnings("ignore", message=r"Total length of `list` across ranks is zero")
 

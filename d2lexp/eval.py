@@ -23,8 +23,9 @@ import hydra
 from omegaconf import DictConfig
 
 from d2lexp.config import CONF_DIR
+from d2lexp.console import printable
 from d2lexp.errors import D2lexpError
-from d2lexp.overrides import unknown_key_message, with_recorded_settings
+from d2lexp.overrides import command_line_problem, unknown_key_message, with_recorded_settings
 
 log = logging.getLogger("d2lexp")
 EVAL_FILE = "eval.json"
@@ -34,11 +35,12 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     """The eval's record (also written to eval.json in its folder)."""
     import lightning.pytorch as pl
 
-    from d2lexp import build
+    from d2lexp import build, files
     from d2lexp.callbacks.predictions import ClassifierPictures
     from d2lexp.checkpoint import find_checkpoint, load_checkpoint, net_from_checkpoint
     from d2lexp.console import quiet_lightning
-    from d2lexp.record import strict_json_text, summary_line, to_float
+    from d2lexp.metrics_file import strict_json_text
+    from d2lexp.record import summary_line, to_float
     from d2lexp.tasks.classification import ClassificationTask
     from d2lexp.train import hydra_choices
 
@@ -76,7 +78,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         from d2lexp.models.rnn import predict_chars
 
         record["sample"] = predict_chars(net.cpu(), data.vocab, cfg.sample_prefix, cfg.sample_chars)
-    (output_dir / EVAL_FILE).write_text(strict_json_text(record))
+    files.write_text(files.make_folder(output_dir) / EVAL_FILE, strict_json_text(record))
     log.info("%s -> %s", summary_line(record).replace(": done", ": eval"), output_dir / EVAL_FILE)
     return record
 
@@ -97,10 +99,13 @@ def hydra_main(cfg: DictConfig) -> None:
 
 def main() -> None:
     """`python -m d2lexp.eval` and `d2lexp-eval`: the run's own settings under the command's."""
+    problem = command_line_problem(sys.argv[1:])
+    if problem:
+        raise SystemExit(problem)
     try:
         args = with_recorded_settings(sys.argv[1:], own_folder=False)
     except D2lexpError as e:
-        raise SystemExit(str(e)) from None
+        raise SystemExit(printable(e)) from None
     message = unknown_key_message("eval", args)
     if message:
         raise SystemExit(message)

@@ -38,7 +38,8 @@ from hydra.plugins.launcher import Launcher
 from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from d2lexp.record import read_metrics, write_metrics
+from d2lexp.errors import D2lexpError
+from d2lexp.metrics_file import read_metrics, write_metrics
 
 log = logging.getLogger("d2lexp")
 
@@ -82,13 +83,12 @@ def job_cost(config: DictConfig) -> float:
     """How long a job should take, relatively: MACs per example x training examples per epoch x
     epochs, all known before it runs (0 where one is not: such jobs start last)."""
     from d2lexp import build
-    from d2lexp.errors import D2lexpError
     from d2lexp.measure import model_stats
 
     try:
         data = build.data(config)
         macs = model_stats(lambda: build.net(config), data.model_input()).macs
-    except (D2lexpError, RuntimeError):  # a job that will fail: it says so itself, when it runs
+    except Exception:  # a job that cannot be built: it fails by itself when it runs, and its row says why
         return 0.0
     epochs = config.trainer.get("max_epochs") or 0
     return float(macs) * float(data.train_examples() or 0) * float(max(epochs, 0))
@@ -102,9 +102,26 @@ def _describe_exit(exitcode: int | None) -> str:
     return f"its process ended with exit code {exitcode} before the job could record its end"
 
 
+def _terminate_with_parent(parent: int) -> None:
+    """Ask the kernel to send this process SIGTERM when its parent dies (Linux); if the parent is
+    gone already, stop now."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):  # not Linux: the parent's own handlers stop its jobs
+        pass
+    if os.getppid() != parent:
+        os._exit(128 + signal.SIGTERM)
+
+
 def _run_in_process(connection: Any, hydra_context: HydraContext, task: tuple[str, str], config: DictConfig,
-                    singleton_state: dict[Any, Any], slot: Slot) -> None:  # fmt: skip
-    """The child process: its device and threads first, then Hydra's own `run_job`."""
+                    singleton_state: dict[Any, Any], slot: Slot, parent: int) -> None:  # fmt: skip
+    """The child process: its device and threads first, then Hydra's own `run_job`. It ends with the
+    sweep's process: if that dies (killed, even by SIGKILL), the job gets a SIGTERM and stops as a
+    terminated run does (its state saved, its record `interrupted`)."""
+    _terminate_with_parent(parent)
     if slot.gpu is not None:
         os.environ["CUDA_VISIBLE_DEVICES"] = str(slot.gpu)
     for variable in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
@@ -129,17 +146,33 @@ def _run_in_process(connection: Any, hydra_context: HydraContext, task: tuple[st
                      job_dir_key="hydra.sweep.dir", job_subdir_key="hydra.sweep.subdir")  # fmt: skip
     # What the sweep needs back (the JobReturn itself holds configs that do not cross processes).
     failed = result.status == JobStatus.FAILED  # an error outside d2lexp's own handling: keep its text
-    connection.send((not failed, str(result._return_value) if failed else result._return_value))
-    connection.close()
+    try:
+        connection.send((not failed, str(result._return_value) if failed else result._return_value))
+        connection.close()
+    except OSError:  # the sweep's process is gone (BrokenPipeError): the job's metrics.json says how it ended
+        pass
 
 
 @dataclass
 class _Job:
     number: int
     overrides: list[str]
-    config: DictConfig
+    config: DictConfig | None  # None: it could not be composed (`problem` says why)
     folder: Path
     result: JobReturn | None = None
+    problem: str | None = None
+
+
+class _SweepStopped(Exception):
+    """A signal (SIGTERM, SIGHUP) asked the sweep's process to stop."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+def _stop_sweep(signum: int, frame: Any) -> None:
+    raise _SweepStopped(signum)
 
 
 class ParallelLauncher(Launcher):
@@ -160,7 +193,12 @@ class ParallelLauncher(Launcher):
 
     def _job(self, number: int, overrides: Sequence[str]) -> _Job:
         assert self.config is not None and self.hydra_context is not None
-        config = self.hydra_context.config_loader.load_sweep_config(self.config, list(overrides))
+        try:
+            config = self.hydra_context.config_loader.load_sweep_config(self.config, list(overrides))
+        except Exception as e:  # a job whose config cannot be composed is a failed row; the others run
+            folder = Path(str(self.config.hydra.sweep.dir)) / str(number)
+            reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            return _Job(number, list(overrides), None, folder, problem=f"its config cannot be composed: {reason}")
         with open_dict(config):
             config.hydra.job.id = f"{config.hydra.job.name}_{number}"
             config.hydra.job.num = number
@@ -174,14 +212,20 @@ class ParallelLauncher(Launcher):
         jobs = [self._job(initial_job_idx + i, overrides) for i, overrides in enumerate(job_overrides)]
         for job in jobs:  # every job has a row from the start, even one that never gets to run
             write_metrics(job.folder, {"status": "pending", "job": job.number, "overrides": job.overrides})
-            if len(available) > 1 and job.config.get("callbacks"):
+            if job.config is not None and len(available) > 1 and job.config.get("callbacks"):
                 with open_dict(job.config):
                     job.config.callbacks.progress_bar = None  # side by side, the bars would draw over each other
+        for job in jobs:
+            if job.problem is not None:
+                self._record_failure(job, "failed", job.problem)
+        runnable = [job for job in jobs if job.config is not None]
         log.info("Launching %d jobs, %d at a time, each in its own process (%d CPU threads each), the longest first",
-                 len(jobs), len(available), available[0].threads)  # fmt: skip
+                 len(runnable), len(available), available[0].threads)  # fmt: skip
         task = (self.task_function.__module__, self.task_function.__name__)
         context = multiprocessing.get_context("spawn")
-        waiting, running = sorted(jobs, key=lambda job: -job_cost(job.config)), {}
+        waiting, running = sorted(runnable, key=lambda job: -job_cost(job.config)), {}
+        handled = (signal.SIGTERM, signal.SIGHUP)
+        previous = {s: signal.signal(s, _stop_sweep) for s in handled}
         try:
             while waiting or running:
                 while waiting and available:
@@ -190,7 +234,8 @@ class ParallelLauncher(Launcher):
                     receiver, sender = context.Pipe(duplex=False)
                     process = context.Process(
                         target=_run_in_process, name=f"d2lexp-job-{job.number}",
-                        args=(sender, self.hydra_context, task, job.config, Singleton.get_state()["instances"], slot),
+                        args=(sender, self.hydra_context, task, job.config, Singleton.get_state()["instances"], slot,
+                              os.getpid()),
                     )  # fmt: skip
                     process.start()
                     sender.close()
@@ -199,14 +244,44 @@ class ParallelLauncher(Launcher):
                     job, slot, process, receiver = running.pop(sentinel)
                     job.result = self._result(job, process, receiver)
                     available.append(slot)
-        except KeyboardInterrupt:
-            log.error("The sweep was interrupted: waiting for the running jobs to record how far they got.")
-            for job, _, process, receiver in running.values():
-                process.join(timeout=60)
-                job.result = self._result(job, process, receiver)
-            for job in waiting:
-                self._record_failure(job, "not run", "the sweep was interrupted before it started")
+        except (KeyboardInterrupt, _SweepStopped) as e:
+            signum = e.signum if isinstance(e, _SweepStopped) else signal.SIGINT
+            self._stop(signum, running, waiting, jobs)
+        finally:
+            for number, handler in previous.items():
+                signal.signal(number, handler)
         return [job.result or self._return(job, math.nan) for job in jobs]
+
+    def _stop(self, signum: int, running: dict[Any, Any], waiting: list[_Job], jobs: list[_Job]) -> None:
+        """The sweep was asked to stop: its running jobs stop as terminated runs do (their state saved,
+        their records `interrupted`), the waiting ones are `not run` rows, the report is written, and
+        the command ends with the signal's exit code."""
+        from d2lexp.report import write_report
+
+        name = "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
+        log.error("The sweep was stopped (%s): stopping its running jobs, which save their state.", name)
+        for _, _, process, _ in running.values():
+            if signum != signal.SIGINT:  # Ctrl-C reached every process of the terminal already
+                process.terminate()
+        for job, _, process, receiver in running.values():
+            process.join(timeout=120)
+            if process.is_alive():
+                process.kill()
+            job.result = self._result(job, process, receiver)
+        for job in waiting:
+            self._record_failure(job, "not run", f"the sweep was stopped ({name}) before it started")
+        assert self.config is not None
+        sweep_dir = Path(str(self.config.hydra.sweep.dir))
+        try:
+            paths = write_report(sweep_dir)
+            log.error(
+                "Its report, with each job as it stopped: %s. Resume a job with ckpt_path=<its folder>.", paths["md"]
+            )
+        except (OSError, D2lexpError) as e:
+            log.error(
+                "Its report could not be written (%s); write it later with: python -m d2lexp.report %s", e, sweep_dir
+            )
+        raise SystemExit(128 + signum)
 
     def _result(self, job: _Job, process: Any, receiver: Any) -> JobReturn:
         process.join()
@@ -225,12 +300,18 @@ class ParallelLauncher(Launcher):
         return self._return(job, value)
 
     def _record_failure(self, job: _Job, status: str, reason: str) -> None:
-        """Say in the job's own metrics.json what became of it (it could not say so itself)."""
+        """Say in the job's own metrics.json what became of it, where it could not say so itself (a
+        job that recorded how it ended, e.g. `interrupted` by a SIGTERM, keeps its own word)."""
         try:
             record = read_metrics(job.folder)
             record = record if isinstance(record, dict) else {}
         except (OSError, ValueError):
             record = {}
+        if record.get("status") in ("done", "failed", "diverged", "interrupted") and status == "crashed":
+            log.error(
+                "Job %d ended %s: %s.", job.number, record["status"], record.get("error") or "see its metrics.json"
+            )
+            return
         record.update(status=status, error=reason)
         log.error("Job %d %s: %s.", job.number, status, reason)
         try:

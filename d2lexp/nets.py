@@ -11,8 +11,9 @@ nothing of it is run or imported.
 
 from __future__ import annotations
 
+import contextlib
 import inspect
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from torch import nn
@@ -34,6 +35,7 @@ from d2lexp.models.vgg import VGG
 from d2lexp.scratch.conv import Conv2D
 from d2lexp.scratch.models import LeNetBNScratch, LinearRegressionScratch, MLPScratch, SoftmaxRegressionScratch
 from d2lexp.scratch.rnn import RNNLMScratch
+from d2lexp.trust import plain_value_problem
 
 NetBuilder = Callable[..., nn.Module]
 
@@ -47,12 +49,6 @@ _BUILDERS: tuple[NetBuilder, ...] = (
 NETS: dict[str, NetBuilder] = {f"{b.__module__}.{b.__qualname__}": b for b in _BUILDERS}
 
 PlainValue = int | float | str | bool | None | list
-
-
-def _plain(value: Any) -> bool:
-    if value is None or isinstance(value, (bool, int, float, str)):
-        return True
-    return isinstance(value, (list, tuple)) and all(_plain(v) for v in value)
 
 
 def _describe(value: Any) -> str:
@@ -90,21 +86,72 @@ def checked_net_config(node: Any, source: str, key: str = "model") -> tuple[NetB
         where = f"{key}.{name}"
         if not isinstance(name, str) or name.startswith("_"):
             raise refuse(where, "is an instruction to Hydra's instantiate (calls, partials, positional arguments)")
-        if not _plain(value):
-            raise refuse(where, f"holds {_describe(value)}")
+        problem = plain_value_problem(value) if not isinstance(value, Mapping) else f"holds {_describe(value)}"
+        if problem:
+            raise refuse(where, problem if problem.startswith("holds") else f"holds a value that {problem}")
         if name not in parameters and not takes_any:
             raise refuse(where, f"is not a setting of {target.rsplit('.', 1)[1]}")
         arguments[name] = list(value) if isinstance(value, tuple) else value
     return builder, arguments
 
 
-def rebuild(node: Any, source: str, key: str = "model") -> nn.Module:
-    """The registered net a stored model config names, built with its checked arguments."""
-    builder, arguments = checked_net_config(node, source, key)
+class _OverBudget(Exception):
+    pass
+
+
+@contextlib.contextmanager
+def _size_budget(max_values: int, max_tensors: int) -> Iterator[None]:
+    """While a net is built: abandon it (`_OverBudget`) the moment its parameters and buffers hold
+    more than `max_values` values, or it has more than `max_tensors` of them, or more modules than
+    could hold them. Settings such as `ResNet(stages=[200000])` are then refused after a few blocks,
+    not after gigabytes."""
+    from torch.nn.modules import module as torch_module
+
+    counts = {"values": 0, "tensors": 0, "modules": 0}
+    max_modules = 8 * max_tensors + 64  # activations, pools and containers hold no tensors of their own
+
+    def tensor_added(module: nn.Module, name: str, tensor: Any) -> None:
+        if tensor is not None:
+            counts["values"] += tensor.numel()
+            counts["tensors"] += 1
+            if counts["values"] > max_values or counts["tensors"] > max_tensors:
+                raise _OverBudget
+
+    def module_added(module: nn.Module, name: str, submodule: Any) -> None:
+        counts["modules"] += 1
+        if counts["modules"] > max_modules:
+            raise _OverBudget
+
+    handles = [
+        torch_module.register_module_parameter_registration_hook(tensor_added),
+        torch_module.register_module_buffer_registration_hook(tensor_added),
+        torch_module.register_module_module_registration_hook(module_added),
+    ]
     try:
-        return builder(**arguments)
-    except (TypeError, ValueError) as e:
+        yield
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+def rebuild(
+    node: Any, source: str, max_values: int | None = None, max_tensors: int | None = None, key: str = "model"
+) -> nn.Module:
+    """The registered net a stored model config names, built with its checked arguments. With
+    `max_values` (and `max_tensors`): the values (tensors) the file holds for it; a net that would
+    hold more is refused before it is built (`_size_budget`)."""
+    builder, arguments = checked_net_config(node, source, key)
+    budget = _size_budget(max_values, max_tensors or 0) if max_values is not None else contextlib.nullcontext()
+    try:
+        with budget:
+            return builder(**arguments)
+    except _OverBudget:
         raise CheckpointError(
-            f"{source}: its stored `{key}` settings do not build {builder.__name__} ({e}). "
+            f"{source} is refused: its stored `{key}` settings describe a {builder.__name__} larger than the weights "
+            "the file holds. The file was not written by a d2lexp run, or was altered."
+        ) from None
+    except (TypeError, ValueError, RuntimeError) as e:
+        raise CheckpointError(
+            f"{source}: its stored `{key}` settings do not build {builder.__name__} ({str(e)[:300]}). "
             "The file may be damaged or come from another version of d2lexp."
         ) from None

@@ -10,11 +10,14 @@ instructions to `instantiate` (`_target_`, ...), mappings and interpolations are
 
 from __future__ import annotations
 
+import contextlib
+import sys
 from pathlib import Path
-from typing import Any
 
 from d2lexp.config import CONF_DIR
+from d2lexp.console import printable
 from d2lexp.errors import CheckpointError
+from d2lexp.trust import FileSettings
 
 
 def unknown_key_message(config_name: str, args: list[str], config_dir: str = CONF_DIR) -> str | None:
@@ -82,79 +85,116 @@ def unknown_key_message(config_name: str, args: list[str], config_dir: str = CON
     )
 
 
-def _plain(value: Any) -> bool:
-    if value is None or isinstance(value, (bool, int, float)):
-        return True
-    if isinstance(value, str):
-        return "${" not in value  # an interpolation can call a resolver
-    return isinstance(value, list) and all(_plain(v) for v in value)
+MAX_ARGUMENT = 100_000  # characters in one command-line argument
+MAX_DIGITS = 1000  # in one number on the command line (Python refuses to read more than 4,300)
 
 
-def checked_overrides(overrides: Any, source: str) -> list[str]:
-    """`overrides` read from a file (`source`), each checked to be a plain setting (see the
-    module's docstring); CheckpointError, one paragraph naming the file and the override, if not."""
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-    from hydra.errors import OverrideParseException
+def command_line_problem(args: list[str]) -> str | None:
+    """One paragraph for a command line too large to read safely; None for any other."""
+    import re
 
-    if not isinstance(overrides, list) or not all(isinstance(o, str) for o in overrides):
-        raise CheckpointError(f"{source}: its recorded overrides are not a list of strings; the file is damaged.")
-
-    def refuse(override: str, why: str) -> CheckpointError:
-        return CheckpointError(
-            f"{source}: its recorded override {override!r} {why}. The settings of a run are read back only as "
-            "config options and plain values, and nothing they name is run; this file was not written by d2lexp, or "
-            "was altered. Give the settings on the command line instead (~experiment and the overrides you want)."
-        )
-
-    try:
-        parsed = OverridesParser.create().parse_overrides(overrides)
-    except OverrideParseException as e:
-        raise CheckpointError(f"{source}: its recorded overrides cannot be read ({e}).") from None
-    for override, text in zip(parsed, overrides):
-        key = override.key_or_group
-        if key.startswith("hydra") or any(part.startswith("_") for part in key.replace("/", ".").split(".")):
-            raise refuse(text, "sets a key of Hydra's or of instantiate's, not a setting")
-        if override.is_sweep_override():
-            raise refuse(text, "is a sweep, not one run's setting")
-        if not override.is_delete() and not _plain(override.value()):
-            raise refuse(text, "holds more than a plain value (a mapping or an interpolation)")
-        if ".." in str(override.value()):
-            raise refuse(text, "names a path outside d2lexp's configs")
-    return list(overrides)
+    for arg in args:
+        if len(arg) > MAX_ARGUMENT:
+            return f"A command-line argument of {len(arg):,} characters is more than d2lexp reads ({MAX_ARGUMENT:,})."
+        if re.search(rf"\d{{{MAX_DIGITS + 1}}}", arg):
+            key = printable(arg.split("=", 1)[0][:60])
+            return f"{key} is given a number of more than {MAX_DIGITS:,} digits; no setting takes one that large."
+    return None
 
 
-def recorded_overrides(checkpoint_path: Path) -> list[str] | None:
-    """The overrides the run that wrote `checkpoint_path` was started with: its run folder's
-    `.hydra/overrides.yaml` (plain YAML), else the ones the checkpoint carries; checked
-    (`checked_overrides`). None when neither is there (a run built in a notebook)."""
-    import yaml
+def hydra_quoted(text: str) -> str:
+    """`text` as a quoted Hydra override value that reads back as exactly `text`: commas, quotes,
+    brackets, `=`, `#` and `${...}` (which Hydra would otherwise resolve) are taken literally."""
+    import re
 
-    recorded = checkpoint_path.parent.parent / ".hydra" / "overrides.yaml"
-    if recorded.is_file():
-        try:
-            return checked_overrides(yaml.safe_load(recorded.read_text()) or [], str(recorded))
-        except (OSError, UnicodeDecodeError, yaml.YAMLError) as e:
-            raise CheckpointError(
-                f"{recorded} cannot be read ({e}); give the run's settings on the command line."
-            ) from None
+    text = re.sub(r"(\\+)(?='|\$\{|$)", lambda m: m.group(1) * 2, text)  # backslashes before a quote, ${ or the end
+    return "'" + text.replace("'", "\\'").replace("${", "\\${") + "'"
+
+
+def run_folder_of(checkpoint: Path) -> Path | None:
+    """The run folder that wrote `checkpoint` (`<run>/checkpoints/<name>.ckpt`), if it is in one."""
+    return checkpoint.parent.parent if checkpoint.parent.name == "checkpoints" else None
+
+
+def recorded_settings(checkpoint_path: Path) -> FileSettings | None:
+    """The settings the run that wrote `checkpoint_path` was started with, as far as a file may
+    set them (d2lexp.trust.settings_from_file): its run folder's `.hydra/overrides.yaml` with those
+    of each later resume (`.hydra/resume_N/`) on top, else the overrides the checkpoint carries.
+    None when neither is there (a run built in a notebook)."""
+    from d2lexp.trust import read_yaml, settings_from_file
+
+    folder = run_folder_of(checkpoint_path)
+    hydra_dir = folder / ".hydra" if folder is not None else None
+    if hydra_dir is not None and (hydra_dir / "overrides.yaml").is_file():
+        recorded = [hydra_dir / "overrides.yaml"]
+        for number in range(1, 1000):  # each resume's command, in order
+            later = hydra_dir / f"resume_{number}" / "overrides.yaml"
+            if not later.is_file():
+                break
+            recorded.append(later)
+        settings = FileSettings()
+        for file in recorded:
+            try:
+                overrides = read_yaml(file)
+            except (OSError, UnicodeDecodeError) as e:
+                raise CheckpointError(
+                    f"{file} cannot be read ({e}); give the run's settings on the command line."
+                ) from None
+            layer = settings_from_file(overrides or [], str(file), CONF_DIR)
+            replaced = {_key(o) for o in layer.taken + layer.left_out}
+            settings.taken = [o for o in settings.taken if _key(o) not in replaced] + layer.taken
+            settings.left_out = [o for o in settings.left_out if _key(o) not in replaced] + layer.left_out
+        return settings
     from d2lexp.callbacks.run_config import OVERRIDES_KEY
     from d2lexp.checkpoint import load_checkpoint
 
     stored = load_checkpoint(checkpoint_path).get(OVERRIDES_KEY)
-    return None if stored is None else checked_overrides(stored, str(checkpoint_path))
+    return None if stored is None else settings_from_file(stored, str(checkpoint_path), CONF_DIR)
 
 
 def _key(override: str) -> str:
     return override.split("=", 1)[0].lstrip("+~")
 
 
+def literal_paths(args: list[str]) -> list[str]:
+    """The command line with `ckpt_path`'s value quoted (unless it is already): a path is a path,
+    so a folder named with commas, brackets, `=` or `${...}` means that folder."""
+    quoted = []
+    for arg in args:
+        key, _, value = arg.partition("=")
+        if key == "ckpt_path" and value and value[0] not in "'\"" and value not in ("last", "auto", "null"):
+            arg = f"ckpt_path={hydra_quoted(value)}"
+        quoted.append(arg)
+    return quoted
+
+
+def _given(args: list[str]) -> dict[str, str]:
+    """key -> value of the command line's overrides, quoted values read back."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import HydraException
+
+    given = {}
+    for arg in args:
+        if "=" not in arg or arg.startswith("-"):
+            continue
+        key, value = arg.split("=", 1)
+        if value[:1] in ("'", '"'):
+            with contextlib.suppress(HydraException, ValueError):
+                value = str(OverridesParser.create().parse_overrides([arg])[0].value()).replace("\\${", "${")
+        given[key] = value
+    return given
+
+
 def with_recorded_settings(args: list[str], own_folder: bool = True) -> list[str]:
     """A command line that resumes a run (`ckpt_path=<run folder or checkpoint>`), with the run's
-    own recorded overrides first and the command's on top, continuing in the run's own folder:
-    `python -m d2lexp ckpt_path=outputs/<date>/<time> trainer.max_epochs=20` needs nothing
-    retyped (`own_folder=False`: a folder of the command's own, as an eval's). Other command lines
-    come back as they are."""
-    given = {a.split("=", 1)[0]: a.split("=", 1)[1] for a in args if "=" in a and not a.startswith("-")}
+    own recorded settings first (those a file may set: d2lexp.trust) and the command's on top,
+    continuing in the run's own folder: `python -m d2lexp ckpt_path=outputs/<date>/<time>
+    trainer.max_epochs=20` needs nothing retyped (`own_folder=False`: a folder of the command's
+    own, as an eval's). What the run recorded but a file may not set (loggers, paths, devices, ...)
+    is named on stderr and left to the command line. Other command lines come back as they are,
+    with `ckpt_path` quoted (`literal_paths`)."""
+    args = literal_paths(args)
+    given = _given(args)
     spec = given.get("ckpt_path")
     if not spec or spec in ("last", "auto", "null") or "-m" in args or "--multirun" in args:
         return args
@@ -163,9 +203,19 @@ def with_recorded_settings(args: list[str], own_folder: bool = True) -> list[str
     checkpoint = find_checkpoint(spec, ".")
     if not checkpoint.is_file():
         return args  # the run says it cannot be read, in its own paragraph
-    recorded = recorded_overrides(checkpoint) or []
+    recorded = recorded_settings(checkpoint) or FileSettings()
     mine = {_key(a) for a in args if "=" in a or a.startswith("~")}
-    extra = [o for o in recorded if _key(o) not in mine and _key(o) != "ckpt_path"]
-    folder = checkpoint.parent.parent
-    in_place = own_folder and (folder / ".hydra").is_dir() and "hydra.run.dir" not in given
-    return [*extra, *args, *([f"hydra.run.dir={folder}"] if in_place else [])]
+    extra = [o for o in recorded.taken if _key(o) not in mine]
+    left_out = [o for o in recorded.left_out if _key(o) not in mine and _key(o) != "ckpt_path"]
+    if left_out:
+        shown = ", ".join(printable(o) for o in left_out[:8]) + (
+            f" and {len(left_out) - 8} more" if len(left_out) > 8 else ""
+        )
+        print(
+            f"Resuming with the run's recorded model, data and training settings. Not taken from its files (they may "
+            f"set no paths, loggers, callbacks or devices; give these on the command line if you want them): {shown}.",
+            file=sys.stderr,
+        )
+    folder = run_folder_of(checkpoint)
+    in_place = own_folder and folder is not None and (folder / ".hydra").is_dir() and "hydra.run.dir" not in given
+    return [*extra, *args, *([f"hydra.run.dir={hydra_quoted(str(folder))}"] if in_place else [])]

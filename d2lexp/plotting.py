@@ -9,6 +9,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from d2lexp import files
+
 
 def labelled_image_grid(images: torch.Tensor, titles: Sequence[str], num_cols: int = 9, cell: int = 84) -> torch.Tensor:
     """The book's `show_images`: grayscale images in a grid, each under its title (which may
@@ -39,17 +41,11 @@ def labelled_image_grid(images: torch.Tensor, titles: Sequence[str], num_cols: i
 
 
 def save_image(image: torch.Tensor, path: Path) -> Path:
-    """A uint8 RGB image [3, H, W] as PNG, written atomically."""
+    """A uint8 RGB image [3, H, W] as PNG, written atomically and never through a link (d2lexp.files)."""
     from PIL import Image
 
-    temporary = path.with_name(path.name + ".tmp")
-    try:
-        Image.fromarray(image.permute(1, 2, 0).cpu().numpy()).save(temporary, format="png")
-        temporary.replace(path)
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
-    return path
+    picture = Image.fromarray(image.permute(1, 2, 0).cpu().numpy())
+    return files.write_atomic(path, lambda file: picture.save(file, format="png"), durable=False)
 
 
 def confusion_figure(matrix: torch.Tensor, class_names: Sequence[str]):  # -> matplotlib Figure
@@ -115,12 +111,5 @@ def png_image(path: Path) -> torch.Tensor:
 
 
 def save_figure(fig, path: Path) -> Path:
-    """Write a figure as PNG atomically: a reader never sees half an image."""
-    temporary = path.with_name(path.name + ".tmp")
-    try:
-        fig.savefig(temporary, format="png", dpi=100)
-        temporary.replace(path)
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
-    return path
+    """Write a figure as PNG atomically and never through a link: a reader never sees half an image."""
+    return files.write_atomic(path, lambda file: fig.savefig(file, format="png", dpi=100), durable=False)

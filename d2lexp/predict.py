@@ -18,6 +18,7 @@ import torch
 from omegaconf import DictConfig
 
 from d2lexp.config import CONF_DIR
+from d2lexp.console import printable
 from d2lexp.errors import CheckpointError, D2lexpError
 
 log = logging.getLogger("d2lexp")
@@ -30,8 +31,9 @@ def load_vocab(checkpoint: dict, source: str):  # -> Vocab
     for value in checkpoint.values():
         if isinstance(value, dict) and value.get("idx_to_token"):
             tokens = value["idx_to_token"]
-            if not isinstance(tokens, list) or not all(isinstance(t, str) for t in tokens):
-                raise CheckpointError(f"{source}: its stored vocabulary is not a list of strings; the file is damaged.")
+            problem = Vocab.tokens_problem(tokens)
+            if problem:
+                raise CheckpointError(f"{source}: its stored vocabulary {problem}; the file is damaged or altered.")
             return Vocab.from_tokens_list(tokens)
     raise CheckpointError(f"{source} holds no vocabulary: it was not written by a language-model run.")
 
@@ -44,6 +46,11 @@ def generate(ckpt_path: str, prefix: str, num_chars: int, device: str = "cpu", l
     checkpoint = load_checkpoint(ckpt_path)
     net = net_from_checkpoint(checkpoint, ckpt_path).to(device)
     vocab = load_vocab(checkpoint, ckpt_path)
+    if getattr(net, "vocab_size", None) != len(vocab):
+        raise CheckpointError(
+            f"{ckpt_path}: its vocabulary has {len(vocab)} tokens but its net reads {getattr(net, 'vocab_size', None)}; "
+            "the file is damaged or altered."
+        )
     unknown = sorted({c for c in prefix if vocab[c] == vocab.unk})
     if unknown:
         log.warning("Characters not in the vocabulary are read as <unk>: %s", "".join(unknown))
@@ -62,7 +69,7 @@ def main(cfg: DictConfig) -> None:
         log.error('prefix must be at least one character, e.g. prefix="time traveller".')
         sys.exit(1)
     try:
-        print(generate(cfg.ckpt_path, cfg.prefix, cfg.num_chars, cfg.device, cfg.log_dir))
+        print(printable(generate(cfg.ckpt_path, cfg.prefix, cfg.num_chars, cfg.device, cfg.log_dir)))
     except D2lexpError as e:
         log.error("%s", e)
         sys.exit(1)

@@ -6,9 +6,7 @@ report) show.
 
 from __future__ import annotations
 
-import json
 import logging
-import math
 import os
 import signal
 import threading
@@ -23,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 from omegaconf import DictConfig, OmegaConf
 
 from d2lexp.errors import RunInterrupted, TrainingDiverged
+from d2lexp.metrics_file import METRICS_FILE, write_metrics
 from d2lexp.run_folder import is_unwritable, run_stopped_unwritable
 
 if TYPE_CHECKING:
@@ -30,7 +29,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("d2lexp")
 
-METRICS_FILE = "metrics.json"
 CURVES_FILE = "curves.png"
 
 
@@ -96,49 +94,6 @@ def hparams_of(cfg: DictConfig, choices: dict[str, str]) -> dict[str, Any]:
         _flatten(f"trainer.{key}", container.get("trainer", {}).get(key), out)
     out["seed"] = container.get("seed")
     return out
-
-
-def write_metrics(output_dir: str | Path, record: dict[str, Any]) -> Path:
-    """Write `metrics.json` atomically (a crash never leaves half a file)."""
-    path = Path(output_dir) / METRICS_FILE
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".json.tmp")
-    try:
-        tmp.write_text(strict_json_text(record))
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)  # no half-written leftovers, and a full disk gets its space back
-        raise
-    return path
-
-
-def strict_json(record: dict[str, Any]) -> dict[str, Any]:
-    """The record as strict JSON allows it: every non-finite number (NaN, infinity) becomes null,
-    and `non_finite` says which were, e.g. {"train/loss": "inf", "history.val/loss[3]": "nan"}."""
-    found: dict[str, str] = {}
-
-    def clean(value: Any, where: str) -> Any:
-        if isinstance(value, float) and not math.isfinite(value):
-            found[where] = str(value)
-            return None
-        if isinstance(value, dict):
-            return {k: clean(v, f"{where}.{k}" if where else str(k)) for k, v in value.items()}
-        if isinstance(value, (list, tuple)):
-            return [clean(v, f"{where}[{i}]") for i, v in enumerate(value)]
-        return value
-
-    cleaned = clean({k: v for k, v in record.items() if k != "non_finite"}, "")
-    cleaned["non_finite"] = found or None
-    return cleaned
-
-
-def strict_json_text(record: dict[str, Any]) -> str:
-    """The record as strict JSON text (see `strict_json`)."""
-    return json.dumps(strict_json(record), indent=2, allow_nan=False) + "\n"
-
-
-def read_metrics(run_dir: str | Path) -> dict[str, Any]:
-    return json.loads((Path(run_dir) / METRICS_FILE).read_text())
 
 
 def collapse(record: dict[str, Any]) -> dict[str, Any] | None:
@@ -289,6 +244,7 @@ class RunRecord:
         self._epoch_clock = time.perf_counter()  # when the epoch now running started
         self._curves = CurvesDrawer(self.output_dir / CURVES_FILE)
         self._fitting = False
+        self._signal: int | None = None  # the signal that stopped the run, if one did
         self.data: dict[str, Any] = {
             "status": "running",
             "output_dir": str(self.output_dir),
@@ -337,9 +293,34 @@ class RunRecord:
             self._curves.draw_later(history, self.data.get("model", ""))
 
     def fitted(self, run: Run, seconds: float) -> None:
-        """What fitting left: the epoch metrics (before a test pass replaces the trainer's)."""
-        self.data["fit_seconds"] = seconds
+        """What fitting left: the last epoch's metrics (before a test pass replaces the trainer's),
+        taken from the run's history, so a resumed run that had nothing left to train keeps them."""
+        from d2lexp.callbacks.history import EpochHistory
+
+        history = next((c for c in run.trainer.callbacks if isinstance(c, EpochHistory)), None)
+        last = dict(history.epochs[-1]) if history is not None and history.epochs else {}
+        for key in ("epoch", "seconds"):
+            last.pop(key, None)
+        self.data["fit_seconds"] = seconds + (history.seconds_before_resume if history is not None else 0.0)
+        self.data.update(sorted(last.items()))
         self.data.update(sorted(_metric_values(run.trainer).items()))
+        if run.resume_from and history is not None and history.epochs_started_here == 0:
+            self._throughput_from_history(history.as_columns())
+            if self.writes:
+                log.info(
+                    "The run had already trained its %d epochs (trainer.max_epochs=%s): nothing was left to train, "
+                    "and its record is rebuilt from its checkpoint%s. Give a larger trainer.max_epochs to train on.",
+                    len(history.epochs), self.cfg.trainer.get("max_epochs"), " and a new test pass" if run.tests else "",
+                )  # fmt: skip
+
+    def _throughput_from_history(self, history: dict[str, list]) -> None:
+        """The run's training rate from its epochs' rates (as Throughput computes it: the first epoch,
+        warm-up, left out when there are more), for a resumed run that trained no epoch itself."""
+        for unit in ("examples", "tokens"):
+            rates = [r for r in history.get(f"train/{unit}_per_second", []) if r]
+            if rates:
+                steady = rates[1:] or rates
+                self.data[f"train_{unit}_per_second"] = len(steady) / sum(1 / r for r in steady)
 
     def tested(self, run: Run) -> None:
         self.data.update(sorted(_metric_values(run.trainer).items()))
@@ -363,8 +344,10 @@ class RunRecord:
             last_checkpoint=checkpoint(lambda c: c.filename == "last"),  # the newest state
         )
         for callback in trainer.callbacks:
-            if isinstance(callback, RecordingCallback):
-                self.data.update(callback.record())
+            if isinstance(callback, RecordingCallback):  # what one measured; a value it has none of stays as it was
+                self.data.update(
+                    {k: v for k, v in callback.record().items() if v is not None or self.data.get(k) is None}
+                )
         self.data["collapsed"] = collapse(self.data)
         self.data["time_to_accuracy"] = time_to_accuracy(self.data.get("history") or {})
         if self.writes and self.data.get("history"):
@@ -430,28 +413,51 @@ class RunRecord:
         finally:
             self._fitting = False
 
-    def _on_sigterm(self, signum: int, frame: Any) -> None:
+    def _on_signal(self, signum: int, frame: Any) -> None:
+        """Ctrl-C (SIGINT), a scheduler's or `kill`'s SIGTERM, a closed terminal's SIGHUP: remembered,
+        so the run's end says which it was. Ctrl-C stops at once, as Python's own handler does;
+        SIGTERM inside fit is Lightning's to handle (it stops at a step's end and saves)."""
+        self._signal = signum
+        if signum == signal.SIGINT:
+            raise KeyboardInterrupt
         if not self._fitting:  # outside fit (building, testing, recording): stop here, and say so
             raise SystemExit(128 + signum)
+
+    def _how_it_stopped(self, error: BaseException) -> tuple[str, int] | None:
+        """(what stopped the run, the shell's exit code) for an interrupt; None for a failure."""
+        from lightning.pytorch.utilities.exceptions import SIGTERMException
+
+        if self._signal is not None and isinstance(error, (KeyboardInterrupt, SystemExit)):
+            name = signal.Signals(self._signal).name
+            return ("Ctrl-C" if self._signal == signal.SIGINT else f"stopped by a signal ({name})"), 128 + self._signal
+        if isinstance(error, KeyboardInterrupt):
+            return "Ctrl-C", 128 + signal.SIGINT
+        if isinstance(error, SIGTERMException):  # Lightning's: a SIGTERM seen by its own handler
+            return "stopped by a signal (SIGTERM)", 128 + signal.SIGTERM
+        if isinstance(error, SystemExit):
+            code = error.code if isinstance(error.code, int) else 1
+            return f"stopped (exit code {code})", code
+        return None
 
     @contextmanager
     def until_done(self) -> Iterator[None]:
         """Around a run: however it ends, metrics.json says so (done, diverged, interrupted,
         failed, with the reason), and a folder that stopped taking writes ends in one paragraph.
-        A SIGTERM (a scheduler's time limit) ends the run as interrupted whenever it comes."""
+        Ctrl-C, SIGTERM (a scheduler's time limit) and SIGHUP end the run as interrupted whenever
+        they come, and the message and exit code say which it was (130, 143, 129)."""
         watching = threading.current_thread() is threading.main_thread()
-        previous = signal.signal(signal.SIGTERM, self._on_sigterm) if watching else None
+        handled = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+        previous = {s: signal.signal(s, self._on_signal) for s in handled} if watching else {}
         try:
             yield
         except BaseException as e:
             self._curves.close()
             status, error = "failed", str(e) or type(e).__name__
+            stopped = self._how_it_stopped(e)
             if isinstance(e, TrainingDiverged):
                 status = "diverged"
-            elif isinstance(e, KeyboardInterrupt):
-                status, error = "interrupted", "Ctrl-C"
-            elif isinstance(e, SystemExit):  # Lightning's SIGTERMException: a scheduler's time limit, `kill`, `timeout`
-                status, error = "interrupted", "stopped by a signal (SIGTERM)"
+            elif stopped is not None:
+                status, error = "interrupted", stopped[0]
             self.data.update(status=status, error=self.data.get("error") or error)
             unrecorded = self.save()
             if is_unwritable(e):
@@ -460,14 +466,12 @@ class RunRecord:
                 log.error(
                     "Could not record the run's end in %s/%s: %s", self.output_dir, METRICS_FILE, unrecorded.strerror
                 )
-            if status == "interrupted":
-                raise RunInterrupted(
-                    self.interrupted_message(), 130 if isinstance(e, KeyboardInterrupt) else 143
-                ) from None
+            if stopped is not None:
+                raise RunInterrupted(self.interrupted_message(), stopped[1]) from None
             raise
         finally:
-            if watching:
-                signal.signal(signal.SIGTERM, previous)
+            for number, handler in previous.items():
+                signal.signal(number, handler)
         self.data["finished_at"] = time.time()
         unrecorded = self.save()
         if unrecorded is not None:

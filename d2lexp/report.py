@@ -17,19 +17,24 @@ Failed jobs are rows like the others; they never hide the jobs that finished.
 from __future__ import annotations
 
 import csv
+import io
 import logging
 import math
+import re
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
-import yaml
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
+from d2lexp import files
+from d2lexp.console import printable
 from d2lexp.errors import D2lexpError
-from d2lexp.record import ACCURACY_MARKS, HEADLINE, METRICS_FILE, collapse, read_metrics, time_to_accuracy, to_float
+from d2lexp.metrics_file import METRICS_FILE, read_metrics
+from d2lexp.record import ACCURACY_MARKS, HEADLINE, collapse, time_to_accuracy, to_float
+from d2lexp.trust import UntrustedFileError, read_yaml
 
 log = logging.getLogger(__name__)
 
@@ -86,7 +91,11 @@ def _job_dirs(sweep_dir: Path) -> list[Path]:
             "The report compares the jobs of a sweep (python -m d2lexp -m ...): give its folder, "
             "e.g. outputs/multirun/2026-11-26/12-00-00."
         )
-    jobs = [p for p in sweep_dir.iterdir() if p.is_dir() and ((p / ".hydra").is_dir() or (p / METRICS_FILE).is_file())]
+    jobs = [
+        p
+        for p in sweep_dir.iterdir()
+        if p.is_symlink() or (p.is_dir() and ((p / ".hydra").is_dir() or (p / METRICS_FILE).is_file()))
+    ]
     if not jobs:
         raise NotASweep(
             f"{sweep_dir} holds no jobs of a sweep (folders with a metrics.json or .hydra/); nothing to report."
@@ -105,8 +114,8 @@ def _read_overrides(job_dir: Path) -> tuple[list[str], str | None]:
     if not path.is_file():
         return [], None
     try:
-        overrides = yaml.safe_load(path.read_text())
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as e:
+        overrides = read_yaml(path)  # bounded: no aliases, no deep nesting (d2lexp.trust)
+    except (OSError, UnicodeDecodeError, UntrustedFileError) as e:
         return [], f"unreadable .hydra/overrides.yaml ({_first_line(e)})"
     if overrides is None:
         return [], None
@@ -147,8 +156,12 @@ def collect(sweep_dir: str | Path) -> list[dict[str, Any]]:
     """
     rows = []
     for job_dir in _job_dirs(Path(sweep_dir)):
-        overrides, problem = _read_overrides(job_dir)
-        record = _read_record(job_dir)
+        if job_dir.is_symlink():  # a planted link would make the report read (and show) another folder
+            overrides, problem = [], None
+            record = {"status": "unreadable", "error": "a link, not a job's folder: not read"}
+        else:
+            overrides, problem = _read_overrides(job_dir)
+            record = _read_record(job_dir)
         if record.get("status") == "running":
             record["status"] = "interrupted"
         elif record.get("status") == "pending":
@@ -181,17 +194,42 @@ def _cell(row: dict[str, Any], key: str, fmt: str) -> str:
         return str(value)
 
 
-def _markdown_cell(text: str) -> str:
-    """A cell's text on one line, with its pipes escaped: a table row stays one row."""
-    return " ".join(text.split()).replace("|", "\\|")
+_MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+!|~<>])")
 
 
-def markdown_table(rows: list[dict[str, Any]]) -> str:
+def markdown_text(text: str) -> str:
+    """Text from a file (a job's name, an error, an override), shown in Markdown as it is: on one
+    line, control characters escaped, HTML's `&`, `<` and `>` as entities and Markdown's own
+    characters backslash-escaped, so a renderer shows it and never acts on it."""
+    escaped = printable(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    return _MARKDOWN_SPECIAL.sub(r"\\\1", escaped)
+
+
+def csv_cell(value: Any) -> Any:
+    """A value for report.csv: numbers as they are; text with control characters escaped and, where
+    it starts as a formula would (=, +, -, @), behind an apostrophe, so a spreadsheet shows it and
+    never evaluates it."""
+    if value is None:
+        return ""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return value
+    text = printable(value)
+    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
+
+
+def markdown_table(rows: list[dict[str, Any]], cell: Any = markdown_text) -> str:
+    """The sweep's table in Markdown, each cell's text escaped by `cell` (`markdown_text`; on the
+    console, `console_text`)."""
     shown = columns(rows)
     lines = ["| " + " | ".join(title for title, _, _ in shown) + " |", "|" + "---|" * len(shown)]
     for row in rows:
-        lines.append("| " + " | ".join(_markdown_cell(_cell(row, key, fmt)) for _, key, fmt in shown) + " |")
+        lines.append("| " + " | ".join(cell(_cell(row, key, fmt)) for _, key, fmt in shown) + " |")
     return "\n".join(lines)
+
+
+def console_text(text: str) -> str:
+    """A table cell for the terminal: control characters escaped, pipes too (the row stays a row)."""
+    return printable(text).replace("|", "\\|")
 
 
 def summary(rows: list[dict[str, Any]], wall_seconds: float | None = None) -> str:
@@ -260,7 +298,7 @@ def plot(rows: list[dict[str, Any]], path: Path) -> None:
             "not done: " + ", ".join(f"{_label(r)} ({r.get('status')})" for r in failed), fontsize=9, color="red"
         )
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    files.write_atomic(path, lambda file: fig.savefig(file, format="png", dpi=110), durable=False)
 
 
 def write_report(
@@ -272,15 +310,19 @@ def write_report(
     sweep_dir = Path(sweep_dir)
     rows = collect(sweep_dir) if rows is None else rows
     paths = {kind: sweep_dir / f"report.{kind}" for kind in ("md", "csv", "png")}
-    paths["md"].write_text(
-        f"# Sweep {sweep_dir}\n\n{summary(rows, wall_seconds)}\n\n{markdown_table(rows)}\n\n![curves](report.png)\n"
+    # Each written beside its name and renamed into place, never through a link (d2lexp.files).
+    files.write_text(
+        paths["md"],
+        f"# Sweep {markdown_text(sweep_dir)}\n\n{markdown_text(summary(rows, wall_seconds))}\n\n{markdown_table(rows)}\n\n"
+        "![curves](report.png)\n",
     )
-    with paths["csv"].open("w", newline="") as f:
-        writer = csv.writer(f)
-        keys = [key for _, key, _ in ALL_COLUMNS] + ["overrides", "error", "dir"]
-        writer.writerow(keys)
-        for row in rows:
-            writer.writerow(["" if row.get(key) is None else row.get(key) for key in keys])
+    table = io.StringIO()
+    writer = csv.writer(table)
+    keys = [key for _, key, _ in ALL_COLUMNS] + ["overrides", "error", "dir"]
+    writer.writerow(keys)
+    for row in rows:
+        writer.writerow([csv_cell(row.get(key)) for key in keys])
+    files.write_text(paths["csv"], table.getvalue())
     plot(rows, paths["png"])
     return paths
 
@@ -309,7 +351,7 @@ class SweepReport(Callback):
         wall = time.time() - (process_start_time() or getattr(self, "started", time.time()))
         paths = write_report(sweep_dir, rows, wall)
         log.info("Sweep report: %s (table), %s (curves)", paths["md"], paths["png"])
-        print(f"{summary(rows, wall)}\n{markdown_table(rows)}")
+        print(f"{printable(summary(rows, wall))}\n{markdown_table(rows, console_text)}")
         not_done = [r for r in rows if r.get("status") != "done"]
         if not_done:
             log.error("%d of %d jobs did not finish: %s", len(not_done), len(rows),
@@ -326,7 +368,7 @@ def main(argv: list[str] | None = None) -> None:
     except NotASweep as e:
         raise SystemExit(str(e)) from None
     paths = write_report(args[0], rows)
-    print(f"{summary(rows)}\n{markdown_table(rows)}")
+    print(f"{printable(summary(rows))}\n{markdown_table(rows, console_text)}")
     print(f"\nwrote {paths['md']}, {paths['csv']}, {paths['png']}")
 
 

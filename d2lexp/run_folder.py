@@ -16,6 +16,7 @@ claims explicitly named folders before Hydra writes anything. A folder that cann
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import itertools
 import json
@@ -24,6 +25,7 @@ import os
 import socket
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -90,7 +92,25 @@ def run_stopped_unwritable(folder: Path, error: OSError, recorded: bool) -> Outp
 
 
 def holds_a_run(folder: Path) -> bool:
-    return any((folder / name).exists() for name in RUN_FILES)
+    return any(os.path.lexists(folder / name) for name in RUN_FILES)
+
+
+def check_no_links(folder: Path) -> None:
+    """A run folder taken over (to resume the run in it) must hold no links: a link planted in a
+    shared folder (`checkpoints -> ~`, `train.log -> ~/.bashrc`) would send the run's writes, or
+    Lightning's removal of old checkpoints, outside it."""
+    from d2lexp.files import links_inside
+
+    try:
+        found = next(links_inside(folder), None)
+    except OSError as e:
+        raise OutputError(f"{folder} cannot be resumed in: {e}.") from None
+    if found is not None:
+        raise OutputError(
+            f"{folder} cannot be resumed in: it holds a link or special file, {found}, and a run writes only into "
+            "folders of its own (a link there would send its writes elsewhere). Resume into a new folder instead: "
+            f"ckpt_path={folder} hydra.run.dir=<a new folder>, or remove the link."
+        )
 
 
 def _lock(fd: int) -> bool:
@@ -107,9 +127,12 @@ def _try_claim(folder: Path, resuming: bool) -> bool:
     """Claim `folder` for this process; False if another run has it."""
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        if holds_a_run(folder) and not resuming:
-            return False
-        fd = os.open(folder / LOCK_FILE, os.O_RDWR | os.O_CREAT | (0 if resuming else os.O_EXCL), 0o644)
+        if holds_a_run(folder):
+            if not resuming:
+                return False
+            check_no_links(folder)
+        flags = os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0) | (0 if resuming else os.O_EXCL)
+        fd = os.open(folder / LOCK_FILE, flags, 0o644)
     except FileExistsError:
         return False  # another process created the lock file first
     except OSError as e:
@@ -152,6 +175,37 @@ def claim(folder: str | Path, *, suffix_on_collision: bool, resuming: bool = Fal
     raise OutputError(f"{folder}: {MAX_SUFFIX} runs already started under this name; use another paths.log_dir.")
 
 
+def release(folder: str | Path) -> None:
+    """Give up this process's claim on `folder` (its lock file stays, unlocked: a later command may
+    resume the run in it)."""
+    fd = _claimed.pop(Path(folder).absolute(), None)
+    if fd is not None:
+        os.close(fd)
+
+
+@contextlib.contextmanager
+def run_in_own_folder(output_dir: str | Path, ckpt_path: Any, in_sweep: bool, hydra_dir: str | None) -> Iterator[Path]:
+    """The run's folder (`paths.output_dir`), claimed for the run while it lasts.
+
+    The folder Hydra made for this run was claimed as Hydra named it (a run's `hydra.run.dir`; a
+    sweep job's folder lies in the sweep's claimed folder, and is locked here against a second
+    process in it). Any other folder (`paths.output_dir` set to one of its own, or a run built
+    with the compose API) is claimed here like an explicit `hydra.run.dir`: refused if it holds
+    another run, unless the run resumes that one (`ckpt_path` inside it) and no process holds it.
+    """
+    folder = Path(output_dir).absolute()
+    if _joins_a_distributed_run() or folder in _claimed:
+        yield folder
+        return
+    own_hydra_folder = hydra_dir is not None and Path(hydra_dir).absolute() == folder
+    resuming = _resumes_folder(ckpt_path, folder) and holds_a_run(folder)
+    claim(folder, suffix_on_collision=False, resuming=resuming or (own_hydra_folder and in_sweep))
+    try:
+        yield folder
+    finally:
+        release(folder)
+
+
 def new_run_folder(path: str) -> str:
     """The `new_run_folder` resolver: `path`, or the first free `path_N`, claimed for this run.
     A folder that cannot be claimed (read-only, full) is returned as it is: `RunFolderCheck`
@@ -171,12 +225,15 @@ OmegaConf.register_new_resolver("new_run_folder", new_run_folder, use_cache=True
 def _resumes(config: DictConfig, folder: Path) -> bool:
     """Whether the command resumes the run of `folder`: its ckpt_path is inside it, or is `auto`
     and the folder has a last checkpoint (a requeued job rerunning its own command)."""
-    ckpt = config.get("ckpt_path")
+    return _resumes_folder(config.get("ckpt_path"), folder)
+
+
+def _resumes_folder(ckpt: Any, folder: Path) -> bool:
     if str(ckpt) == "auto":
         return (folder / "checkpoints" / "last.ckpt").is_file()
     if not ckpt or str(ckpt) == "last":
         return False
-    ckpt_path, folder = Path(str(ckpt)).expanduser().absolute(), folder.absolute()
+    ckpt_path, folder = Path(str(ckpt)).expanduser().resolve(), folder.resolve()
     return ckpt_path == folder or folder in ckpt_path.parents
 
 

@@ -18,9 +18,10 @@ import hydra
 from omegaconf import DictConfig
 
 from d2lexp.config import CONF_DIR, in_multirun
-from d2lexp.console import quiet_lightning, quiet_unwritable_folders
+from d2lexp.console import printable, quiet_lightning, quiet_unwritable_folders
 from d2lexp.errors import D2lexpError, RunInterrupted
-from d2lexp.overrides import unknown_key_message, with_recorded_settings
+from d2lexp.overrides import command_line_problem, unknown_key_message, with_recorded_settings
+from d2lexp.run_folder import run_in_own_folder
 
 if TYPE_CHECKING:
     import lightning.pytorch as pl
@@ -40,21 +41,32 @@ def train(cfg: DictConfig, callbacks: Sequence[pl.Callback] = (), net: nn.Module
     from d2lexp.record import RunRecord
 
     quiet_lightning()
-    record = RunRecord(cfg, hydra_choices())
-    with record.until_done():
-        run = build.run(cfg, net, callbacks, on_epoch=record.epoch_ended)
-        record.started(run)
-        start = time.perf_counter()
-        with record.fitting():
-            run.trainer.fit(run.task, datamodule=run.data, ckpt_path=run.resume_from, weights_only=True)
-        record.fitted(run, time.perf_counter() - start)
-        if run.trainer.interrupted:
-            raise KeyboardInterrupt
-        if run.tests and not run.task.diverged:
-            run.trainer.test(run.task, datamodule=run.data, verbose=False)
-            record.tested(run)
-        record.finish(run)
+    with run_in_own_folder(cfg.paths.output_dir, cfg.get("ckpt_path"), in_multirun(), hydra_output_dir()):
+        record = RunRecord(cfg, hydra_choices())
+        with record.until_done():
+            run = build.run(cfg, net, callbacks, on_epoch=record.epoch_ended)
+            record.started(run)
+            start = time.perf_counter()
+            with record.fitting():
+                run.trainer.fit(run.task, datamodule=run.data, ckpt_path=run.resume_from, weights_only=True)
+            record.fitted(run, time.perf_counter() - start)
+            if run.trainer.interrupted:
+                raise KeyboardInterrupt
+            if run.tests and not run.task.diverged:
+                run.trainer.test(run.task, datamodule=run.data, verbose=False)
+                record.tested(run)
+            record.finish(run)
     return record.data
+
+
+def hydra_output_dir() -> str | None:
+    """The folder Hydra made for this run or job, when run under Hydra."""
+    from hydra.core.hydra_config import HydraConfig
+
+    try:
+        return str(HydraConfig.get().runtime.output_dir)
+    except ValueError:  # composed with the compose API (tests, notebooks)
+        return None
 
 
 def hydra_choices() -> dict[str, str]:
@@ -76,10 +88,14 @@ def main() -> None:
 
         print(text())
         return
+    problem = command_line_problem(sys.argv[1:])
+    if problem:
+        print(problem, file=sys.stderr)
+        sys.exit(1)
     try:
         args = with_recorded_settings(sys.argv[1:])
     except D2lexpError as e:
-        print(e, file=sys.stderr)
+        print(printable(e), file=sys.stderr)
         sys.exit(1)
     message = unknown_key_message("config", args)
     if message:

@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from d2lexp.record import read_metrics
+from d2lexp.metrics_file import read_metrics
 from tests.test_cli import run_cli
 from tests.test_faults import digest
 

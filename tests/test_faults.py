@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from d2lexp.errors import D2lexpError, RunInterrupted, TrainingDiverged
-from d2lexp.record import read_metrics
+from d2lexp.metrics_file import read_metrics
 from d2lexp.train import train
 from tests.test_cli import run_cli
 
@@ -316,7 +316,7 @@ def test_a_loss_that_explodes_while_finite_is_diverged(tmp_path, data_dir):
 
 
 def test_metrics_json_is_strict_json_and_names_what_was_not_finite(tmp_path):
-    from d2lexp.record import write_metrics
+    from d2lexp.metrics_file import write_metrics
 
     write_metrics(tmp_path, {"status": "diverged", "train/loss": float("inf"),
                              "history": {"val/loss": [1.0, float("nan")]}, "non_finite": "stale"})  # fmt: skip
@@ -389,11 +389,12 @@ def test_settings_added_later_match_runs_made_before_them_at_their_neutral_value
     assert defining_settings(settings(changed)) != defining_settings(recorded)
 
 
-def test_no_epoch_limit_is_said_at_the_start(make_cfg, caplog):
+def test_no_epoch_limit_is_said_at_the_start(make_cfg, caplog, tmp_path):
     cfg = make_cfg("experiment=d2l/softmax", "trainer.max_epochs=-1", "trainer.max_steps=3", "data.train_subset=512")
     train(cfg)
     assert "no epoch limit" not in caplog.text  # max_steps ends it
-    cfg = make_cfg("experiment=d2l/softmax", "trainer.max_epochs=-1", "data.train_subset=512", "debug=fdr")
+    cfg = make_cfg("experiment=d2l/softmax", "trainer.max_epochs=-1", "data.train_subset=512", "debug=fdr",
+                   output_dir=tmp_path / "unlimited")  # fmt: skip
     train(cfg)
     assert "trainer.max_epochs=-1: no epoch limit. This run trains until it is stopped" in caplog.text
 

@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 
+import pytest
 import torch
 
 from d2lexp.launcher import Slot
@@ -53,7 +54,7 @@ def test_a_killed_job_is_a_crashed_row_and_the_others_finish(tmp_path, data_dir)
 
 def test_jobs_that_never_ran_have_rows(tmp_path):
     """A job still pending when the sweep ended (the sweep was stopped before it began) says so."""
-    from d2lexp.record import write_metrics
+    from d2lexp.metrics_file import write_metrics
 
     write_metrics(tmp_path / "0", {"status": "done", "model": "lenet"})
     write_metrics(tmp_path / "1", {"status": "pending", "job": 1, "overrides": ["seed=2"]})
@@ -104,3 +105,65 @@ def test_slots_share_the_cpu_among_the_jobs_that_run_at_once():
     cores = os.cpu_count() or 1
     assert slots("cpu", 2, None) == [Slot(None, max(1, cores // 2))] * 2
     assert slots([0, 1], 2, 3) == [Slot(0, 3), Slot(1, 3), Slot(0, 3), Slot(1, 3)]  # round the GPUs
+
+
+def _wait_for(condition, seconds: float = 240) -> bool:
+    deadline = time.time() + seconds
+    while time.time() < deadline:
+        with contextlib.suppress(OSError, ValueError, KeyError):
+            if condition():
+                return True
+        time.sleep(0.05)
+    return False
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return not open(f"/proc/{pid}/stat").read().split(") ", 1)[1].startswith("Z")
+
+
+def _sweep(tmp_path, data_dir, *overrides: str) -> tuple[subprocess.Popen, object]:
+    env = {**os.environ, "D2LEXP_DATA": str(data_dir), "PYTHONUNBUFFERED": "1"}
+    sweep = tmp_path / "sweep"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "d2lexp", "-m", *PARALLEL, *QUICK, *overrides, f"hydra.sweep.dir={sweep}"],
+        cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    return process, sweep
+
+
+def test_a_job_that_cannot_be_built_fails_alone_and_a_stopped_sweep_stops_its_jobs(tmp_path, data_dir):
+    """Job 0's net cannot be built: a failed row, while job 1 runs. Then the sweep's own process is
+    sent SIGTERM (a scheduler's time limit): job 1 stops as a terminated run does, the report is
+    written, and the command ends with SIGTERM's exit code."""
+    process, sweep = _sweep(tmp_path, data_dir, "~experiment", "model=mlp", "model.num_hiddens=-1,64",
+                            "trainer.max_epochs=200")  # fmt: skip
+    job = lambda n: json.loads((sweep / str(n) / "metrics.json").read_text())  # noqa: E731
+    assert _wait_for(lambda: job(0)["status"] == "failed" and len(job(1)["history"]["epoch"]) >= 1), process.stdout
+    pid = job(1)["pid"]
+    process.send_signal(signal.SIGTERM)
+    output, _ = process.communicate(timeout=180)
+    assert process.returncode == 143, output[-3000:]
+    assert not _alive(pid), "the job outlived its sweep"
+    rows = collect(sweep)
+    assert [r["status"] for r in rows] == ["failed", "interrupted"]
+    assert "The model settings are not valid" in rows[0]["reason"] and "SIGTERM" in rows[1]["reason"]
+    assert (sweep / "1" / "checkpoints" / "last.ckpt").is_file()  # job 1 can be resumed where it stopped
+    assert "1 of 2" not in (sweep / "report.md").read_text() and "| interrupted |" in (sweep / "report.md").read_text()
+    assert "Traceback" not in output
+
+
+@pytest.mark.slow
+def test_jobs_end_when_their_sweep_is_killed_outright(tmp_path, data_dir):
+    """SIGKILL gives the sweep's process no chance to stop its jobs: the kernel sends each a SIGTERM."""
+    process, sweep = _sweep(tmp_path, data_dir, "seed=1,2", "trainer.max_epochs=200")
+    job = lambda n: json.loads((sweep / str(n) / "metrics.json").read_text())  # noqa: E731
+    assert _wait_for(lambda: all(len(job(n)["history"]["epoch"]) >= 1 for n in (0, 1)))
+    pids = [job(n)["pid"] for n in (0, 1)]
+    process.send_signal(signal.SIGKILL)
+    process.communicate(timeout=60)
+    assert _wait_for(lambda: not any(_alive(pid) for pid in pids), 60), "jobs outlived their killed sweep"
+    assert all(job(n)["status"] == "interrupted" and "SIGTERM" in job(n)["error"] for n in (0, 1))

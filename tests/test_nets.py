@@ -113,7 +113,7 @@ def test_settings_that_would_build_a_huge_net_are_refused_before_allocating(tmp_
     config = {"_target_": "d2lexp.models.mlp.MLP", "num_hiddens": 10**12}
     state = {f"net.{k}": v for k, v in LeNet().state_dict().items()}
     torch.save({"state_dict": state, "d2lexp_config": {"model": config}}, tmp_path / "huge.ckpt")
-    with pytest.raises(CheckpointError, match="do not fit the net its config describes"):
+    with pytest.raises(CheckpointError, match="describe a MLP larger than the weights the file holds"):
         load_net(tmp_path / "huge.ckpt")
 
 

@@ -1,39 +1,11 @@
-"""A run's recorded overrides are read back as plain settings only; a run resumes from its own
-settings, with the command's on top, without retyping them."""
+"""A run resumes from its own recorded settings, with the command's on top, without retyping them
+(what a file may set: tests/test_trust.py)."""
 
 from __future__ import annotations
 
-import pytest
-
-from d2lexp.errors import CheckpointError
-from d2lexp.overrides import checked_overrides
-from d2lexp.record import read_metrics
+from d2lexp.metrics_file import read_metrics
 from d2lexp.train import train
 from tests.test_cli import run_cli
-
-
-def test_plain_recorded_overrides_pass():
-    plain = ["experiment=d2l/lenet", "~experiment", "model=mlp", "optimizer.lr=0.5", "data.batch_size=64",
-             "callbacks.progress_bar=null", "+trainer.max_time=null", "model.arch=[[1,16],[1,32]]", "paths.data_dir=/data"]  # fmt: skip
-    assert checked_overrides(plain, "overrides.yaml") == plain
-
-
-@pytest.mark.parametrize(
-    "override, why",
-    [
-        ("hydra.callbacks.x._target_=os.system", "sets a key of Hydra's or of instantiate's"),
-        ("model._target_=builtins.open", "sets a key of Hydra's or of instantiate's"),
-        ("+callbacks.evil={_target_:builtins.open,file:x}", "holds more than a plain value"),
-        ("model.num_classes=${oc.env:HOME}", "holds more than a plain value"),
-        ("seed=1,2", "is a sweep"),
-        ("experiment=../../elsewhere", "names a path outside d2lexp's configs"),
-        ("hydra/launcher=parallel", "sets a key of Hydra's or of instantiate's"),
-    ],
-)
-def test_hostile_recorded_overrides_are_refused(override, why):
-    with pytest.raises(CheckpointError, match="run/.hydra/overrides.yaml: its recorded override") as refused:
-        checked_overrides(["model=lenet", override], "run/.hydra/overrides.yaml")
-    assert why in str(refused.value) and "nothing they name is run" in str(refused.value)
 
 
 def test_a_run_resumes_from_its_own_settings_without_retyping(tmp_path, data_dir, make_cfg):

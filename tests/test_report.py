@@ -7,7 +7,7 @@ import sys
 import pytest
 from PIL import Image
 
-from d2lexp.record import write_metrics
+from d2lexp.metrics_file import write_metrics
 from d2lexp.report import collect, markdown_table, summary, write_report
 from tests.test_cli import run_cli
 
@@ -36,7 +36,9 @@ def test_markdown_and_csv_tables(sweep):
     _, sweep_dir = sweep
     md = (sweep_dir / "report.md").read_text()
     assert "2 of 4 jobs done" in md and md.count("| done |") == 2 and md.count("| failed |") == 2
-    assert "| experiment=d2l/lenet_bn data.batch_size=128 | lenet_bn | 44,878 | 281,640 |" in md
+    assert (
+        "| experiment=d2l/lenet\\_bn data.batch\\_size=128 | lenet\\_bn | 44,878 | 281,640 |" in md
+    )  # Markdown-escaped
     with (sweep_dir / "report.csv").open() as f:
         rows = list(csv.DictReader(f))
     assert [r["model"] for r in rows if r["status"] == "done"] == ["softmax", "lenet_bn"]

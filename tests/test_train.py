@@ -13,7 +13,7 @@ from tensorboard.plugins.hparams import plugin_data_pb2
 
 from d2lexp.callbacks.run_config import CHECKPOINT_KEY
 from d2lexp.errors import CheckpointError
-from d2lexp.record import read_metrics
+from d2lexp.metrics_file import read_metrics
 from d2lexp.train import train
 from tests.conftest import test_config
 
@@ -191,7 +191,7 @@ def test_a_checkpoint_with_torchmetrics_states_still_resumes(make_cfg, tmp_path)
 def test_resuming_a_different_model_is_refused(make_cfg, lenet_run, tmp_path):
     out, _ = lenet_run
     cfg = make_cfg("~experiment", "model=mlp", f"ckpt_path={out / 'checkpoints/last.ckpt'}", *QUICK)
-    with pytest.raises(CheckpointError, match="LeNet, which do not fit"):
+    with pytest.raises(CheckpointError, match="holds the weights of another net, which do not fit"):
         train(cfg)
     assert read_metrics(tmp_path / "run")["status"] == "failed"
 

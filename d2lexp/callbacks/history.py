@@ -32,7 +32,8 @@ class EpochHistory(RecordingCallback):
         self._pending_epoch: int | None = None
         self._carried: dict[str, float] = {}  # what the pending epoch logged before a resume
         self._fit_started = time.perf_counter()
-        self._seconds_before = 0.0  # of fitting, before a resume
+        self.seconds_before_resume = 0.0  # of fitting, in the processes before a resume
+        self.epochs_started_here = 0  # training epochs this fit started (none: a finished run resumed)
 
     def _epoch_values(self, trainer: pl.Trainer) -> dict[str, float]:
         return {
@@ -44,17 +45,23 @@ class EpochHistory(RecordingCallback):
     def _snapshot(self, trainer: pl.Trainer) -> None:
         if self._pending_epoch is None:
             return
-        seconds = self._seconds_before + time.perf_counter() - self._fit_started  # of fitting, to this epoch's end
+        seconds = self._fitted_seconds()  # of fitting, to this epoch's end
+        if self.epochs_started_here == 0 and "seconds" in self._carried:
+            seconds = self._carried["seconds"]  # a finished epoch restored, not trained here: as it was saved
         row = {"epoch": self._pending_epoch, **self._carried, **self._epoch_values(trainer), "seconds": seconds}
         self.epochs.append(row)
         self._pending_epoch, self._carried = None, {}
         if self.on_epoch is not None and trainer.is_global_zero:
             self.on_epoch(row, self.as_columns())
 
+    def _fitted_seconds(self) -> float:
+        return self.seconds_before_resume + time.perf_counter() - self._fit_started
+
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._fit_started = time.perf_counter()
 
     def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self.epochs_started_here += 1
         if self._pending_epoch != trainer.current_epoch:  # not the epoch a resumed run continues
             self._snapshot(trainer)
             self._pending_epoch = trainer.current_epoch
@@ -62,12 +69,18 @@ class EpochHistory(RecordingCallback):
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._snapshot(trainer)
 
+    def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        # A run resumed after its last epoch trains nothing (no on_train_end): its last epoch, saved
+        # pending in the checkpoint, completes the history here.
+        self._snapshot(trainer)
+
     def on_save_checkpoint(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict[str, Any]
     ) -> None:
         pending = None
         if self._pending_epoch is not None:
-            pending = {"epoch": self._pending_epoch, **self._carried, **self._epoch_values(trainer)}
+            seconds = self._fitted_seconds()
+            pending = {"epoch": self._pending_epoch, **self._carried, **self._epoch_values(trainer), "seconds": seconds}
         checkpoint[CHECKPOINT_KEY] = {"epochs": [dict(row) for row in self.epochs], "pending": pending}
 
     def on_load_checkpoint(
@@ -82,8 +95,9 @@ class EpochHistory(RecordingCallback):
             return {str(k): v for k, v in items if isinstance(v, (int, float)) and not isinstance(v, bool)}
 
         self.epochs = [numbers(row) for row in saved.get("epochs") or [] if isinstance(row, dict)]
-        self._seconds_before = float(self.epochs[-1].get("seconds", 0.0)) if self.epochs else 0.0
         pending = numbers(saved.get("pending"))
+        last = pending if "seconds" in pending else (self.epochs[-1] if self.epochs else {})
+        self.seconds_before_resume = float(last.get("seconds", 0.0))  # fitting until the checkpoint was saved
         if "epoch" in pending:
             self._pending_epoch = int(pending.pop("epoch"))
             self._carried = pending

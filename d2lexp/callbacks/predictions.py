@@ -12,6 +12,7 @@ import lightning.pytorch as pl
 import torch
 from torchmetrics.classification import MulticlassConfusionMatrix
 
+from d2lexp import files
 from d2lexp.callbacks.base import RecordingCallback, tensorboard_writer
 from d2lexp.data.base import DataModule
 from d2lexp.plotting import confusion_figure, labelled_image_grid, png_image, save_figure, save_image
@@ -80,7 +81,7 @@ class ClassifierPictures(RecordingCallback):
         matrix = self._confusion.compute().cpu()  # every process: the sum over all of them
         if trainer.global_rank != 0:
             return
-        self.output_dir.mkdir(parents=True, exist_ok=True)
+        files.make_folder(self.output_dir)
         writer = tensorboard_writer(trainer)
         images, labels, predicted = (t.cpu() for t in self._first)
         titles = [f"{names[int(t)]}\n{names[int(p)]}" for t, p in zip(labels, predicted)]

@@ -12,6 +12,48 @@ import torch
 KEY = "d2lexp_random_state"
 
 
+_TORCH_STATE_BYTES = 5056  # the CPU generator's state (Mersenne Twister, its offset and seed)
+
+
+def random_state_problem(state: Any) -> str | None:
+    """Why `state` (read from a checkpoint) is not the random states RandomState saves; None if it is."""
+    if not isinstance(state, dict) or not {"torch", "cuda", "numpy", "python"} <= set(state):
+        return "is not the random generators' states d2lexp saves"
+    generator = state["torch"]
+    if (
+        not isinstance(generator, torch.Tensor)
+        or generator.dtype != torch.uint8
+        or generator.shape != (_TORCH_STATE_BYTES,)
+    ):
+        return "holds no valid state of torch's generator"
+    cuda = state["cuda"]
+    if not isinstance(cuda, (list, tuple)) or not all(
+        isinstance(t, torch.Tensor) and t.dtype == torch.uint8 and t.dim() == 1 for t in cuda
+    ):
+        return "holds no valid states of the CUDA generators"
+    numpy_state = state["numpy"]
+    if not (isinstance(numpy_state, (list, tuple)) and len(numpy_state) == 5 and numpy_state[0] == "MT19937"):
+        return "holds no valid state of NumPy's generator"
+    keys, pos, has_gauss, cached = numpy_state[1:]
+    if not (isinstance(keys, torch.Tensor) and keys.shape == (624,) and not keys.is_floating_point()
+            and isinstance(pos, int) and 0 <= pos <= 624 and has_gauss in (0, 1) and isinstance(cached, float)):  # fmt: skip
+        return "holds no valid state of NumPy's generator"
+    if bool(((keys < 0) | (keys >= 2**32)).any()):
+        return "holds no valid state of NumPy's generator"
+    python = state["python"]
+    if not (isinstance(python, (list, tuple)) and len(python) == 3 and python[0] == 3 and isinstance(python[1], (list, tuple))
+            and len(python[1]) == 625 and all(isinstance(v, int) and 0 <= v < 2**32 for v in python[1])
+            and python[1][-1] <= 624 and (python[2] is None or isinstance(python[2], float))):  # fmt: skip
+        return "holds no valid state of Python's generator"
+    try:  # each state tried on a generator of its own, so a bad one is found before the run's are touched
+        torch.Generator().set_state(generator)
+        np.random.RandomState().set_state(("MT19937", keys.numpy().astype(np.uint32), pos, has_gauss, cached))
+        random.Random().setstate((3, tuple(python[1]), python[2]))
+    except (RuntimeError, ValueError, TypeError) as e:
+        return f"holds a random state its generator refuses ({str(e)[:100]})"
+    return None
+
+
 class RandomState(pl.Callback):
     """Saves the random generators' states (torch CPU and CUDA, NumPy, Python) in every
     checkpoint and restores them on resuming, so dropout masks and anything else drawn at

@@ -10,8 +10,10 @@ from typing import Any
 import lightning.pytorch as pl
 import torch
 
+from d2lexp import files
 from d2lexp.callbacks.base import RecordingCallback, tensorboard_writer
 from d2lexp.data.base import DataModule
+from d2lexp.plotting import save_figure
 
 
 @torch.no_grad()
@@ -84,10 +86,10 @@ class SequencePredictions(RecordingCallback):
             ],
         }
         writer = tensorboard_writer(trainer)
-        self.output_dir.mkdir(parents=True, exist_ok=True)
+        files.make_folder(self.output_dir)
         for name, curves in figures.items():
             fig = _plot(curves, title=name.replace("_", "-") + " predictions")
-            fig.savefig(self.output_dir / f"predictions_{name}.png", dpi=100)
+            save_figure(fig, self.output_dir / f"predictions_{name}.png")
             if writer is not None:
                 writer.add_figure(f"predictions/{name}", fig, global_step=trainer.global_step)
         pl_module.net.to(pl_module.device).train()

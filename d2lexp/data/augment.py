@@ -43,6 +43,14 @@ class Augment:
     saturation: float = 0.0
 
     def __post_init__(self) -> None:
+        for name in ("flip", "rotation", "brightness", "contrast", "saturation"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+                raise ValueError(f"augment.{name} must be a finite number, got {value!r}")
+        if isinstance(self.crop_padding, bool) or not isinstance(self.crop_padding, int):
+            raise ValueError(f"augment.crop_padding must be a whole number of pixels, got {self.crop_padding!r}")
+        if self.rotation > 180:
+            raise ValueError(f"augment.rotation is at most 180 degrees, got {self.rotation}")
         if not 0 <= self.flip <= 1:
             raise ValueError(f"augment.flip is a probability, in [0, 1]; got {self.flip}")
         if self.crop_padding < 0 or self.rotation < 0:
@@ -51,6 +59,8 @@ class Augment:
             if not 0 <= getattr(self, name) < 1:
                 raise ValueError(f"augment.{name} must be in [0, 1), got {getattr(self, name)}")
         if self.resized_crop is not None:
+            if len(self.resized_crop) != 2 or not all(isinstance(v, (int, float)) for v in self.resized_crop):
+                raise ValueError(f"augment.resized_crop is a (smallest, largest) pair, got {self.resized_crop}")
             low, high = self.resized_crop
             if not 0 < low <= high <= 1:
                 raise ValueError(

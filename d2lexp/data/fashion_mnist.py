@@ -105,8 +105,12 @@ def load_split(raw: Path, split: str) -> tuple[torch.Tensor, torch.Tensor]:
             f"{raw / label_file} has {len(labels)} labels for {len(images)} images in {raw / image_file}: "
             "the two files come from different downloads. Replace both."
         )
-    if len(labels) and int(labels.max()) >= len(CLASS_NAMES):
-        raise DataError(f"{raw / label_file} has label {int(labels.max())}; Fashion-MNIST has 10 classes.")
+    if len(labels) and (int(labels.min()) < 0 or int(labels.max()) >= len(CLASS_NAMES)):
+        bad = int(labels.min()) if int(labels.min()) < 0 else int(labels.max())
+        raise DataError(
+            f"{raw / label_file} has label {bad}; Fashion-MNIST's labels are 0 to {len(CLASS_NAMES) - 1}. "
+            "The file is damaged or not Fashion-MNIST's: replace it."
+        )
     return images.unsqueeze(1), labels.long()
 
 

@@ -7,6 +7,7 @@ so a truncated download fails with a message instead of a garbled tensor.
 from __future__ import annotations
 
 import gzip
+import math
 import os
 import shutil
 import tempfile
@@ -18,6 +19,8 @@ import torch
 
 from d2lexp.errors import DataError
 
+# The largest IDX file d2lexp reads, inflated (Fashion-MNIST's largest is 47 MB).
+MAX_IDX_BYTES = 512 << 20
 # Third byte of the magic number: element type. Fashion-MNIST only uses unsigned bytes.
 _IDX_DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
 
@@ -42,7 +45,7 @@ def parse_idx(buffer: bytes, path: Path) -> torch.Tensor:
         raise _corrupt(path, "header cut short")
     shape = tuple(int.from_bytes(buffer[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
     dtype = np.dtype(_IDX_DTYPES[type_code])
-    expected = header + int(np.prod(shape)) * dtype.itemsize
+    expected = header + math.prod(shape) * dtype.itemsize
     if len(buffer) != expected:
         raise _corrupt(path, f"header promises {expected:,} bytes for shape {shape}, file has {len(buffer):,}")
     array = np.frombuffer(buffer, dtype=dtype, offset=header).reshape(shape)
@@ -50,11 +53,17 @@ def parse_idx(buffer: bytes, path: Path) -> torch.Tensor:
 
 
 def _gunzip(path: Path) -> bytes:
+    """The file's bytes, inflated; refused past `MAX_IDX_BYTES` (a small .gz can inflate to gigabytes)."""
     try:
         with gzip.open(path, "rb") as f:
-            return f.read()
+            data = f.read(MAX_IDX_BYTES + 1)
     except (EOFError, OSError, zlib.error) as e:
         raise _corrupt(path, f"gzip: {e}") from None
+    if len(data) > MAX_IDX_BYTES:
+        raise _corrupt(
+            path, f"it inflates to more than {MAX_IDX_BYTES:,} bytes, more than any IDX data set d2lexp reads"
+        )
+    return data
 
 
 def extract_gz(gz_path: Path) -> Path | None:
@@ -78,6 +87,8 @@ def read_idx(path: Path) -> torch.Tensor:
     """Read `path`, or `path.gz` when only the compressed file is there."""
     path = Path(path)
     if path.exists():
+        if path.stat().st_size > MAX_IDX_BYTES:
+            raise _corrupt(path, f"it holds more than {MAX_IDX_BYTES:,} bytes, more than any IDX data set d2lexp reads")
         return parse_idx(path.read_bytes(), path)
     gz = path.with_name(path.name + ".gz")
     if gz.exists():

@@ -11,6 +11,10 @@ import torch
 
 from d2lexp.data.loader import EpochSampler, ResumableLoader, epoch_generator
 
+# Bounds on a vocabulary read back from a checkpoint (a word vocabulary of a large corpus fits).
+MAX_VOCAB = 1_000_000
+MAX_TOKEN = 256
+
 
 def tokenize(lines: Sequence[str], token: str = "char") -> list[list[str]]:
     """Split lines into word or character tokens."""
@@ -50,6 +54,17 @@ class Vocab:
         if order == "alphabetical":
             self.idx_to_token.sort()
         self.token_to_idx = {token: idx for idx, token in enumerate(self.idx_to_token)}
+
+    @staticmethod
+    def tokens_problem(idx_to_token: object) -> str | None:
+        """Why `idx_to_token` (read from a checkpoint) is not a vocabulary; None if it is one."""
+        if not isinstance(idx_to_token, (list, tuple)) or not all(isinstance(t, str) for t in idx_to_token):
+            return "is not a list of strings"
+        if not 0 < len(idx_to_token) <= MAX_VOCAB:
+            return f"has {len(idx_to_token):,} tokens, not 1 to {MAX_VOCAB:,}"
+        if any(len(t) > MAX_TOKEN for t in idx_to_token) or len(set(idx_to_token)) != len(idx_to_token):
+            return f"holds a token longer than {MAX_TOKEN} characters, or one twice"
+        return None
 
     @classmethod
     def from_tokens_list(cls, idx_to_token: Sequence[str]) -> Vocab:

@@ -17,7 +17,7 @@ import torch
 from d2lexp.data.base import DataModule
 from d2lexp.data.loader import TensorBatchLoader
 from d2lexp.data.text import SequenceLoader, Vocab, tokenize
-from d2lexp.errors import ConfigError, DataError
+from d2lexp.errors import CheckpointError, ConfigError, DataError
 
 log = logging.getLogger(__name__)
 
@@ -235,5 +235,8 @@ class TimeMachineDataModule(DataModule):
         return {"idx_to_token": list(self.vocab.idx_to_token)} if self.vocab else {}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        if state_dict.get("idx_to_token"):
+        if isinstance(state_dict, dict) and state_dict.get("idx_to_token"):
+            problem = Vocab.tokens_problem(state_dict["idx_to_token"])
+            if problem:
+                raise CheckpointError(f"The checkpoint's vocabulary {problem}; the file is damaged or altered.")
             self.vocab = Vocab.from_tokens_list(state_dict["idx_to_token"])

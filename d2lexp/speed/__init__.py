@@ -22,6 +22,7 @@ from typing import Any
 
 import lightning.pytorch as pl
 
+from d2lexp.resume import RunCheckpointIO
 from d2lexp.speed.autotune import AutotuneMainShapes
 from d2lexp.speed.checkpoints import BackgroundCheckpointIO
 from d2lexp.speed.compile import CompileNet, compile_options
@@ -63,6 +64,10 @@ def trainer_options(speed: Any, trainer: Any) -> dict[str, Any]:
     options: dict[str, Any] = {}
     if speed.lean_profiler and trainer.get("profiler") is None and not trainer.get("barebones"):
         options["profiler"] = NoProfiler()
-    if speed.background_checkpoints and not trainer.get("plugins"):
-        options["plugins"] = [BackgroundCheckpointIO()]
     return options
+
+
+def checkpoint_io(speed: Any, folder: str) -> RunCheckpointIO:
+    """How the run in `folder` reads and writes checkpoints (d2lexp.resume.RunCheckpointIO: checked
+    loads, atomic writes, removals only inside the run's folder), in the background if switched on."""
+    return BackgroundCheckpointIO(folder) if speed.background_checkpoints else RunCheckpointIO(folder)

@@ -23,6 +23,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint as LightningModelCheckpo
 from lightning_utilities.core.apply_func import apply_to_collection
 
 from d2lexp.checkpoint import save
+from d2lexp.resume import RunCheckpointIO
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +72,7 @@ def _host_snapshot(checkpoint: dict[str, Any]) -> dict[str, Any]:
     return apply_to_collection(checkpoint, torch.Tensor, copy)
 
 
-class BackgroundCheckpointIO(TorchCheckpointIO):
+class BackgroundCheckpointIO(RunCheckpointIO):
     """Lightning's checkpoint writer (`torch.save`), atomic, and on a background thread for the
     saves made inside `writing_in_background()` (d2lexp's ModelCheckpoint makes all its saves so).
 
@@ -86,8 +87,8 @@ class BackgroundCheckpointIO(TorchCheckpointIO):
     Anything that reads the files mid-run calls `wait()` first; the stage's end waits too.
     """
 
-    def __init__(self) -> None:
-        super().__init__()
+    def __init__(self, folder: str | os.PathLike[str] | None = None) -> None:
+        super().__init__(folder)
         self._executor: ThreadPoolExecutor | None = None
         self._last_save: Future[None] | None = None
         self._error: BaseException | None = None  # the failure not yet raised
@@ -111,7 +112,7 @@ class BackgroundCheckpointIO(TorchCheckpointIO):
             if local:
                 self._write(checkpoint, str(path))
             else:  # object stores: Lightning's own writing
-                super().save_checkpoint(checkpoint, path)
+                TorchCheckpointIO.save_checkpoint(self, checkpoint, path)
             return
         snapshot = _host_snapshot(checkpoint)  # before training changes it
         if self._last_save is not None:

@@ -12,7 +12,7 @@ from torch import nn
 
 from d2lexp.data.augment import Augment, BatchGenerators, affine_grid, batch_seed
 from d2lexp.data.fashion_mnist import FashionMNISTDataModule
-from d2lexp.record import read_metrics
+from d2lexp.metrics_file import read_metrics
 from d2lexp.train import train
 from tests.conftest import compose_config
 

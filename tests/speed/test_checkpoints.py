@@ -71,7 +71,7 @@ def test_a_run_writes_its_checkpoints_on_the_background_thread(make_cfg, monkeyp
 
 
 def test_the_background_writer_saves_the_state_of_the_moment_in_order(tmp_path):
-    io = BackgroundCheckpointIO()
+    io = BackgroundCheckpointIO(tmp_path)  # the run's folder: it removes files there only
     weights = torch.zeros(1000)
     first, linked, second = tmp_path / "a" / "first.ckpt", tmp_path / "a" / "linked.ckpt", tmp_path / "second.ckpt"
     with io.writing_in_background():

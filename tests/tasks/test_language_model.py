@@ -55,7 +55,7 @@ def test_a_short_real_run_lowers_perplexity_well_below_the_vocabulary(make_cfg, 
     assert generate(str(tmp_path / "run"), "the time", 20) == text  # a run folder means its last checkpoint
 
 
-def test_state_is_carried_for_sequential_and_reset_for_random(make_cfg):
+def test_state_is_carried_for_sequential_and_reset_for_random(make_cfg, tmp_path):
     seen = []
 
     class Spy(nn.Module):
@@ -75,7 +75,8 @@ def test_state_is_carried_for_sequential_and_reset_for_random(make_cfg):
 
     for sampling in ("sequential", "random"):
         seen.clear()
-        cfg = make_cfg("experiment=d2l/rnn", f"data.sampling={sampling}", "trainer.max_epochs=2")
+        cfg = make_cfg("experiment=d2l/rnn", f"data.sampling={sampling}", "trainer.max_epochs=2",
+                       output_dir=tmp_path / sampling)  # fmt: skip
         train(cfg, net=Spy())
         batch = cfg.data.batch_size
         if sampling == "sequential":  # fresh at each epoch start, then carried (detached) within the epoch
