@@ -18,7 +18,7 @@ BOOK_FCN_PARAMS = 11_178_378 - 5_130 + 6_272 + (512 * 21 + 21) + (21 * 21 * 64 *
 
 
 def test_the_books_fcn_shapes_and_layers():
-    """14.11.2: the body maps a 320x480 image to torch.Size([1, 512, 10, 15]); kernel 64, stride 32,
+    """14.11.1: the body maps a 320x480 image to torch.Size([1, 512, 10, 15]); kernel 64, stride 32,
     padding 16 bring the 21 class maps back to 320x480."""
     with torch.device("meta"):
         net = FCN()

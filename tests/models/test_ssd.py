@@ -18,7 +18,7 @@ from d2lexp.scratch import multibox_prior, multibox_target
 
 
 def test_the_books_component_shapes():
-    """14.7.1: two scales' class predictions, their concatenation, a down-sampling block, the base network."""
+    """14.7.1.1-14.7.1.5: two scales' class predictions, their concatenation, a down-sampling block, the base network."""
     Y1 = cls_predictor(8, 5, 10)(torch.zeros((2, 8, 20, 20)))
     Y2 = cls_predictor(16, 3, 10)(torch.zeros((2, 16, 10, 10)))
     assert (Y1.shape, Y2.shape) == (torch.Size([2, 55, 20, 20]), torch.Size([2, 33, 10, 10]))
@@ -30,7 +30,7 @@ def test_the_books_component_shapes():
 
 
 def test_the_books_tinyssd_shapes():
-    """14.7.2: output anchors torch.Size([1, 5444, 4]), class preds torch.Size([32, 5444, 2]),
+    """14.7.1.6: output anchors torch.Size([1, 5444, 4]), class preds torch.Size([32, 5444, 2]),
     bbox preds torch.Size([32, 21776]) for 32 images of 256x256 (on the meta device: shapes only)."""
     with torch.device("meta"):
         anchors, cls_preds, bbox_preds = TinySSD(num_classes=1)(torch.zeros((32, 3, 256, 256)))

@@ -48,7 +48,7 @@ def test_trans_conv_matches_conv_transpose2d_in_value_and_gradient(x_shape, k_sh
 
 
 def test_transposed_convolution_is_the_transposed_matrix():
-    """14.10.4: the convolution of a 3x3 input by a 2x2 kernel as a 4x9 matrix W; its transpose
+    """14.10.3: the convolution of a 3x3 input by a 2x2 kernel as a 4x9 matrix W; its transpose
     is the transposed convolution."""
     X9, K4 = torch.arange(9.0).reshape(3, 3), torch.tensor([[1.0, 2.0], [3.0, 4.0]])
     W = kernel2matrix(K4)
@@ -79,7 +79,7 @@ def test_bilinear_kernel_values():
 
 
 def test_the_books_bilinear_upsampling_doubles_the_catdog_image():
-    """14.11.3: ConvTranspose2d(3, 3, kernel 4, padding 1, stride 2) with the bilinear kernel:
+    """14.11.2: ConvTranspose2d(3, 3, kernel 4, padding 1, stride 2) with the bilinear kernel:
     input image shape torch.Size([561, 728, 3]), output image shape torch.Size([1122, 1456, 3])."""
     conv_trans = nn.ConvTranspose2d(3, 3, kernel_size=4, padding=1, stride=2, bias=False)
     with torch.no_grad():
