@@ -193,9 +193,10 @@ def _round_half_away(value: float) -> int:
 
 
 def _bin_mask(start: int, end: int, bins: int, length: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
-    """(bins, length) booleans: which of `length` positions each of `bins` equal bins of the
-    span [start, end] (inclusive, in pixels) covers. Bin p spans floor(p * s) to ceil((p + 1) * s)
-    with s = span / bins, so neighbouring bins may share a row; positions outside the map are dropped."""
+    """(bins, length) booleans: which of `length` positions each of `bins` near-equal bins of the
+    pixels start..end (inclusive) covers. Bin p runs from start + floor(p * s) up to, not including,
+    start + ceil((p + 1) * s), s = span / bins: neighbouring bins may share a pixel; positions off
+    the map are dropped."""
     span = max(end - start + 1, 1)  # a degenerate RoI still covers its one pixel
     # In the features' precision, as torchvision's kernel computes it: a bin edge at 6.9999995 or 7.0000001 moves.
     bin_size = torch.tensor(span, dtype=dtype, device=device) / bins
@@ -218,7 +219,8 @@ def roi_pool(
     of (L_i, 4) boxes per image. Each RoI is scaled by `spatial_scale` onto the feature map,
     its corners rounded to whole pixels, its extent cut into an h x w grid of near-equal bins,
     and each bin's maximum taken (0 for a bin that falls off the map). The gradient reaches the
-    maximum of each bin, as in max pooling.
+    maximum of each bin, as in max pooling (tied maxima share it, where torchvision gives it to
+    the first).
     """
     if isinstance(rois, (list, tuple)):
         rois = torch.cat([torch.cat((torch.full_like(b[:, :1], i), b), dim=1) for i, b in enumerate(rois)])
