@@ -44,12 +44,28 @@ MODEL_DATA = {
 }  # fmt: skip
 
 
+# The vision chapter's dense predictors, whose data sets d2lexp has not wired in yet: an input
+# (C, H, W) of the book's (TinySSD: 256x256 bananas; FCN: 320x480 VOC crops) or a canvas.
+DENSE_INPUTS = {"tiny_ssd": (3, 256, 256), "fcn": (3, 320, 480), "fcn_small": (1, 64, 64)}
+
+
 @pytest.mark.parametrize("option", options("model"))
 def test_model_options(make_cfg, option):
     cfg = make_cfg("~experiment", f"model={option}", f"data={MODEL_DATA.get(option, 'fashion_mnist')}")
     net = meta_model(lambda: build.net(cfg))  # shapes only: the big CNNs cost nothing here
-    example = build.data(cfg).model_input().to("meta")  # at the resolution the model is built for
+    if option in DENSE_INPUTS:
+        example = torch.empty(1, *DENSE_INPUTS[option], device="meta")
+    else:
+        example = build.data(cfg).model_input().to("meta")  # at the resolution the model is built for
     output = net(torch.cat([example, example]))
+    if option == "tiny_ssd":  # anchors, class scores and box offsets per anchor
+        anchors, class_scores, offsets = output
+        assert class_scores.shape == (2, anchors.shape[1], cfg.model.num_classes + 1)
+        assert offsets.shape == (2, 4 * anchors.shape[1])
+        return
+    if option in DENSE_INPUTS:  # a class map per pixel
+        assert output.shape == (2, cfg.model.num_classes, *DENSE_INPUTS[option][1:])
+        return
     output = output[0] if isinstance(output, tuple) else output  # language models also return their state
     assert output.shape[0] == 2
     if "num_classes" in cfg.model:

@@ -4,7 +4,8 @@ Each factory returns `init(module)`, which touches the weights of linear and
 convolutional layers and leaves everything else (biases included, unless asked)
 at PyTorch's defaults, as the book's `init_weights` functions do. A layer of one's own
 counts as linear or convolutional when its `weight` parameter has two or more
-dimensions (normalisation layers' weights have one).
+dimensions (normalisation layers' weights have one). A layer whose starting weights are part
+of the architecture (an FCN's bilinear upsampling) sets `fixed_init = True` and is left alone.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ def _weighted(module: nn.Module) -> bool:
         isinstance(weight, nn.Parameter)
         and weight.dim() >= 2
         and not isinstance(module, (nn.modules.lazy.LazyModuleMixin, nn.Embedding))
+        and not getattr(module, "fixed_init", False)
     )
 
 

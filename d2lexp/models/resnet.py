@@ -41,7 +41,8 @@ class ResNet(nn.Sequential):
     """The book's ResNet: a 7x7 stem, four stages, global average pooling, a dense head.
 
     `stages` gives the number of residual blocks per stage ((2, 2, 2, 2) is ResNet-18:
-    11,178,378 parameters for one channel and 10 classes).
+    11,178,378 parameters for one channel and 10 classes). `width` is the channels of the stem
+    and the first stage, doubled at each later one (the book's 64; narrower nets train faster).
     """
 
     def __init__(
@@ -50,19 +51,20 @@ class ResNet(nn.Sequential):
         in_channels: int = 1,
         num_classes: int = 10,
         input_size: int | None = 96,
+        width: int = 64,
     ) -> None:
         """`input_size`: the side of the square images it is built for (checked; None: not checked)."""
         layers: list[nn.Module] = [
             nn.Sequential(
-                nn.Conv2d(in_channels, 64, kernel_size=7, stride=2, padding=3),
-                nn.BatchNorm2d(64),
+                nn.Conv2d(in_channels, width, kernel_size=7, stride=2, padding=3),
+                nn.BatchNorm2d(width),
                 nn.ReLU(),
                 nn.MaxPool2d(kernel_size=3, stride=2, padding=1),
             )  # fmt: skip
         ]
-        channels = 64
+        channels = width
         for i, num_residuals in enumerate(stages):
-            out_channels = 64 * 2**i
+            out_channels = width * 2**i
             layers.append(resnet_stage(channels, out_channels, num_residuals, first=i == 0))
             channels = out_channels
         layers += [nn.AdaptiveAvgPool2d((1, 1)), nn.Flatten(), nn.Linear(channels, num_classes)]
@@ -70,5 +72,7 @@ class ResNet(nn.Sequential):
         self.num_classes, self.input_size = num_classes, input_size
         if input_size is not None:
             check_input_size(
-                lambda: ResNet(stages, in_channels, num_classes, None), (in_channels, input_size, input_size), "ResNet"
+                lambda: ResNet(stages, in_channels, num_classes, None, width),
+                (in_channels, input_size, input_size),
+                "ResNet",
             )

@@ -16,12 +16,37 @@ from d2lexp.scratch.conv import (
     pool2d,
     pool2d_batched,
 )
+from d2lexp.scratch.detection import (
+    assign_anchor_to_bbox,
+    box_center_to_corner,
+    box_corner_to_center,
+    box_iou,
+    multibox_detection,
+    multibox_prior,
+    multibox_target,
+    nms,
+    offset_boxes,
+    offset_inverse,
+    roi_pool,
+)
 from d2lexp.scratch.linear_regression import data_iter, linreg, squared_loss, synthetic_data
 from d2lexp.scratch.mlp import dropout_layer, relu
 from d2lexp.scratch.optim import SGD, sgd
+from d2lexp.scratch.segmentation import (
+    VOC_CLASSES,
+    VOC_COLORMAP,
+    bilinear_kernel,
+    kernel2matrix,
+    trans_conv,
+    voc_colormap2label,
+    voc_label_indices,
+)
 
 __all__ = [
-    "Accumulator", "BatchNorm", "Conv2D", "Pool2D", "SGD", "accuracy", "batch_norm", "corr2d", "corr2d_batched",
-    "corr2d_multi_in", "corr2d_multi_in_out", "cross_entropy", "data_iter", "dropout_layer", "linreg", "pool2d",
-    "pool2d_batched", "relu", "sgd", "softmax", "squared_loss", "synthetic_data",
+    "Accumulator", "BatchNorm", "Conv2D", "Pool2D", "SGD", "VOC_CLASSES", "VOC_COLORMAP", "accuracy",
+    "assign_anchor_to_bbox", "batch_norm", "bilinear_kernel", "box_center_to_corner", "box_corner_to_center",
+    "box_iou", "corr2d", "corr2d_batched", "corr2d_multi_in", "corr2d_multi_in_out", "cross_entropy", "data_iter",
+    "dropout_layer", "kernel2matrix", "linreg", "multibox_detection", "multibox_prior", "multibox_target", "nms",
+    "offset_boxes", "offset_inverse", "pool2d", "pool2d_batched", "relu", "roi_pool", "sgd", "softmax",
+    "squared_loss", "synthetic_data", "trans_conv", "voc_colormap2label", "voc_label_indices",
 ]  # fmt: skip
