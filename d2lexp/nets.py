@@ -4,8 +4,8 @@ A checkpoint stores the config its net was built from (`d2lexp_config["model"]`:
 and constructor arguments). Passing that to `hydra.utils.instantiate` would let whoever wrote
 the file choose any importable callable, with arguments of their choosing: a shared
 checkpoint could run code as the user who loads it. So a stored model config is only ever
-*looked up* here: its `_target_` must name one of the nets below, and every argument must be a
-plain value (number, string, boolean, null, or a list of them). Anything else is refused, and
+*looked up* here: its `_target_` must name a registered net (`@register_net`, d2lexp.models.registry:
+each registers where it is defined), and every argument must be a bounded plain value (number, string, boolean, null, or a list of them). Anything else is refused, and
 nothing of it is run or imported.
 """
 
@@ -13,40 +13,40 @@ from __future__ import annotations
 
 import contextlib
 import inspect
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
+from pathlib import Path
 from typing import Any
 
 from torch import nn
 
+from d2lexp.config import CONF_DIR
 from d2lexp.errors import CheckpointError
-from d2lexp.models.alexnet import AlexNet
-from d2lexp.models.autoregressive import AutoregressiveMLP
-from d2lexp.models.blocks import TiedMLP, mlp_custom
-from d2lexp.models.densenet import DenseNet
-from d2lexp.models.googlenet import GoogLeNet
-from d2lexp.models.lenet import LeNet, LeNetBN
-from d2lexp.models.linear import LinearRegression
-from d2lexp.models.mlp import MLP
-from d2lexp.models.nin import NiN
-from d2lexp.models.resnet import ResNet
-from d2lexp.models.rnn import RNNLM
-from d2lexp.models.softmax import SoftmaxRegression
-from d2lexp.models.vgg import VGG
-from d2lexp.scratch.conv import Conv2D
-from d2lexp.scratch.models import LeNetBNScratch, LinearRegressionScratch, MLPScratch, SoftmaxRegressionScratch
-from d2lexp.scratch.rnn import RNNLMScratch
+from d2lexp.models.registry import NetBuilder, registered_nets
 from d2lexp.trust import plain_value_problem
 
-NetBuilder = Callable[..., nn.Module]
-
-_BUILDERS: tuple[NetBuilder, ...] = (
-    SoftmaxRegression, MLP, LeNet, LeNetBN, AlexNet, VGG, NiN, GoogLeNet, ResNet, DenseNet,
-    LinearRegression, TiedMLP, mlp_custom, AutoregressiveMLP, RNNLM,
-    LinearRegressionScratch, SoftmaxRegressionScratch, MLPScratch, LeNetBNScratch, Conv2D, RNNLMScratch,
-)  # fmt: skip
-
 # By the dotted name a config's `_target_` gives (what conf/model/*.yaml write and checkpoints store).
-NETS: dict[str, NetBuilder] = {f"{b.__module__}.{b.__qualname__}": b for b in _BUILDERS}
+NETS: dict[str, NetBuilder] = registered_nets()
+
+
+def _unregistered_model_options(conf_dir: Path) -> list[str]:
+    """The options of conf/model whose d2lexp net is not registered (`@register_net`)."""
+    import yaml
+
+    missing = []
+    for path in sorted((conf_dir / "model").glob("*.yaml")):
+        node = yaml.safe_load(path.read_text()) or {}
+        target = (node.get("model") or node).get("_target_") if isinstance(node, dict) else None
+        if isinstance(target, str) and target.startswith("d2lexp.") and target not in NETS:
+            missing.append(f"{path.stem} ({target})")
+    return missing
+
+
+_missing = _unregistered_model_options(Path(CONF_DIR))
+if _missing:  # found on import, not by a failing test: a net must register where it is defined
+    raise ImportError(
+        f"conf/model names nets that are not registered: {', '.join(_missing)}. Decorate each with "
+        "@register_net (d2lexp.models.registry) where it is defined, so its checkpoints can be loaded."
+    )
 
 PlainValue = int | float | str | bool | None | list
 

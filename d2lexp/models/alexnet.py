@@ -3,9 +3,11 @@ resized to 224x224, ReLU, max pooling and dropout."""
 
 from torch import nn
 
+from d2lexp.models.registry import register_net
 from d2lexp.models.shapes import output_numel
 
 
+@register_net
 class AlexNet(nn.Sequential):
     """Five conv layers, three dense; 46,764,746 parameters for 1x224x224 input, 10 classes.
 

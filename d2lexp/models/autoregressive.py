@@ -2,7 +2,10 @@
 
 from torch import nn
 
+from d2lexp.models.registry import register_net
 
+
+@register_net
 class AutoregressiveMLP(nn.Sequential):
     """tau -> num_hiddens -> 1 with ReLU."""
 

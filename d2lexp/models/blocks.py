@@ -9,6 +9,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from d2lexp.models.registry import register_net
+
 
 class MySequential(nn.Module):
     """A hand-made nn.Sequential: children are registered in order and called in order."""
@@ -72,6 +74,7 @@ class FixedHiddenMLP(nn.Module):
         return X.sum()
 
 
+@register_net
 def mlp_custom(num_inputs: int = 784, num_hiddens: int = 256, num_classes: int = 10) -> MySequential:
     """The book's MLP assembled from the custom pieces: MySequential of MyLinear layers."""
     net = MySequential(nn.Flatten(), MyLinear(num_inputs, num_hiddens), nn.ReLU(), MyLinear(num_hiddens, num_classes))
@@ -79,6 +82,7 @@ def mlp_custom(num_inputs: int = 784, num_hiddens: int = 256, num_classes: int =
     return net
 
 
+@register_net
 class TiedMLP(nn.Sequential):
     """An MLP whose two middle layers are one layer used twice (d2l ch. 6.2): one weight
     tensor, and its gradient is the sum of both uses' gradients."""

@@ -4,6 +4,7 @@ halve channels and resolution. Trained on 96x96 inputs."""
 import torch
 from torch import nn
 
+from d2lexp.models.registry import register_net
 from d2lexp.models.shapes import check_input_size
 
 
@@ -39,6 +40,7 @@ class TransitionBlock(nn.Sequential):
         )  # fmt: skip
 
 
+@register_net
 class DenseNet(nn.Sequential):
     """Stem, dense blocks separated by transitions that halve the channels, BN-ReLU-pool head.
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from d2lexp.models.registry import register_net
 from d2lexp.models.resnet import ResNet
 from d2lexp.scratch.segmentation import bilinear_kernel
 
@@ -50,6 +51,7 @@ class BilinearUpsample(nn.ConvTranspose2d):
                 self.bias.zero_()  # the book leaves PyTorch's small random bias; 0 makes it exactly bilinear
 
 
+@register_net
 class FCN(nn.Module):
     """Body, 1x1 class convolution, bilinear transposed convolution.
 

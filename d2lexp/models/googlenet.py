@@ -4,6 +4,7 @@ Inception-V3's factorised convolutions of those blocks (`inception="v3"`)."""
 import torch
 from torch import nn
 
+from d2lexp.models.registry import register_net
 from d2lexp.models.shapes import check_input_size
 
 # What a k x k convolution of an Inception block may be replaced by (Inception-V3, Szegedy et al.
@@ -63,6 +64,7 @@ class Inception(nn.Module):
         return torch.cat((self.p1(x), self.p2(x), self.p3(x), self.p4(x)), dim=1)
 
 
+@register_net
 class GoogLeNet(nn.Sequential):
     """Five stages (b1..b5) and a dense head; 5,977,530 parameters for one channel, 10 classes."""
 

@@ -2,7 +2,10 @@
 
 from torch import nn
 
+from d2lexp.models.registry import register_net
 
+
+@register_net
 class LeNet(nn.Sequential):
     """Two conv/pool stages and three dense layers; 61,706 parameters for 1x28x28 input, 10 classes."""
 
@@ -20,6 +23,7 @@ class LeNet(nn.Sequential):
         self.num_classes = num_classes
 
 
+@register_net
 class LeNetBN(nn.Sequential):
     """The book's LeNet with batch normalisation after every conv and dense layer but the last
     (no padding in the first conv, as in ch. 8.5); 44,878 parameters for 1x28x28, 10 classes."""

@@ -3,7 +3,10 @@
 import torch
 from torch import nn
 
+from d2lexp.models.registry import register_net
 
+
+@register_net
 class LinearRegression(nn.Module):
     """nn.Linear(num_inputs, 1); `get_w_b` exposes the fitted weights as the book's model does."""
 

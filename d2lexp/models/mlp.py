@@ -2,7 +2,10 @@
 
 from torch import nn
 
+from d2lexp.models.registry import register_net
 
+
+@register_net
 class MLP(nn.Sequential):
     def __init__(
         self,

@@ -2,6 +2,7 @@
 
 from torch import nn
 
+from d2lexp.models.registry import register_net
 from d2lexp.models.shapes import check_input_size
 
 
@@ -16,6 +17,7 @@ class NiNBlock(nn.Sequential):
         )  # fmt: skip
 
 
+@register_net
 class NiN(nn.Sequential):
     """1,992,166 parameters for one input channel and 10 classes (at any resolution)."""
 

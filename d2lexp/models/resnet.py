@@ -4,6 +4,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from d2lexp.models.registry import register_net
 from d2lexp.models.shapes import check_input_size
 
 
@@ -37,6 +38,7 @@ def resnet_stage(in_channels: int, out_channels: int, num_residuals: int, first:
     return nn.Sequential(*blocks)
 
 
+@register_net
 class ResNet(nn.Sequential):
     """The book's ResNet: a 7x7 stem, four stages, global average pooling, a dense head.
 

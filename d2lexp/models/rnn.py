@@ -13,11 +13,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from d2lexp.models.registry import register_net
+
 State = torch.Tensor | tuple[torch.Tensor, torch.Tensor]
 
 _LAYERS = {"rnn": nn.RNN, "gru": nn.GRU, "lstm": nn.LSTM}
 
 
+@register_net
 class RNNLM(nn.Module):
     """One-hot tokens -> recurrent layer -> linear head over the vocabulary.
 

@@ -6,7 +6,10 @@ concise implementation, for numerical stability.
 
 from torch import nn
 
+from d2lexp.models.registry import register_net
 
+
+@register_net
 class SoftmaxRegression(nn.Sequential):
     def __init__(self, num_inputs: int = 784, num_classes: int = 10) -> None:
         super().__init__(nn.Flatten(), nn.Linear(num_inputs, num_classes))

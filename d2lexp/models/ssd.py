@@ -14,6 +14,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from d2lexp.models.registry import register_net
 from d2lexp.scratch.detection import multibox_prior
 
 # The book's anchors: sizes growing evenly from 0.2 to 0.961 over the five scales (the second of
@@ -89,6 +90,7 @@ def blk_forward(
     return Y, anchors, cls_predictor(Y), bbox_predictor(Y)
 
 
+@register_net
 class TinySSD(nn.Module):
     """The book's TinySSD: five scales of anchors, class and box predictions.
 

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 
 from torch import nn
 
+from d2lexp.models.registry import register_net
 from d2lexp.models.shapes import output_numel
 
 VGG11 = ((1, 64), (1, 128), (2, 256), (2, 512), (2, 512))
@@ -32,6 +33,7 @@ class VGGBlock(nn.Sequential):
         super().__init__(*layers, nn.MaxPool2d(kernel_size=2, stride=2))
 
 
+@register_net
 class VGG(nn.Sequential):
     """VGG blocks, then three dense layers with dropout; VGG-11 has 128,806,154 parameters at
     1x224x224 and 10 classes, the book's narrow VGG-11 43,093,322.

@@ -14,6 +14,8 @@ import math
 import torch
 from torch import nn
 
+from d2lexp.models.registry import register_net
+
 
 def _pair(value: int | tuple[int, int]) -> tuple[int, int]:
     return (value, value) if isinstance(value, int) else (int(value[0]), int(value[1]))
@@ -109,6 +111,7 @@ def pool2d_batched(
     return windows.amax(dim=(-2, -1)) if mode == "max" else windows.mean(dim=(-2, -1))
 
 
+@register_net
 class Conv2D(nn.Module):
     """A convolutional layer built on cross-correlation: weight (O, C, h, w), bias (O,).
 

@@ -7,6 +7,7 @@ import math
 import torch
 from torch import nn
 
+from d2lexp.models.registry import register_net
 from d2lexp.scratch.batch_norm import BatchNorm
 from d2lexp.scratch.classification import softmax
 from d2lexp.scratch.conv import Conv2D, Pool2D
@@ -14,6 +15,7 @@ from d2lexp.scratch.linear_regression import linreg
 from d2lexp.scratch.mlp import dropout_layer, relu
 
 
+@register_net
 class LinearRegressionScratch(nn.Module):
     """linreg(X, w, b) with w ~ N(0, sigma^2), b = 0 (d2l ch. 3.4)."""
 
@@ -42,6 +44,7 @@ class Linear(nn.Module):
         return linreg(X, self.weight, self.bias)
 
 
+@register_net
 class SoftmaxRegressionScratch(nn.Module):
     """softmax(XW + b) on flattened images (d2l ch. 4.4): it outputs probabilities, to be
     paired with the hand-written `cross_entropy`."""
@@ -56,6 +59,7 @@ class SoftmaxRegressionScratch(nn.Module):
         return softmax(linreg(X.reshape((-1, self.num_inputs)), self.W, self.b))
 
 
+@register_net
 class MLPScratch(nn.Module):
     """One hidden ReLU layer by hand (d2l ch. 5.2), optional dropout (ch. 5.6); outputs logits."""
 
@@ -81,6 +85,7 @@ class MLPScratch(nn.Module):
         return linreg(H, self.W2, self.b2)
 
 
+@register_net
 class LeNetBNScratch(nn.Sequential):
     """The book's batch-normalised LeNet (ch. 8.5) with hand-written conv, pooling, batch
     norm and dense layers; the same shapes and 44,878 parameters as `LeNetBN`."""

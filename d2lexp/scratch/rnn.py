@@ -11,6 +11,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from d2lexp.models.registry import register_net
+
 State = torch.Tensor | tuple[torch.Tensor, torch.Tensor]
 
 
@@ -88,6 +90,7 @@ class LSTMCellScratch(nn.Module):
 CELLS = {"rnn": RNNCellScratch, "gru": GRUCellScratch, "lstm": LSTMCellScratch}
 
 
+@register_net
 class RNNLMScratch(nn.Module):
     """One-hot tokens through a hand-written cell, step by step, then H W_hq + b_q per step.
 
