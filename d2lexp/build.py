@@ -44,9 +44,16 @@ from d2lexp.tasks.base import OptimizerFactory, Scheduler, Task
 
 log = logging.getLogger("d2lexp")
 
-# The callbacks a run's record and its exact resumption depend on: added to every run, whatever
-# the callbacks group holds (conf/callbacks/default.yaml says so).
-RECORD_CALLBACKS = (Throughput, EpochHistory, RandomState, RunConfigInCheckpoint)
+
+def record_callbacks(cfg: DictConfig, on_epoch: Any = None) -> list[pl.Callback]:
+    """The callbacks a run's record and its exact resumption depend on: added to every run, whatever
+    the callbacks group holds (conf/callbacks/default.yaml says so). `on_epoch`: see EpochHistory."""
+    return [
+        Throughput(run_start_time()),
+        EpochHistory(on_epoch),
+        RandomState(),
+        RunConfigInCheckpoint(OmegaConf.to_container(cfg, resolve=True), command_line_overrides()),
+    ]
 
 
 def instantiate(node: Any, group: str, **kwargs: Any) -> Any:
@@ -119,13 +126,7 @@ def callbacks(cfg: DictConfig, first: Sequence[pl.Callback] = (), on_epoch: Any 
     """`first` (a caller's own), the configured callbacks, the record's, then speed's (last: the
     net is compiled after the model summary has run it). `on_epoch`: see EpochHistory."""
     configured = [instantiate(c, "callbacks") for c in (cfg.get("callbacks") or {}).values() if c is not None]
-    record = [
-        Throughput(run_start_time()),
-        EpochHistory(on_epoch),
-        RandomState(),
-        RunConfigInCheckpoint(OmegaConf.to_container(cfg, resolve=True), command_line_overrides()),
-    ]
-    every = [*first, *configured, *record, *speed.callbacks(cfg.speed, cfg.trainer)]
+    every = [*first, *configured, *record_callbacks(cfg, on_epoch), *speed.callbacks(cfg.speed, cfg.trainer)]
     if not cfg.trainer.get("enable_progress_bar", True):  # the switch drops a configured bar rather than refusing it
         every = [c for c in every if not isinstance(c, pl.callbacks.ProgressBar)]
     return every

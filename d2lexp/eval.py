@@ -40,7 +40,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     from d2lexp.checkpoint import find_checkpoint, load_checkpoint, net_from_checkpoint
     from d2lexp.console import quiet_lightning
     from d2lexp.metrics_file import strict_json_text
-    from d2lexp.record import summary_line, to_float
+    from d2lexp.record.metrics import summary_line, to_float
     from d2lexp.tasks.classification import ClassificationTask
     from d2lexp.train import hydra_choices
 

@@ -33,36 +33,26 @@ from d2lexp import files
 from d2lexp.console import printable
 from d2lexp.errors import D2lexpError
 from d2lexp.metrics_file import METRICS_FILE, read_metrics
-from d2lexp.record import ACCURACY_MARKS, HEADLINE, collapse, time_to_accuracy, to_float
+from d2lexp.record.metrics import METRICS, seconds_to_marks, to_float
 from d2lexp.trust import UntrustedFileError, read_yaml
 
 log = logging.getLogger(__name__)
 
-# (column title, metrics.json key, format). Between the first and the last: the run's headline
-# metrics (d2lexp.record.HEADLINE), those that some job of the sweep has.
+# (column title, metrics.json key, format): what a job is, then the metrics the table of metrics
+# (d2lexp.record.metrics.METRICS) shows in reports, then how the job ended.
 FIRST_COLUMNS: list[tuple[str, str, str]] = [
     ("job", "job", "{}"),
     ("swept", "swept", "{}"),
     ("model", "model", "{}"),
     ("params", "params", "{:,}"),
     ("MACs/example", "macs_per_example", "{:,}"),
+    ("epochs", "epochs", "{}"),
 ]
 LAST_COLUMNS: list[tuple[str, str, str]] = [
-    ("epochs", "epochs", "{}"),
-    # fit s = train s (the first step's included) + val s + the rest (setup, checkpoints)
-    ("fit s", "fit_seconds", "{:.1f}"),
-    ("train s", "train_seconds", "{:.1f}"),
-    ("first step s", "first_step_seconds", "{:.1f}"),  # cuDNN autotuning, torch.compile
-    ("val s", "validation_seconds", "{:.1f}"),
-    ("examples/s", "train_examples_per_second", "{:,.0f}"),
-    ("tokens/s", "train_tokens_per_second", "{:,.0f}"),
-    ("peak GiB", "peak_memory_gb", "{:.1f}"),
-    # time to accuracy: seconds of fitting until the first epoch whose validation accuracy reached the mark
-    *((f"s to {mark:.2f}", f"seconds_to_{mark:.2f}", "{:.1f}") for mark in ACCURACY_MARKS),
     ("status", "status", "{}"),
     ("reason", "reason", "{}"),  # of a job that did not finish: the first line of its error
 ]
-ALL_COLUMNS = FIRST_COLUMNS + [(h.label, h.key, h.fmt) for h in HEADLINE] + LAST_COLUMNS
+ALL_COLUMNS = FIRST_COLUMNS + [(m.label, m.key, m.fmt) for m in METRICS if m.report] + LAST_COLUMNS
 
 
 def columns(rows: list[dict[str, Any]]) -> list[tuple[str, str, str]]:
@@ -143,6 +133,13 @@ def _read_record(job_dir: Path) -> dict[str, Any]:
         record[key] = value
     history = raw.get("history")
     record["history"] = {k: v for k, v in history.items() if isinstance(v, list)} if isinstance(history, dict) else {}
+    fell = raw.get("collapsed")  # as the run found it: {best, best_epoch, final}
+    numbers = isinstance(fell, dict) and all(to_float(fell.get(k)) is not None for k in ("best", "final"))
+    record["collapsed"] = (
+        {"best": float(fell["best"]), "best_epoch": fell.get("best_epoch"), "final": float(fell["final"])}
+        if numbers
+        else None
+    )
     record.setdefault("status", "unreadable")
     return record
 
@@ -172,9 +169,7 @@ def collect(sweep_dir: str | Path) -> list[dict[str, Any]]:
             record["error"] = "; ".join(p for p in (record.get("error"), problem) if p)
         if reasons:
             record["reason"] = "; ".join(reasons)
-        record["collapsed"] = collapse(record)  # also for runs older than metrics.json's "collapsed"
-        for mark, at in (time_to_accuracy(record.get("history") or {}) or {}).items():  # older runs too
-            record[f"seconds_to_{mark}"] = at.get("seconds") if at else None
+        record.update(seconds_to_marks(record))
         rows.append({**record, "job": job_dir.name, "overrides": overrides, "dir": str(job_dir)})
     # What tells the jobs apart: the overrides not shared by all of them.
     shared = set.intersection(*(set(r["overrides"]) for r in rows)) if len(rows) > 1 else set()

@@ -2,7 +2,7 @@
 
 A run, top to bottom: the config is composed (Hydra), every part is built from it
 (d2lexp.build), the net is fitted and tested (Lightning), and the run is recorded as it goes
-(d2lexp.record: metrics.json, TensorBoard, a summary line).
+(d2lexp.record: metrics.json, the log's lines, curves.png, the loggers' entries).
 """
 
 from __future__ import annotations
@@ -38,16 +38,19 @@ def train(cfg: DictConfig, callbacks: Sequence[pl.Callback] = (), net: nn.Module
     """
     # Imported here, not above: a command line Hydra refuses ends in half a second, without torch.
     from d2lexp import build
-    from d2lexp.record import RunRecord
+    from d2lexp.record.outputs import hparams_of
+    from d2lexp.record.run import RunRecord
 
     quiet_lightning()
+    choices = hydra_choices()
     with run_in_own_folder(cfg.paths.output_dir, cfg.get("ckpt_path"), in_multirun(), hydra_output_dir()):
-        record = RunRecord(cfg, hydra_choices())
+        record = RunRecord(cfg.paths.output_dir, choices, cfg.get("seed"), cfg.trainer.get("max_epochs"),
+                           hparams_of(cfg, choices))  # fmt: skip
         with record.until_done():
             run = build.run(cfg, net, callbacks, on_epoch=record.epoch_ended)
             record.started(run)
             start = time.perf_counter()
-            with record.fitting():
+            with record.interrupts.fitting():
                 run.trainer.fit(run.task, datamodule=run.data, ckpt_path=run.resume_from, weights_only=True)
             record.fitted(run, time.perf_counter() - start)
             if run.trainer.interrupted:

@@ -16,8 +16,12 @@ from omegaconf import OmegaConf
 from torch import nn
 
 from d2lexp import build
+from d2lexp.callbacks.history import EpochHistory
 from d2lexp.callbacks.predictions import ClassifierPictures
+from d2lexp.callbacks.resume import RandomState
+from d2lexp.callbacks.run_config import RunConfigInCheckpoint
 from d2lexp.callbacks.samples import LogSampleImages
+from d2lexp.callbacks.throughput import Throughput
 from d2lexp.config import CONF_DIR
 from d2lexp.measure import meta_model
 
@@ -146,7 +150,9 @@ def test_logger_options(make_cfg, option):
     assert build.loggers(make_cfg(f"logger={option}"))
 
 
-CALLBACKS = {  # the configured ones of each option; every run adds the record's (build.RECORD_CALLBACKS)
+# The callbacks every run adds for its record and exact resumption (build.record_callbacks).
+RECORD_TYPES = (Throughput, EpochHistory, RandomState, RunConfigInCheckpoint)
+CALLBACKS = {  # the configured ones of each option; every run adds the record's (RECORD_TYPES)
     "default": [ModelCheckpoint] * 3
     + [RichModelSummary, RichProgressBar, LearningRateMonitor, LogSampleImages, ClassifierPictures],
     "early_stopping": [ModelCheckpoint] * 3
@@ -158,11 +164,9 @@ CALLBACKS = {  # the configured ones of each option; every run adds the record's
 @pytest.mark.parametrize("option", options("callbacks"))
 def test_callback_options(make_cfg, option):
     built = build.callbacks(make_cfg(f"callbacks={option}", quiet=False))
-    record = [type(c) for c in built if isinstance(c, build.RECORD_CALLBACKS)]
-    configured = [
-        c for c in built if not isinstance(c, build.RECORD_CALLBACKS) and type(c).__module__ != "d2lexp.speed.autotune"
-    ]
-    assert sorted(record, key=str) == sorted(build.RECORD_CALLBACKS, key=str)
+    record = [type(c) for c in built if isinstance(c, RECORD_TYPES)]
+    configured = [c for c in built if not isinstance(c, RECORD_TYPES) and type(c).__module__ != "d2lexp.speed.autotune"]
+    assert sorted(record, key=str) == sorted(RECORD_TYPES, key=str)
     assert len(configured) == len(CALLBACKS[option])
     assert all(isinstance(c, kind) for c, kind in zip(configured, CALLBACKS[option]))
 

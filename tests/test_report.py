@@ -8,6 +8,7 @@ import pytest
 from PIL import Image
 
 from d2lexp.metrics_file import write_metrics
+from d2lexp.record.metrics import collapse
 from d2lexp.report import collect, markdown_table, summary, write_report
 from tests.test_cli import run_cli
 
@@ -70,10 +71,10 @@ def test_the_summary_names_the_jobs_that_collapsed(tmp_path):
     run: 0.550 after its third epoch, then chance) is named above the table; one that only
     wavered is not."""
     history = {"epoch": [0, 1, 2, 3], "val/acc": [0.105, 0.454, 0.550, 0.100]}
-    write_metrics(
-        tmp_path / "0", {"status": "done", "model": "nin", "val/acc": 0.100, "val/acc_best": 0.550, "history": history}
-    )
-    write_metrics(tmp_path / "1", {"status": "done", "model": "lenet", "val/acc": 0.79, "val/acc_best": 0.81})
+    nin = {"status": "done", "model": "nin", "val/acc": 0.100, "val/acc_best": 0.550, "history": history}
+    lenet = {"status": "done", "model": "lenet", "val/acc": 0.79, "val/acc_best": 0.81}
+    for folder, record in (("0", nin), ("1", lenet)):  # as a run records them
+        write_metrics(tmp_path / folder, {**record, "collapsed": collapse(record)})
     rows = collect(tmp_path)
     assert rows[0]["collapsed"] == {"best": 0.550, "best_epoch": 2, "final": 0.100} and rows[1]["collapsed"] is None
     assert summary(rows).endswith(
