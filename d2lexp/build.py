@@ -127,7 +127,7 @@ def callbacks(cfg: DictConfig, first: Sequence[pl.Callback] = (), on_epoch: Any 
     net is compiled after the model summary has run it). `on_epoch`: see EpochHistory."""
     configured = [instantiate(c, "callbacks") for c in (cfg.get("callbacks") or {}).values() if c is not None]
     every = [*first, *configured, *record_callbacks(cfg, on_epoch), *speed.callbacks(cfg.speed, cfg.trainer)]
-    if not cfg.trainer.get("enable_progress_bar", True):  # the switch drops a configured bar rather than refusing it
+    if cfg.trainer.get("enable_progress_bar") is False:  # the switch drops a configured bar rather than refusing it
         every = [c for c in every if not isinstance(c, pl.callbacks.ProgressBar)]
     return every
 

@@ -16,6 +16,8 @@ Resuming restores more than weights, after checks against the run (d2lexp.resume
 
 from __future__ import annotations
 
+import functools
+import inspect
 import os
 import zipfile
 from collections.abc import Iterator
@@ -54,15 +56,6 @@ _MAX_SCANNED = 200_000
 # (Where the data lives, how long to train and on which device may differ.)
 DEFINING = ("model", "init", "data", "augment", "task", "optimizer", "scheduler", "seed")
 _NOT_DEFINING = {"data.data_dir", "data.download", "data.on_device"}
-# Settings added after runs were made, at the values that change nothing: a run made before they
-# existed still matches a run that has them so.
-_ADDED_NEUTRAL = {
-    "task.label_smoothing": 0.0,
-    "task.test_time_flip": False,
-    "data.pipeline": "course",
-    "data.num_train": 10_000,
-    "data.num_val": 5_000,
-}
 
 
 def _flat(node: Any, prefix: str = "") -> dict[str, Any]:
@@ -75,11 +68,48 @@ def defining_settings(config: dict[str, Any]) -> dict[str, Any]:
     """A run's defining settings (`DEFINING`), flattened to dotted keys, from its config as a
     container (interpolations unresolved, as Hydra records it in .hydra/config.yaml)."""
     flat = _flat({key: config.get(key) for key in DEFINING})
-    if not any(v for k, v in flat.items() if k.startswith("augment.") and k != "augment._target_"):
-        flat = {k: v for k, v in flat.items() if not k.startswith("augment")}  # none: as runs made before augment
-    return {
-        k: v for k, v in flat.items() if k not in _NOT_DEFINING and not (k in _ADDED_NEUTRAL and v == _ADDED_NEUTRAL[k])
-    }
+    return {k: v for k, v in flat.items() if k not in _NOT_DEFINING}
+
+
+@functools.lru_cache(maxsize=256)
+def _constructor_default(target: str, name: str) -> Any:
+    """The default of argument `name` of the callable `target` names (a config's own `_target_`, from
+    the user's conf/: trusted); `_NO_DEFAULT` where it has none."""
+    import hydra.utils
+
+    try:
+        builder = hydra.utils.get_object(target)
+        parameter = inspect.signature(builder).parameters.get(name)
+    except (ImportError, AttributeError, ValueError, TypeError):
+        return _NO_DEFAULT
+    if parameter is None or parameter.default is parameter.empty:
+        return _NO_DEFAULT
+    default = parameter.default
+    return list(default) if isinstance(default, tuple) else default
+
+
+_NO_DEFAULT = object()
+
+
+def setting_differences(recorded: dict[str, Any], wanted: dict[str, Any]) -> list[str]:
+    """The keys whose values differ between a recorded run's defining settings and this run's.
+    One rule for settings added after a run was made: a setting the recorded run does not have
+    counts as its constructor's default (so an older run matches a run that leaves the new setting
+    at its default); a setting only the recorded run has is one this run no longer has."""
+    differing = []
+    for key, value in wanted.items():
+        if key in recorded:
+            if recorded[key] != value:
+                differing.append(key)
+            continue
+        group, _, name = key.rpartition(".")
+        if name == "_target_" and not any(k.startswith(f"{group}.") for k in recorded):
+            continue  # a group the recorded run lacks as a whole: its settings alone decide
+        target = wanted.get(f"{group}._target_")
+        default = _constructor_default(target, name) if isinstance(target, str) and "." not in name else _NO_DEFAULT
+        if default is _NO_DEFAULT or default != value:
+            differing.append(key)
+    return sorted(differing)
 
 
 def _recorded_settings(checkpoint: Path) -> dict[str, Any] | None:
@@ -96,7 +126,7 @@ def _recorded_settings(checkpoint: Path) -> dict[str, Any] | None:
 
 
 def _differences(found: dict[str, Any], wanted: dict[str, Any], limit: int = 4) -> str:
-    keys = sorted(k for k in set(found) | set(wanted) if found.get(k) != wanted.get(k))
+    keys = setting_differences(found, wanted)
     shown = [f"{k}: {found.get(k)!r} there, {wanted.get(k)!r} here" for k in keys[:limit]]
     return "; ".join(shown) + (f"; and {len(keys) - limit} more" if len(keys) > limit else "")
 
@@ -141,7 +171,8 @@ def find_checkpoint(
         if settings is None:
             return newest_first[0].absolute()
         for candidate in newest_first:
-            if _recorded_settings(candidate) == settings:
+            recorded = _recorded_settings(candidate)
+            if recorded is not None and not setting_differences(recorded, settings):
                 return candidate.absolute()
         newest = newest_first[0]
         recorded = _recorded_settings(newest)

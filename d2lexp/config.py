@@ -1,17 +1,22 @@
-"""Typed schemas for the config groups users edit most (trainer, data, optimizer), registered
-with Hydra.
+"""Where d2lexp's configs are, and the typed schemas of the groups users edit most.
 
-A yaml file such as `conf/trainer/default.yaml` lists `/schema@_here_: trainer` in its
-defaults, so a value of the wrong type (`trainer.max_epochs=abc`, `data.batch_size=abc`)
-or a misspelt key fails while the config is composed, naming the key, before any work
-starts. Out-of-range values (`data.batch_size=-1`, `optimizer.lr=-1`) are refused by the
-data module and the optimizer as they are built, also before any work starts. A test
-keeps every schema's fields in step with the constructor it describes.
+A schema types a config group's keys, so a value of the wrong type (`trainer.max_epochs=abc`,
+`data.batch_size=abc`) or a misspelt key fails while the config is composed, naming the key,
+before any work starts. Each schema is *derived* from the signature of the constructor the group
+builds (its keyword arguments, their types and defaults), read from the constructor's source
+without importing it: a default is written once, in the constructor, and a YAML file sets only
+what d2lexp chooses differently (tests/test_config.py holds every schema to the imported signature). A YAML file such as
+`conf/trainer/default.yaml` lists `/schema@_here_: trainer` in its defaults to be typed.
+Out-of-range values (`data.batch_size=-1`, `optimizer.lr=-1`) are refused by the constructors
+themselves, also before any work starts.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import ast
+import dataclasses
+import importlib.util
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, List, Optional
 
@@ -32,139 +37,161 @@ def in_multirun() -> bool:
         return False
 
 
-@dataclass
-class TrainerSchema:
-    """The `lightning.pytorch.Trainer` arguments d2lexp exposes, with their types."""
-
-    _target_: str = "lightning.pytorch.Trainer"
-    accelerator: str = "auto"
-    devices: Any = 1
-    strategy: Any = "auto"
-    num_nodes: int = 1
-    precision: Any = "32-true"
-    max_epochs: Optional[int] = 10
-    min_epochs: Optional[int] = None
-    max_steps: int = -1
-    max_time: Optional[str] = None
-    limit_train_batches: Any = None
-    limit_val_batches: Any = None
-    limit_test_batches: Any = None
-    limit_predict_batches: Any = None
-    val_check_interval: Any = None
-    check_val_every_n_epoch: Optional[int] = 1
-    num_sanity_val_steps: int = 0
-    log_every_n_steps: int = 50
-    enable_checkpointing: bool = True
-    enable_progress_bar: bool = True
-    enable_model_summary: bool = True
-    accumulate_grad_batches: int = 1
-    gradient_clip_val: Optional[float] = None
-    gradient_clip_algorithm: Optional[str] = None
-    deterministic: Any = None
-    benchmark: Optional[bool] = None
-    inference_mode: bool = True
-    use_distributed_sampler: bool = True
-    sync_batchnorm: bool = False
-    reload_dataloaders_every_n_epochs: int = 0
-    detect_anomaly: bool = False
-    profiler: Any = None
-    fast_dev_run: Any = False
-    overfit_batches: Any = 0.0
-    barebones: bool = False
-    default_root_dir: Optional[str] = None
+_PRIMITIVES = {"bool": bool, "int": int, "float": float, "str": str}
 
 
-@dataclass
-class FashionMNISTSchema:
-    _target_: str = "d2lexp.data.fashion_mnist.FashionMNISTDataModule"
-    data_dir: str = "./data"
-    batch_size: int = 256
-    eval_batch_size: Optional[int] = None
-    val_size: int = 0
-    resize: Optional[int] = None
-    normalize: bool = False
-    mean: float = 0.2860
-    std: float = 0.3530
-    train_subset: Optional[int] = None
-    test_subset: Optional[int] = None
-    download: bool = True
-    seed: int = 0
-    on_device: Any = "auto"
+@dataclasses.dataclass(frozen=True)
+class Argument:
+    """One keyword argument of a constructor, as its source declares it."""
+
+    name: str
+    annotation: ast.expr | None
+    default: Any = dataclasses.MISSING  # MISSING: none; `_OBJECT`: one no config can hold
 
 
-@dataclass
-class TimeMachineSchema:
-    _target_: str = "d2lexp.data.time_machine.TimeMachineDataModule"
-    data_dir: str = "./data"
-    batch_size: int = 32
-    num_steps: int = 35
-    sampling: str = "sequential"
-    max_tokens: int = 10_000
-    val_fraction: float = 0.0
-    download: bool = True
-    seed: int = 0
-    on_device: Any = "auto"
-    pipeline: str = "course"
-    num_train: int = 10_000
-    num_val: int = 5_000
+_OBJECT = object()
 
 
-@dataclass
-class SGDSchema:
-    _target_: str = "torch.optim.SGD"
-    _partial_: bool = True
-    lr: float = 0.1
-    momentum: float = 0.0
-    dampening: float = 0.0
-    weight_decay: float = 0.0
-    nesterov: bool = False
+def _source_file(module: str) -> Path:
+    """The file of `module`, found without importing it (nor its package: importing Lightning takes
+    seconds, and a mistyped command line is refused in under one)."""
+    top, *rest = module.split(".")
+    spec = importlib.util.find_spec(top)
+    if spec is None or not spec.submodule_search_locations:
+        raise ImportError(f"{top} is not an installed package")
+    base = Path(next(iter(spec.submodule_search_locations))).joinpath(*rest)
+    return base / "__init__.py" if base.is_dir() else base.with_suffix(".py")
 
 
-@dataclass
-class AdamSchema:
-    _target_: str = "torch.optim.Adam"
-    _partial_: bool = True
-    lr: float = 0.001
-    betas: List[float] = field(default_factory=lambda: [0.9, 0.999])
-    eps: float = 1e-8
-    weight_decay: float = 0.0
-    amsgrad: bool = False
+def arguments_from_source(module: str, name: str) -> list[Argument]:
+    """The keyword arguments of class `name`'s `__init__` in `module`, read from its source."""
+    tree = ast.parse(_source_file(module).read_text(encoding="utf-8"))
+    cls = next(n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == name)
+    init = next((n for n in cls.body if isinstance(n, ast.FunctionDef) and n.name == "__init__"), None)
+    if init is None:  # a dataclass: its fields, in order
+        return [
+            Argument(
+                n.target.id, n.annotation, ast.literal_eval(n.value) if n.value is not None else dataclasses.MISSING
+            )
+            for n in cls.body
+            if isinstance(n, ast.AnnAssign) and isinstance(n.target, ast.Name)
+        ]
+    positional = init.args.posonlyargs + init.args.args
+    defaults = [dataclasses.MISSING] * (len(positional) - len(init.args.defaults)) + list(init.args.defaults)
+    pairs = list(zip(positional, defaults)) + list(zip(init.args.kwonlyargs, init.args.kw_defaults))
+    found = []
+    for argument, default in pairs:
+        if argument.arg == "self":
+            continue
+        if isinstance(default, ast.expr):
+            try:
+                default = ast.literal_eval(default)
+            except ValueError:  # a default that is an object (a class's instance, a constant's name)
+                default = _OBJECT
+        elif default is None:  # a keyword-only argument without a default
+            default = dataclasses.MISSING
+        found.append(Argument(argument.arg, argument.annotation, default))
+    return found
 
 
-@dataclass
-class ScratchSGDSchema:
-    _target_: str = "d2lexp.scratch.optim.SGD"
-    _partial_: bool = True
-    lr: float = 0.1
+def _config_type(annotation: ast.expr | None) -> Any:
+    """The type OmegaConf can check for an annotation: a primitive, Optional of one, a List of one;
+    Any where it allows several primitives or none (`Union[int, float]`, a Literal, a class): the
+    constructor then checks the value itself."""
+    if annotation is None:
+        return Any
+    if isinstance(annotation, ast.Constant) and isinstance(annotation.value, str):  # a quoted annotation
+        return _config_type(ast.parse(annotation.value, mode="eval").body)
+    if isinstance(annotation, ast.Name) and annotation.id in _PRIMITIVES:
+        return _PRIMITIVES[annotation.id]
+    members: list[ast.expr] | None = None
+    if isinstance(annotation, ast.BinOp) and isinstance(annotation.op, ast.BitOr):
+        members = [annotation.left, annotation.right]
+    elif isinstance(annotation, ast.Subscript):
+        outer = ast.unparse(annotation.value).rsplit(".", 1)[-1]
+        inner = annotation.slice.elts if isinstance(annotation.slice, ast.Tuple) else [annotation.slice]
+        if outer == "Optional":
+            members = [*inner, ast.Constant(None)]
+        elif outer == "Union":
+            members = list(inner)
+        elif outer in ("list", "List", "Sequence", "tuple", "Tuple") and inner:
+            item = _config_type(inner[0])
+            same = all(
+                _config_type(i) == item for i in inner if not (isinstance(i, ast.Constant) and i.value is Ellipsis)
+            )
+            return List[item] if item in _PRIMITIVES.values() and same else Any  # noqa: UP006  (OmegaConf reads typing.List)
+    if members is None:
+        return Any
+    flat: list[ast.expr] = []
+    for member in members:  # `int | float | None` nests
+        if isinstance(member, ast.BinOp) and isinstance(member.op, ast.BitOr):
+            flat += [member.left, member.right]
+        else:
+            flat.append(member)
+    optional = any(isinstance(m, ast.Constant) and m.value is None for m in flat)
+    # A tensor is never a config's value; any other class may be (a `_target_` node builds it).
+    kept = [m for m in flat if not (isinstance(m, ast.Constant) and m.value is None) and not _names_a_tensor(m)]
+    kinds = {_config_type(m) for m in kept}
+    if len(kinds) != 1 or not kinds <= set(_PRIMITIVES.values()):
+        return Any
+    one = kinds.pop()
+    return Optional[one] if optional else one  # noqa: UP045  (OmegaConf reads typing.Optional)
 
 
-@dataclass
-class SpeedSchema:
-    """conf/speed/default.yaml: one switch per feature of d2lexp.speed."""
-
-    compile: Any = False
-    channels_last: Any = "auto"
-    autotune_main_shapes: bool = True
-    background_checkpoints: bool = True
-    lean_profiler: bool = True
+def _names_a_tensor(annotation: ast.expr) -> bool:
+    return ast.unparse(annotation).rsplit(".", 1)[-1] == "Tensor"
 
 
-SCHEMAS: dict[str, type] = {
-    "speed": SpeedSchema,
-    "trainer": TrainerSchema,
-    "fashion_mnist": FashionMNISTSchema,
-    "time_machine": TimeMachineSchema,
-    "sgd": SGDSchema,
-    "adam": AdamSchema,
-    "sgd_scratch": ScratchSGDSchema,
-}
+def schema_of(
+    target: str,
+    *,
+    module: str | None = None,
+    exclude: Sequence[str] = (),
+    partial: bool = False,
+    instantiated: bool = True,
+) -> type:
+    """A dataclass that types the keyword arguments of the class `target` names (all but `exclude`),
+    with their defaults, read from its source (`module`: where it is defined, if `target` names it
+    by a shorter path); `_target_` (and `_partial_`) for Hydra's instantiate, if `instantiated`."""
+    where, name = (module or target.rsplit(".", 1)[0]), target.rsplit(".", 1)[1]
+    fields: list[tuple[str, Any, Any]] = [("_target_", str, dataclasses.field(default=target))] if instantiated else []
+    if partial:
+        fields.append(("_partial_", bool, dataclasses.field(default=True)))
+    for argument in arguments_from_source(where, name):
+        if argument.name in exclude:
+            continue
+        kind, default = _config_type(argument.annotation), argument.default
+        if default is dataclasses.MISSING:
+            fields.append((argument.name, kind, dataclasses.field(default=dataclasses.MISSING)))
+        elif default is _OBJECT:  # the key is typed, and None stands for the constructor's own default
+            fields.append((argument.name, Any, dataclasses.field(default=None)))
+        elif isinstance(default, (list, tuple)):
+            fields.append((argument.name, kind, dataclasses.field(default_factory=lambda d=default: list(d))))
+        else:
+            fields.append((argument.name, kind, dataclasses.field(default=default)))
+    return dataclasses.make_dataclass(f"{name}Settings", fields, kw_only=True)
+
+
+# The schemas of the groups users edit most, by the name their YAML files give them.
+SCHEMAS: dict[str, tuple[str, dict[str, Any]]] = {
+    # The Trainer's arguments but what d2lexp builds itself (callbacks, loggers, plugins).
+    "trainer": ("lightning.pytorch.Trainer",
+                {"module": "lightning.pytorch.trainer.trainer", "exclude": ("callbacks", "logger", "plugins")}),
+    "fashion_mnist": ("d2lexp.data.fashion_mnist.FashionMNISTDataModule", {"exclude": ("augment",)}),
+    "time_machine": ("d2lexp.data.time_machine.TimeMachineDataModule", {}),
+    "sgd": ("torch.optim.SGD", {"module": "torch.optim.sgd", "exclude": ("params",), "partial": True}),
+    "adam": ("torch.optim.Adam", {"module": "torch.optim.adam", "exclude": ("params",), "partial": True}),
+    "adamw": ("torch.optim.AdamW", {"module": "torch.optim.adamw", "exclude": ("params",), "partial": True}),
+    "sgd_scratch": ("d2lexp.scratch.optim.SGD", {"exclude": ("params",), "partial": True}),
+    "speed": ("d2lexp.speed.Speed", {"module": "d2lexp.speed.switches", "instantiated": False}),
+}  # fmt: skip
 
 
 def register_schemas() -> None:
     """Make the schemas visible to Hydra's composition (idempotent)."""
-    cs = ConfigStore.instance()
-    for name, node in SCHEMAS.items():
-        cs.store(group="schema", name=name, node=node)
+    store = ConfigStore.instance()
+    for name, (target, options) in SCHEMAS.items():
+        store.store(group="schema", name=name, node=schema_of(target, **options))
 
 
 register_schemas()

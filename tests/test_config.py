@@ -22,7 +22,7 @@ from d2lexp.callbacks.resume import RandomState
 from d2lexp.callbacks.run_config import RunConfigInCheckpoint
 from d2lexp.callbacks.samples import LogSampleImages
 from d2lexp.callbacks.throughput import Throughput
-from d2lexp.config import CONF_DIR
+from d2lexp.config import CONF_DIR, SCHEMAS, schema_of
 from d2lexp.measure import meta_model
 
 CONF = Path(CONF_DIR)
@@ -234,3 +234,44 @@ def test_a_debug_run_keeps_out_of_the_way(make_cfg, tmp_path):
     record = train(cfg)
     assert record["status"] == "done" and record["last_checkpoint"] is None and record["global_step"] == 5
     assert not (tmp_path / "run" / "checkpoints").exists() and not (tmp_path / "run" / "tensorboard").exists()
+
+
+@pytest.mark.parametrize("name", sorted(SCHEMAS))
+def test_each_schema_is_its_constructors_signature(name):
+    """The schemas are read from the constructors' source without importing them; imported, each
+    constructor has exactly those keyword arguments and defaults: a default is written once."""
+    import dataclasses
+    import inspect
+
+    import hydra.utils
+
+    target, options = SCHEMAS[name]
+    schema = schema_of(target, **options)
+    built = hydra.utils.get_object(target)
+    signature = inspect.signature(built)
+    expected = {
+        k: (p.default if p.default is not p.empty else dataclasses.MISSING)
+        for k, p in signature.parameters.items()
+        if k not in options.get("exclude", ()) and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
+    }
+    fields = {f.name: f for f in dataclasses.fields(schema) if not f.name.startswith("_")}
+    assert list(fields) == list(expected)
+    for key, default in expected.items():
+        field = fields[key]
+        read = field.default_factory() if field.default_factory is not dataclasses.MISSING else field.default
+        if isinstance(default, (bool, int, float, str, type(None), tuple, list)) or default is dataclasses.MISSING:
+            assert read == (list(default) if isinstance(default, tuple) else default), key
+        else:  # an object default: the config holds None for it
+            assert read is None, key
+
+
+def test_a_wrong_type_names_the_key_and_the_type(make_cfg):
+    from hydra.errors import ConfigCompositionException
+
+    for override, said in (("data.batch_size=abc", "could not be converted to Integer"),
+                           ("optimizer.lr=abc", "could not be converted to Float"),
+                           ("trainer.max_epochs=abc", "could not be converted to Integer"),
+                           ("speed.lean_profiler=maybe", "is not a valid bool")):  # fmt: skip
+        with pytest.raises(ConfigCompositionException) as refused:
+            make_cfg(override)
+        assert said in str(refused.value.__cause__) and override.split("=")[0] in str(refused.value.__cause__)

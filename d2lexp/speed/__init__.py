@@ -11,7 +11,7 @@ trains the same net the same way, only slower. What each was measured to save: d
 | `lean_profiler`          | Lightning's no-op profiler without its cost per hook          | profiler.py      |
 
 Without a switch, since it changes nothing but a cost: `Task`'s hook bookkeeping (hooks.py).
-`speed` is the composed config group (typed by d2lexp.config.SpeedSchema). d2lexp's ModelCheckpoint
+`speed` is the composed config group: its switches and their defaults are `Speed` (switches.py). d2lexp's ModelCheckpoint
 (checkpoints.py, named in conf/callbacks) also writes a state once when
 two checkpoint callbacks save it, and formats its state key once.
 """
@@ -28,6 +28,9 @@ from d2lexp.speed.checkpoints import BackgroundCheckpointIO
 from d2lexp.speed.compile import CompileNet, compile_options
 from d2lexp.speed.memory_format import use_channels_last
 from d2lexp.speed.profiler import NoProfiler
+from d2lexp.speed.switches import Speed
+
+__all__ = ["Speed", "callbacks", "checkpoint_io", "prepare_task", "trainer_options"]
 
 
 def prepare_task(task: pl.LightningModule, speed: Any) -> None:
