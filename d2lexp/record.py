@@ -98,6 +98,13 @@ def hparams_of(cfg: DictConfig, choices: dict[str, str]) -> dict[str, Any]:
     return out
 
 
+def slurm_job() -> str | None:
+    """The Slurm job this process runs in, as squeue and scancel name it: `<array job>_<task>` for a
+    task of a job array (a sweep's jobs), else its job id; None outside Slurm."""
+    array_job, task = os.environ.get("SLURM_ARRAY_JOB_ID"), os.environ.get("SLURM_ARRAY_TASK_ID")
+    return f"{array_job}_{task}" if array_job and task else os.environ.get("SLURM_JOB_ID")
+
+
 def write_metrics(output_dir: str | Path, record: dict[str, Any]) -> Path:
     """Write `metrics.json` atomically (a crash never leaves half a file)."""
     path = Path(output_dir) / METRICS_FILE
@@ -297,6 +304,8 @@ class RunRecord:
             "experiment": choices.get("experiment"),
             "seed": cfg.get("seed"),
         }
+        if job := slurm_job():  # which Slurm job ran it (a requeued job keeps its id): for squeue, sacct, its logs
+            self.data["slurm_job"] = job
 
     def save(self) -> OSError | None:
         """Write metrics.json; a folder that no longer takes writes is returned, not raised, so
