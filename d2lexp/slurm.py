@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import signal
 import subprocess
 import time
@@ -111,10 +112,10 @@ def _requeue_then_stop_at_the_step_end() -> None:
     """Keep submitit's answer to Slurm's warning signal (re-pickle the job, requeue it) but not its
     immediate exit: raised wherever the run is, half-way through an optimizer step say, it would
     save a checkpoint that does not resume exactly. The requeue sends SIGTERM, which the run
-    answers where its step ends. Not requeued (it timed out `max_num_timeout` times): the run goes
-    on until the time limit's SIGTERM, which stops it the same way, resumable by hand."""
+    answers where its step ends. Not requeued (it timed out `max_num_timeout` times, or
+    `scontrol` failed): the run goes on until the time limit's SIGTERM, which stops it the same
+    way, resumable by hand; an error raised here would stop it mid-step."""
     import submitit
-    from submitit.core.utils import UncompletedJobError
 
     warning_signal = submitit.JobEnvironment._usr_sig()  # USR2 unless SUBMITIT_PREEMPT_SIGNAL says otherwise
     submitits_handler = signal.getsignal(warning_signal)
@@ -126,10 +127,25 @@ def _requeue_then_stop_at_the_step_end() -> None:
             submitits_handler(signum, frame)
         except SystemExit:
             log.warning("Requeued: the run stops at the end of this step, and its requeued job goes on from there.")
-        except UncompletedJobError as e:
-            log.warning("%s The run goes on until the time limit stops it.", e)
+        except Exception as e:
+            log.warning("The job was not requeued (%s); the run goes on until the time limit stops it.", e)
 
     signal.signal(warning_signal, requeue)
+
+
+def _compute_with_the_cores_given() -> None:
+    """As many compute threads as the task has cores (hydra.launcher.cpus_per_task). Where Slurm
+    does not bind tasks to cores (TaskPlugin=task/none, as on scripts/slurm_local.sh's cluster),
+    PyTorch would take every core of the node, and the jobs beside it would fight over them (two
+    LeNet jobs of 2 threads each on 2 cores: 4x the fit time, docs/slurm.md). The user's own
+    OMP_NUM_THREADS wins."""
+    cores = os.environ.get("SLURM_CPUS_PER_TASK")
+    if cores and not os.environ.get("OMP_NUM_THREADS"):
+        import torch
+
+        for variable in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):  # for the processes it starts, too
+            os.environ[variable] = cores
+        torch.set_num_threads(int(cores))
 
 
 class SlurmLauncher(SubmititSlurmLauncher):
@@ -145,6 +161,7 @@ class SlurmLauncher(SubmititSlurmLauncher):
         submitit_log = get_logger()
         assert self.hydra_context is not None and self.config is not None and self.task_function is not None
         _requeue_then_stop_at_the_step_end()
+        _compute_with_the_cores_given()
         Singleton.set_state(singleton_state)
         setup_globals()
         config = self.hydra_context.config_loader.load_sweep_config(self.config, sweep_overrides)
