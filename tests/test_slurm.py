@@ -264,18 +264,22 @@ def test_a_job_killed_while_writing_its_checkpoint_loses_nothing(slurm, tmp_path
     before = last.read_bytes()
     slurm_command(slurm, "scontrol", "requeue", record["slurm_job"])
     deadline = time.time() + 60
-    while not writing.exists() and time.time() < deadline:
-        pass  # the write is quick: look without pausing
+    while time.time() < deadline:  # the write takes a fraction of a second: look without pausing
+        with contextlib.suppress(FileNotFoundError):
+            if writing.stat().st_size > 2**20:  # a megabyte of the 40 written
+                break
     os.kill(record["pid"], signal.SIGSTOP)  # caught mid-write, held there...
     assert writing.exists(), "the run wrote its checkpoint too quickly to be caught writing it"
     os.kill(record["pid"], signal.SIGKILL)  # ...and killed there
     with pytest.raises(RuntimeError, match="zip archive"):
         torch.load(writing, weights_only=True)  # it was cut short: not a checkpoint
+    cut_short = writing.stat().st_size
     assert last.read_bytes() == before  # the last checkpoint is whole, untouched
     release(slurm, record["slurm_job"])
     output = finish(sweep)
     assert sweep.returncode == 0, output[-3000:]
     assert_the_same_run(folder, straight)
+    assert cut_short < last.stat().st_size  # a whole checkpoint of this run is larger
 
 
 @pytest.mark.slow
