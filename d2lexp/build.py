@@ -26,6 +26,7 @@ from typing import Any
 import hydra
 import lightning.pytorch as pl
 import torch
+from lightning.fabric.plugins.environments import SLURMEnvironment
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
@@ -177,6 +178,11 @@ def trainer(cfg: DictConfig, every_callback: list[pl.Callback], every_logger: li
     # Only a bar configured in `callbacks` is shown: with none, Lightning would add its own, redrawn
     # 100 times a second on a thread that takes the GIL from the training loop.
     options["enable_progress_bar"] = any(isinstance(c, pl.callbacks.ProgressBar) for c in every_callback)
+    if SLURMEnvironment.detect():
+        # The environment Lightning would pick, without its auto-requeue: d2lexp's Slurm launcher
+        # requeues (d2lexp/slurm.py), and Lightning's would save another checkpoint from inside its
+        # signal handler, mid-step, that ckpt_path=auto does not read, and requeue a second time.
+        options["plugins"] = [*options.get("plugins", []), SLURMEnvironment(auto_requeue=False)]
     built = instantiate(cfg.trainer, "trainer", callbacks=every_callback, logger=every_logger or False, **options)
     refuse_relaunching_sweeps(built)
     return built

@@ -121,26 +121,33 @@ def test_data_options(make_cfg, option):
     assert isinstance(data, pl.LightningDataModule) and data.example_input().shape[0] == 1
 
 
-@pytest.mark.parametrize("option", [o for o in options("trainer") if o not in ("slurm", "gpu", "ddp")])
+@pytest.mark.parametrize("option", [o for o in options("trainer") if o not in ("slurm", "slurm_cpu", "gpu", "ddp")])
 def test_trainer_options(make_cfg, option):
     cfg = make_cfg(f"trainer={option}")
     assert isinstance(build.trainer(cfg, [], []), pl.Trainer)
 
 
-def test_slurm_trainer_follows_the_launcher(data_dir, tmp_path):
-    """trainer=slurm takes its devices and nodes from hydra/launcher=slurm: one task per GPU."""
+@pytest.mark.parametrize(
+    "launcher, trainer, tasks, accelerator",
+    [("slurm", "slurm", "hydra.launcher.gpus_per_node=4", "gpu"),
+     ("slurm_cpu", "slurm_cpu", "hydra.launcher.tasks_per_node=4", "cpu")],
+)  # fmt: skip
+def test_slurm_trainer_follows_the_launcher(data_dir, tmp_path, launcher, trainer, tasks, accelerator):
+    """trainer=slurm (slurm_cpu) takes its devices and nodes from hydra/launcher=slurm (slurm_cpu):
+    one task per GPU (per process)."""
     from hydra import compose, initialize_config_dir
     from hydra.core.hydra_config import HydraConfig
 
     with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
         cfg = compose("config", return_hydra_config=True, overrides=[
-            "hydra/launcher=slurm", "trainer=slurm", "hydra.launcher.nodes=2", "hydra.launcher.gpus_per_node=4",
+            f"hydra/launcher={launcher}", f"trainer={trainer}", "hydra.launcher.nodes=2", tasks,
             f"paths.output_dir={tmp_path}", "hydra.sweep.dir=sweep", "hydra.job.num=0",
         ])  # fmt: skip
     HydraConfig.instance().set_config(cfg)
     try:
         assert cfg.hydra.launcher.tasks_per_node == 4 and cfg.hydra.launcher._target_.endswith("SlurmLauncher")
         assert cfg.trainer.devices == 4 and cfg.trainer.num_nodes == 2 and cfg.trainer.strategy == "ddp"
+        assert cfg.trainer.accelerator == accelerator
     finally:
         HydraConfig.instance().cfg = None  # the tests after this one run outside Hydra, as before it
 

@@ -31,6 +31,13 @@ def _metric_values(trainer: Any) -> dict[str, float]:
     return {k: v for k, v in values if v is not None}
 
 
+def slurm_job() -> str | None:
+    """The Slurm job this process runs in, as squeue and scancel name it: `<array job>_<task>` for a
+    task of a job array (a sweep's jobs), else its job id; None outside Slurm."""
+    array_job, task = os.environ.get("SLURM_ARRAY_JOB_ID"), os.environ.get("SLURM_ARRAY_TASK_ID")
+    return f"{array_job}_{task}" if array_job and task else os.environ.get("SLURM_JOB_ID")
+
+
 def _existing(path: str | None) -> str | None:
     """A checkpoint's path, if the file is still there (a user may have deleted it mid-run)."""
     return path if path and Path(path).is_file() else None
@@ -61,6 +68,8 @@ class RunRecord:
             "experiment": choices.get("experiment"),
             "seed": seed,
         }
+        if job := slurm_job():  # which Slurm job ran it (a requeued job keeps its id): for squeue, sacct, its logs
+            self.data["slurm_job"] = job
 
     def save(self) -> OSError | None:
         """Write metrics.json; a folder that no longer takes writes is returned, not raised, so
