@@ -16,7 +16,6 @@ line; nothing read from a checkpoint or a run folder is ever built here: see d2l
 from __future__ import annotations
 
 import copy
-import inspect
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -80,7 +79,7 @@ def data(cfg: DictConfig) -> DataModule:
     augment = instantiate(cfg.augment, "augment") if cfg.get("augment") is not None else None
     if augment is None or not augment.active:
         return instantiate(cfg.data, "data")
-    if "augment" not in inspect.signature(hydra.utils.get_class(cfg.data._target_)).parameters:
+    if not getattr(hydra.utils.get_class(cfg.data._target_), "augmentable", False):  # what it declares: DataModule
         raise ConfigError(
             f"The data {cfg.data._target_} has no images to augment. Leave augment at none (drop the augment.* "
             "settings), or choose image data."

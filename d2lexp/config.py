@@ -91,6 +91,12 @@ def arguments_from_source(module: str, name: str) -> list[Argument]:
         elif default is None:  # a keyword-only argument without a default
             default = dataclasses.MISSING
         found.append(Argument(argument.arg, argument.annotation, default))
+    if init.args.kwarg is not None and cls.bases:  # `**options` passed on to its base class: the base's are its own too
+        base = ast.unparse(cls.bases[0]).rsplit(".", 1)[-1]
+        imported = {a.asname or a.name: n.module for n in tree.body if isinstance(n, ast.ImportFrom) for a in n.names}
+        if base in imported and imported[base]:
+            known = {a.name for a in found}
+            found += [a for a in arguments_from_source(imported[base], base) if a.name not in known]
     return found
 
 

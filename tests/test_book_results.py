@@ -30,7 +30,7 @@ def test_the_quick_start_lands_where_the_readme_says(tmp_path, data_dir):
     """`python -m d2lexp`, as the README's quick start runs it: the book's LeNet, seeded."""
     import re
 
-    from tests.test_cli import run_cli
+    from tests.helpers.cli import run_cli
 
     result = run_cli("callbacks.progress_bar=null", cwd=tmp_path, data_dir=data_dir, timeout=1200)
     assert result.returncode == 0, result.stderr[-2000:]

@@ -1,17 +1,6 @@
 """The command line, as a user types it: bad input ends with one clear paragraph and a non-zero exit."""
 
-import os
-import subprocess
-import sys
-
-
-def run_cli(*args: str, cwd, data_dir=None, timeout: int = 300) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    if data_dir is not None:
-        env["D2LEXP_DATA"] = str(data_dir)
-    return subprocess.run(
-        [sys.executable, "-m", "d2lexp", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout
-    )
+from tests.helpers.cli import run_cli
 
 
 def test_unknown_model_lists_the_choices(tmp_path):

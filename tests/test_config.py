@@ -254,13 +254,14 @@ def test_each_schema_is_its_constructors_signature(name):
 
     target, options = SCHEMAS[name]
     schema = schema_of(target, **options)
-    built = hydra.utils.get_object(target)
-    signature = inspect.signature(built)
-    expected = {
-        k: (p.default if p.default is not p.empty else dataclasses.MISSING)
-        for k, p in signature.parameters.items()
-        if k not in options.get("exclude", ()) and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
-    }
+    expected: dict = {}
+    for cls in hydra.utils.get_object(target).__mro__:  # a constructor's **options go to its base class's
+        parameters = inspect.signature(cls.__init__).parameters
+        for k, p in parameters.items():
+            if k != "self" and k not in options.get("exclude", ()) and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
+                expected.setdefault(k, p.default if p.default is not p.empty else dataclasses.MISSING)
+        if not any(p.kind is p.VAR_KEYWORD for p in parameters.values()):
+            break
     fields = {f.name: f for f in dataclasses.fields(schema) if not f.name.startswith("_")}
     assert list(fields) == list(expected)
     for key, default in expected.items():

@@ -10,7 +10,7 @@ import yaml
 from d2lexp.checkpoint import load_net
 from d2lexp.data.fashion_mnist import FashionMNISTDataModule
 from d2lexp.report import collect
-from tests.test_cli import run_cli
+from tests.helpers.cli import run_cli
 
 QUICK = ["data.test_subset=1000", "callbacks.progress_bar=null", "callbacks.model_summary=null"]
 

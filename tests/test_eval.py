@@ -11,8 +11,8 @@ import sys
 import pytest
 
 from d2lexp.metrics_file import read_metrics
-from tests.test_cli import run_cli
-from tests.test_faults import digest
+from tests.helpers.cli import run_cli
+from tests.helpers.folders import digest
 
 
 def run_eval(*args: str, cwd, data_dir) -> subprocess.CompletedProcess:

@@ -2,7 +2,6 @@
 clearly, bad files and unwritable folders are refused with one paragraph."""
 
 import contextlib
-import hashlib
 import json
 import os
 import signal
@@ -16,7 +15,8 @@ import torch
 from d2lexp.errors import D2lexpError, RunInterrupted, TrainingDiverged
 from d2lexp.metrics_file import read_metrics
 from d2lexp.train import train
-from tests.test_cli import run_cli
+from tests.helpers.cli import run_cli
+from tests.helpers.folders import digest
 
 TINY = ["experiment=d2l/softmax", "data.train_subset=1000", "data.test_subset=500", "trainer.max_epochs=1",
         "callbacks.progress_bar=null"]  # fmt: skip
@@ -32,7 +32,7 @@ EVERY_5_STEPS = [
 def uninterrupted(tmp_path_factory, data_dir, *overrides: str) -> tuple[dict, dict]:
     """The record and final weights of a run never stopped, with the tests' RUN settings, trained in this
     process: a command-line run with the same settings gives the same numbers, bit for bit."""
-    from tests.conftest import test_config
+    from tests.helpers.configs import test_config
 
     folder = tmp_path_factory.mktemp("straight") / "run"
     cfg = test_config(folder, data_dir, *(o for o in RUN if not o.startswith("callbacks.")), *overrides)
@@ -124,18 +124,10 @@ def test_a_terminated_run_is_recorded_as_interrupted(make_cfg, tmp_path):
     assert record["status"] == "interrupted" and "SIGTERM" in record["error"]
 
 
-def digest(folder):
-    return {
-        p.relative_to(folder): hashlib.sha1(p.read_bytes()).hexdigest()
-        for p in sorted(folder.rglob("*"))
-        if p.is_file()
-    }
-
-
 @pytest.fixture(scope="module")
 def earlier_run(tmp_path_factory, data_dir):
     """A finished run whose files must come out of every failure below untouched."""
-    from tests.conftest import test_config
+    from tests.helpers.configs import test_config
 
     folder = tmp_path_factory.mktemp("earlier") / "run"
     train(test_config(folder, data_dir, *(o for o in TINY if not o.startswith("callbacks."))))
@@ -212,7 +204,7 @@ def paragraphs(output: str) -> list[str]:
 
 
 def test_a_full_disk_ends_in_one_paragraph_and_keeps_every_earlier_result(small_disk, tmp_path, data_dir):
-    from tests.conftest import test_config
+    from tests.helpers.configs import test_config
 
     train(test_config(small_disk / "earlier", data_dir, *(o for o in TINY if not o.startswith("callbacks."))))
     before = digest(small_disk / "earlier")
@@ -280,7 +272,7 @@ def test_bad_values_fail_before_any_work(tmp_path, override, message):
 def test_wrong_types_are_refused_while_composing(override):
     from hydra.errors import ConfigCompositionException
 
-    from tests.conftest import compose_config
+    from tests.helpers.configs import compose_config
 
     with pytest.raises(ConfigCompositionException) as refused:
         compose_config(["experiment=d2l/lenet", override])

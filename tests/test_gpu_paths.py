@@ -11,7 +11,7 @@ from d2lexp import build
 from d2lexp.data.fashion_mnist import FashionMNISTDataModule
 from d2lexp.data.loader import TensorBatchLoader
 from d2lexp.train import train
-from tests.conftest import compose_config
+from tests.helpers.configs import compose_config
 
 CUDA = torch.cuda.is_available()
 

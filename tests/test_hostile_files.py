@@ -7,14 +7,12 @@ and each refusal is one paragraph.
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import os
 import shutil
 import signal
 import socket
-import stat
 import subprocess
 import sys
 import textwrap
@@ -30,24 +28,11 @@ from d2lexp.errors import CheckpointError, ConfigError, D2lexpError, DataError, 
 from d2lexp.metrics_file import read_metrics, write_metrics
 from d2lexp.run_folder import OutputError, claim, release
 from d2lexp.train import train
-from tests.test_cli import run_cli
+from tests.helpers.cli import run_cli
+from tests.helpers.folders import tree_digest
 
 TINY = ["experiment=d2l/softmax", "data.train_subset=1000", "data.test_subset=500", "trainer.max_epochs=1",
         "data.batch_size=100"]  # fmt: skip
-
-
-def tree_digest(folder: Path) -> dict[str, tuple[str, str]]:
-    """Every entry under `folder`, links not followed: its kind and its content's hash or target."""
-    found = {}
-    for path in sorted(folder.rglob("*")):
-        info = os.lstat(path)
-        if stat.S_ISLNK(info.st_mode):
-            found[str(path.relative_to(folder))] = ("link", os.readlink(path))
-        elif stat.S_ISREG(info.st_mode):
-            found[str(path.relative_to(folder))] = ("file", hashlib.sha256(path.read_bytes()).hexdigest())
-        else:
-            found[str(path.relative_to(folder))] = ("folder", oct(info.st_mode))
-    return found
 
 
 @pytest.fixture
@@ -66,7 +51,7 @@ def victim(tmp_path):
 @pytest.fixture(scope="module")
 def finished(tmp_path_factory, data_dir):
     """A real finished run (its folder is copied and altered by each test) and its record."""
-    from tests.conftest import test_config
+    from tests.helpers.configs import test_config
 
     folder = tmp_path_factory.mktemp("finished") / "run"
     record = train(test_config(folder, data_dir, *TINY))
@@ -152,7 +137,7 @@ def test_a_shared_run_folder_cannot_steer_a_resume_in_it(tmp_path, data_dir, fin
     rewrite_checkpoint(run / "checkpoints" / "last.ckpt", poison)
     args = with_recorded_settings([f"ckpt_path={run}", "trainer.max_epochs=3"])
     assert not any(a.startswith(("paths.", "callbacks")) for a in args)
-    from tests.conftest import compose_config
+    from tests.helpers.configs import compose_config
 
     cfg = compose_config([*args[:-1], f"paths.data_dir={data_dir}", f"paths.output_dir={run}",
                           "trainer.accelerator=cpu", "callbacks.progress_bar=null"])  # fmt: skip
@@ -493,7 +478,7 @@ def test_predict_shows_a_crafted_vocabulary_as_text(tmp_path, capsys):
 @pytest.mark.parametrize("name", ["run,a", "it's", "x[1]=#2", "${oc.env:HOME}"])
 def test_a_run_folder_named_with_hydra_syntax_resumes(tmp_path, finished, name):
     from d2lexp.overrides import with_recorded_settings
-    from tests.conftest import compose_config
+    from tests.helpers.configs import compose_config
 
     run = tmp_path / name
     shutil.copytree(finished[0], run, ignore=shutil.ignore_patterns(".run.lock"))

@@ -17,7 +17,7 @@ import torch
 from d2lexp.launcher import Slot
 from d2lexp.report import collect
 from d2lexp.train import train
-from tests.test_cli import run_cli
+from tests.helpers.cli import run_cli
 
 PARALLEL = ["hydra/launcher=parallel", "hydra.launcher.jobs_per_device=2", "hydra.launcher.devices=cpu"]
 QUICK = ["experiment=d2l/softmax", "data.train_subset=20000", "data.test_subset=1000", "callbacks.progress_bar=null",

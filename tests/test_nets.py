@@ -20,7 +20,7 @@ from d2lexp.checkpoint import load_net
 from d2lexp.errors import CheckpointError
 from d2lexp.models.lenet import LeNet
 from d2lexp.nets import NETS, checked_net_config
-from tests.conftest import REPO
+from tests.helpers.configs import REPO
 
 
 class WritesMarker:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from d2lexp.metrics_file import read_metrics
 from d2lexp.train import train
-from tests.test_cli import run_cli
+from tests.helpers.cli import run_cli
 
 
 def test_a_run_resumes_from_its_own_settings_without_retyping(tmp_path, data_dir, make_cfg):

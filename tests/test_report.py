@@ -10,7 +10,7 @@ from PIL import Image
 from d2lexp.metrics_file import write_metrics
 from d2lexp.record.metrics import collapse
 from d2lexp.report import collect, markdown_table, summary, write_report
-from tests.test_cli import run_cli
+from tests.helpers.cli import run_cli
 
 QUICK = ["data.train_subset=3000", "data.test_subset=1000", "trainer.max_epochs=2", "callbacks.progress_bar=null"]
 

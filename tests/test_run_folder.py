@@ -3,7 +3,6 @@ an explicit folder naming an earlier run, and a run resumed in its own folder.""
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import subprocess
@@ -14,6 +13,7 @@ import pytest
 import yaml
 
 from d2lexp.run_folder import LOCK_FILE, OutputError, claim
+from tests.helpers.folders import digest
 
 TINY = ["experiment=d2l/softmax", "data.train_subset=1000", "data.test_subset=500", "trainer.max_epochs=1",
         "callbacks.progress_bar=null", "callbacks.model_summary=null"]  # fmt: skip
@@ -30,14 +30,6 @@ def start(*args: str, cwd: Path, data_dir: Path) -> subprocess.Popen:
 def finish(process: subprocess.Popen) -> tuple[int, str]:
     output, _ = process.communicate(timeout=300)
     return process.returncode, output
-
-
-def digest(folder: Path) -> dict[Path, str]:
-    return {
-        p.relative_to(folder): hashlib.sha1(p.read_bytes()).hexdigest()
-        for p in sorted(folder.rglob("*"))
-        if p.is_file()
-    }
 
 
 def assert_one_runs_records(folder: Path, seed: int, claimed: bool = True) -> None:
@@ -95,7 +87,7 @@ def test_two_sweeps_started_at_the_same_instant_keep_their_own_jobs(tmp_path, da
 def finished_run(tmp_path_factory, data_dir) -> Path:
     """A run that finished in outputs/earlier (trained in this process: its folder holds its record and checkpoints)."""
     from d2lexp.train import train
-    from tests.conftest import test_config
+    from tests.helpers.configs import test_config
 
     folder = tmp_path_factory.mktemp("finished") / "outputs" / "earlier"
     train(test_config(folder, data_dir, *(o for o in TINY if not o.startswith("callbacks.")), "seed=1"))

@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from tests.conftest import REPO
+from tests.helpers.configs import REPO
 
 
 def run(args: list[str], data_dir, tmp_path, timeout: int = 600) -> subprocess.CompletedProcess:

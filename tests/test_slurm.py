@@ -26,7 +26,7 @@ import torch
 
 from d2lexp.metrics_file import read_metrics
 from d2lexp.report import collect
-from tests.conftest import REPO, test_config
+from tests.helpers.configs import REPO, test_config
 
 QUIET = ["callbacks.progress_bar=null", "callbacks.model_summary=null", "callbacks.test_pictures=null"]
 TINY = ["experiment=d2l/softmax", "data.train_subset=1000", "data.test_subset=500", "trainer.max_epochs=1"]
@@ -289,7 +289,7 @@ def test_ddp_across_two_slurm_tasks_equals_ddp_sim(slurm, tmp_path, data_dir, mo
     """trainer=slurm_cpu with 2 tasks of one job: Slurm starts both processes (a -m sweep may use
     DDP here: nothing re-runs the command), each trains its shard, the first writes the one run
     folder; the same run as trainer=ddp_sim, whose 2 processes Lightning starts."""
-    from tests.test_cli import run_cli
+    from tests.helpers.cli import run_cli
 
     settings = ["experiment=d2l/softmax", "data.train_subset=4000", "data.test_subset=1000", "data.batch_size=100",
                 "trainer.max_epochs=2", *QUIET]  # fmt: skip

@@ -15,7 +15,7 @@ from d2lexp.callbacks.run_config import CHECKPOINT_KEY
 from d2lexp.errors import CheckpointError
 from d2lexp.metrics_file import read_metrics
 from d2lexp.train import train
-from tests.conftest import test_config
+from tests.helpers.configs import test_config
 
 QUICK = ["data.train_subset=10000", "data.test_subset=2000", "trainer.max_epochs=2"]
 

@@ -40,6 +40,8 @@ class TimeSeries:
 class DataModule(pl.LightningDataModule):
     """A Lightning data module with d2lexp's declared capabilities."""
 
+    # Whether it can augment its training images (d2lexp.data.augment): image data sets can.
+    augmentable: bool = False
     # What a batch's items are, for throughput: "examples" (its first dimension) or "tokens" (every element).
     item_unit: str = "examples"
     # Classification: how many classes the labels hold, and their names.

@@ -14,7 +14,7 @@ from d2lexp.data.augment import Augment, BatchGenerators, affine_grid, batch_see
 from d2lexp.data.fashion_mnist import FashionMNISTDataModule
 from d2lexp.metrics_file import read_metrics
 from d2lexp.train import train
-from tests.conftest import compose_config
+from tests.helpers.configs import compose_config
 
 PRESETS = sorted(p.stem for p in (Path(__file__).parents[2] / "conf" / "augment").glob("*.yaml"))
 

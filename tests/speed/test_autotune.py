@@ -7,7 +7,7 @@ import torch
 from d2lexp import speed
 from d2lexp.speed.autotune import AutotuneMainShapes
 from d2lexp.train import train
-from tests.conftest import compose_config
+from tests.helpers.configs import compose_config
 
 
 def test_autotuning_is_kept_to_main_shapes_where_it_can_act():

@@ -1,0 +1,175 @@
+"""Image data sets held in memory: what Fashion-MNIST and the computer-vision chapter's data sets share.
+
+Each split is one uint8 tensor of images [N, C, H, W] and one tensor of targets (class labels [N],
+masks [N, H, W], boxes [N, K, 5], ...) whose first dimension is the same; batches are gathered by
+index (d2lexp.data.loader), never image by image. Images reach the model as float32 in [0, 1],
+optionally augmented (training batches only), normalised and resized, on the model's device after
+transfer (d2lexp.data.transforms). On a GPU (`on_device="auto"`) the splits live there.
+
+A data set is a short subclass: it declares what its images and targets are (`image_shape`,
+`num_classes`, `class_names`, `train_size`, `mean`/`std`) and loads its splits (`load_splits`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import torch
+
+from d2lexp.data.augment import Augment, BatchGenerators
+from d2lexp.data.base import DataModule
+from d2lexp.data.loader import TensorBatchLoader, seeded_generator
+from d2lexp.data.transforms import ImageBatchTransform
+from d2lexp.errors import ConfigError
+
+Split = tuple[torch.Tensor, torch.Tensor]  # images [N, C, H, W] uint8, targets [N, ...]
+
+
+class ImageDataModule(DataModule):
+    """Images and their targets as tensors, per split: "train", "test", and "val" (the test split,
+    as the book reports "test acc" every epoch, unless `val_size` > 0 holds out that many training
+    images instead)."""
+
+    augmentable = True
+    # What a subclass declares: its images' (channels, height, width), its training set's size (known
+    # without reading it: a sweep's launcher weighs jobs by it), and the pixel mean and standard
+    # deviation `normalize` uses.
+    image_shape: tuple[int, int, int] = (1, 28, 28)
+    train_size: int | None = None
+    mean: float = 0.5
+    std: float = 0.5
+    # Whether a random crop, flip or rotation keeps the targets true (class labels: yes; boxes, masks: no).
+    targets_follow_geometry: bool = False
+
+    def __init__(
+        self,
+        batch_size: int = 256,
+        eval_batch_size: int | None = None,
+        val_size: int = 0,
+        resize: int | None = None,
+        normalize: bool = False,
+        train_subset: int | None = None,
+        test_subset: int | None = None,
+        seed: int = 0,
+        on_device: bool | str = "auto",
+        augment: Augment | None = None,
+    ) -> None:
+        """`augment`: random changes to training batches, on their device (d2lexp.data.augment)."""
+        super().__init__()
+        positive("data.batch_size", batch_size)
+        positive("data.eval_batch_size", eval_batch_size, allow_none=True)
+        positive("data.resize", resize, allow_none=True)
+        positive("data.train_subset", train_subset, allow_none=True)
+        positive("data.test_subset", test_subset, allow_none=True)
+        if not isinstance(val_size, int) or not 0 <= val_size < (self.train_size or 2**63):
+            raise ConfigError(f"data.val_size must be in [0, {self.train_size}), got {val_size}.")
+        augment = augment if augment is not None and augment.active else None
+        if augment is not None and augment.geometric and not self.targets_follow_geometry:
+            raise ConfigError(
+                f"{type(self).__name__}'s targets are tied to where things are in the image (boxes or masks): a "
+                "random crop, flip or rotation of the image alone would make them wrong. Keep augment to brightness, "
+                "contrast and saturation, or augment=none."
+            )
+        self.batch_size, self.eval_batch_size = batch_size, eval_batch_size or batch_size
+        self.val_size, self.train_subset, self.test_subset = val_size, train_subset, test_subset
+        self.seed, self.on_device, self.augment = seed, on_device, augment
+        self.transform = ImageBatchTransform(
+            resize=resize, mean=self.mean if normalize else None, std=self.std if normalize else None
+        )
+        self.splits: dict[str, Split] = {}
+        self._generators = BatchGenerators()
+
+    def load_splits(self) -> dict[str, Split]:
+        """The data set's "train" and "test" splits, whole (a subclass's: read or made, checked)."""
+        raise NotImplementedError
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.splits:
+            return
+        loaded = self.load_splits()
+        train, test = loaded["train"], loaded["test"]
+        if self.val_size:
+            order = torch.randperm(len(train[0]), generator=seeded_generator(self.seed, 1))
+            val_idx, train_idx = order[: self.val_size].sort().values, order[self.val_size :].sort().values
+            self.splits["val"] = (train[0][val_idx], train[1][val_idx])
+            train = (train[0][train_idx], train[1][train_idx])
+        if self.train_subset:
+            train = (train[0][: self.train_subset], train[1][: self.train_subset])
+        if self.test_subset:
+            test = (test[0][: self.test_subset], test[1][: self.test_subset])
+        self.splits["train"], self.splits["test"] = train, test
+        self.splits.setdefault("val", test)
+        device = self.data_device(self.on_device)
+        if device.type != "cpu":  # each split crosses to the accelerator once, as uint8
+            self.splits = {name: (images.to(device), targets.to(device)) for name, (images, targets) in self.splits.items()}
+
+    def train_dataloader(self) -> TensorBatchLoader:
+        # Lightning's overfit_batches means: the same first batches every epoch.
+        shuffle = not (self.trainer is not None and self.trainer.overfit_batches)
+        return TensorBatchLoader(self.splits["train"], self.batch_size, shuffle=shuffle, seed=self.seed)
+
+    def val_dataloader(self) -> TensorBatchLoader:
+        return TensorBatchLoader(self.splits["val"], self.eval_batch_size)
+
+    def test_dataloader(self) -> TensorBatchLoader:
+        return TensorBatchLoader(self.splits["test"], self.eval_batch_size)
+
+    def predict_dataloader(self) -> TensorBatchLoader:
+        return self.test_dataloader()
+
+    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        if isinstance(batch, torch.Tensor):  # images alone (prediction, the model summary's example)
+            return self.transform(batch)
+        images, targets = batch
+        return self.transform(images, self._training_augment(images.device)), targets
+
+    def _training_augment(self, device: torch.device) -> Callable[[torch.Tensor], torch.Tensor] | None:
+        """The augmentation of the training batch being transferred, its draws seeded by (seed, epoch,
+        batch): Lightning counts the epoch's batches, and restores the count when a run resumes."""
+        trainer = self.trainer
+        if self.augment is None or trainer is None or not trainer.training:
+            return None
+        batch = trainer.fit_loop.epoch_loop.batch_progress.current.ready  # this batch's index in the epoch
+        generator = self._generators.for_batch(device, self.seed, trainer.current_epoch, batch)
+        return lambda images: self.augment(images, generator)
+
+    def augmented_samples(self, n: int = 18) -> tuple[torch.Tensor, list[str]] | None:
+        """The book's figure of augmentation: the first training image, then `n - 1` draws of it."""
+        if self.augment is None or not self.splits:
+            return None
+        image = self.splits["train"][0][:1].float().cpu() / 255.0
+        draws = self.augment(image.expand(n - 1, -1, -1, -1), torch.Generator().manual_seed(self.seed))
+        return _grayscale(torch.cat([image, draws])), ["original"] + [f"draw {i}" for i in range(1, n)]
+
+    def train_examples(self) -> int | None:
+        if self.train_size is None:
+            return self.train_subset
+        available = self.train_size - self.val_size
+        return min(available, self.train_subset) if self.train_subset else available
+
+    def example_input(self) -> torch.Tensor:
+        """One blank image as a loader yields it (uint8, before the device-side transform)."""
+        return torch.zeros(1, *self.image_shape, dtype=torch.uint8)
+
+    def sample_images(self, n: int = 18) -> tuple[torch.Tensor, list[str]]:
+        """The first `n` training images as floats [n, H, W] and their titles (class names, if the
+        targets are class labels)."""
+        images, targets = self.splits["train"]
+        shown = _grayscale(images[:n].float().cpu() / 255.0)
+        if self.class_names and targets.dim() == 1:
+            return shown, [self.class_names[int(i)] for i in targets[:n].tolist()]
+        return shown, [f"#{i}" for i in range(len(shown))]
+
+
+def _grayscale(images: torch.Tensor) -> torch.Tensor:
+    """[N, C, H, W] -> [N, H, W] for the pictures (colour images: their mean over channels)."""
+    return images.mean(dim=1) if images.shape[1] != 1 else images[:, 0]
+
+
+def positive(key: str, value: int | None, allow_none: bool = False) -> None:
+    """ConfigError unless `value` is a positive whole number (or None, where allowed)."""
+    if value is None and allow_none:
+        return
+    if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+        raise ConfigError(f"{key} must be a positive integer, got {value!r}.")
