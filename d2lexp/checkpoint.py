@@ -28,7 +28,7 @@ import torch
 from torch import nn
 
 from d2lexp import files
-from d2lexp.callbacks.run_config import CHECKPOINT_KEY
+from d2lexp.callbacks.run_config import CONFIG_KEY
 from d2lexp.errors import CheckpointError
 from d2lexp.trust import MAX_DEPTH, MAX_STRING, UntrustedFileError, read_yaml
 
@@ -404,7 +404,7 @@ def net_from_checkpoint(checkpoint: dict[str, Any], source: str | Path) -> nn.Mo
     """
     from d2lexp.nets import rebuild
 
-    config = checkpoint.get(CHECKPOINT_KEY)
+    config = checkpoint.get(CONFIG_KEY)
     if not isinstance(config, dict) or "model" not in config:
         raise CheckpointError(f"{source} holds no d2lexp config, so the architecture is unknown. {_HOW_TO_FIX}")
     state = net_weights(checkpoint)

@@ -193,11 +193,18 @@ SCHEMAS: dict[str, tuple[str, dict[str, Any]]] = {
 }  # fmt: skip
 
 
-def register_schemas() -> None:
-    """Make the schemas visible to Hydra's composition (idempotent)."""
+def register_with_hydra() -> None:
+    """What d2lexp's configs need before they compose (idempotent): the schemas (config group
+    `schema`) and the `new_run_folder` resolver, which claims a run's folder as Hydra names it
+    (d2lexp.run_folder; cached: Hydra reads the name more than once, and a sweep's jobs share it)."""
+    from omegaconf import OmegaConf
+
+    from d2lexp.run_folder import new_run_folder
+
     store = ConfigStore.instance()
     for name, (target, options) in SCHEMAS.items():
         store.store(group="schema", name=name, node=schema_of(target, **options))
+    OmegaConf.register_new_resolver("new_run_folder", new_run_folder, use_cache=True, replace=True)
 
 
-register_schemas()
+register_with_hydra()  # every composition reads CONF_DIR from here first

@@ -62,7 +62,7 @@ def visible_gpus() -> list[int]:
 def slots(devices: Any, jobs_per_device: int | str, threads_per_job: int | None) -> list[Slot]:
     """One slot per job that may run at once. `jobs_per_device="auto"`: one per GPU, and on a
     CPU-only machine one per core, with one thread each: for the small nets CPUs train, two jobs of
-    one thread finished a sweep 1.2-1.5x sooner than one job of two (docs/performance.md)."""
+    one thread finished a sweep sooner than one job of two (measured in docs/performance.md)."""
     gpus: list[int | None]
     if devices == "auto":
         gpus = list(visible_gpus()) or [None]
@@ -135,10 +135,12 @@ def _run_in_process(connection: Any, hydra_context: HydraContext, task: tuple[st
     task_function = getattr(importlib.import_module(module), name)
     task_function = getattr(task_function, "__wrapped__", task_function)  # the function under @hydra.main
     # Hydra's singletons from the sweep's process; the resolvers are this process's own (the same ones,
-    # registered by the imports; closures do not cross a process boundary).
+    # registered here; closures do not cross a process boundary).
     from omegaconf.basecontainer import BaseContainer
 
-    import d2lexp.run_folder  # noqa: F401  (registers the resolver of run folders)
+    from d2lexp.config import register_with_hydra
+
+    register_with_hydra()
 
     Singleton.set_state({"instances": singleton_state, "omegaconf_resolvers": BaseContainer._resolvers})
     setup_globals()

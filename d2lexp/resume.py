@@ -35,7 +35,7 @@ from lightning.pytorch.callbacks import Checkpoint, ModelCheckpoint
 from torch import nn
 
 from d2lexp import files
-from d2lexp.callbacks.history import CHECKPOINT_KEY as HISTORY_KEY
+from d2lexp.callbacks.history import HISTORY_KEY
 from d2lexp.callbacks.resume import KEY as RANDOM_STATE_KEY
 from d2lexp.callbacks.resume import random_state_problem
 from d2lexp.checkpoint import check_finite, load_checkpoint, save

@@ -9,7 +9,7 @@ holds another run is refused, unless the command resumes that run (`ckpt_path` i
 no live process holds it. The same goes for sweep folders.
 
 Hydra's run and sweep folders come through the `new_run_folder` resolver
-(conf/hydra/default.yaml), which claims the folder as Hydra resolves it; `RunFolderCheck`
+(conf/hydra/default.yaml; registered by d2lexp.config), which claims the folder as Hydra resolves it; `RunFolderCheck`
 claims explicitly named folders before Hydra writes anything. A folder that cannot be written
 (read-only, full, not a folder) ends the command with one paragraph.
 """
@@ -215,11 +215,6 @@ def new_run_folder(path: str) -> str:
         return str(claim(path, suffix_on_collision=True))
     except OutputError:
         return path
-
-
-# Cached: Hydra resolves the run folder more than once, and copies the cache into every job of a
-# sweep, so a run claims one folder however often its name is read.
-OmegaConf.register_new_resolver("new_run_folder", new_run_folder, use_cache=True, replace=True)
 
 
 def _resumes(config: DictConfig, folder: Path) -> bool:

@@ -36,15 +36,15 @@ SWEEPS=()
 while [[ "${1:-}" == --* ]]; do
   case "$1" in
     --smoke) SMOKE=1; shift ;;
-    --bench-batches) BENCH_ARGS+=(--cnn-batches "$2"); shift 2 ;;
-    --bench-seconds) BENCH_ARGS+=(--cnn-epoch-seconds "$2"); shift 2 ;;
+    --bench-batches) BENCH_ARGS+=(--batches "$2"); shift 2 ;;
+    --bench-seconds) BENCH_ARGS+=(--epoch-seconds "$2"); shift 2 ;;
     --bench-rounds) BENCH_ARGS+=(--rounds "$2"); shift 2 ;;
-    --bench-presets) IFS=, read -r -a NAMES <<< "$2"; BENCH_ARGS+=(--cnn-presets "${NAMES[@]}"); shift 2 ;;
+    --bench-presets) IFS=, read -r -a NAMES <<< "$2"; BENCH_ARGS+=(--presets "${NAMES[@]}"); shift 2 ;;
     --presets) PRESETS="$2"; shift 2 ;;
     --presets-override) PRESET_OVERRIDES+=("$2"); shift 2 ;;
-    --profile-steps) BENCH_ARGS+=(--cnn-profile-steps "$2"); shift 2 ;;
-    --odd-batch) BENCH_ARGS+=(--cnn-odd-batch); shift ;;
-    --lightning-floor) BENCH_ARGS+=(--cnn-lightning-floor); shift ;;
+    --profile-steps) BENCH_ARGS+=(--profile-steps "$2"); shift 2 ;;
+    --odd-batch) BENCH_ARGS+=(--odd-batch); shift ;;
+    --lightning-floor) BENCH_ARGS+=(--lightning-floor); shift ;;
     --compile) IFS=, read -r -a COMPILE_MODES <<< "$2"; shift 2 ;;
     --compile-presets) IFS=, read -r -a COMPILE_PRESETS <<< "$2"; shift 2 ;;
     --bench-only) BENCH_ONLY=1; shift ;;
@@ -60,7 +60,7 @@ PY="${PYTHON:-$(command -v python || command -v python3)}"  # some images have o
 python() { "$PY" "$@"; }
 
 if (( SMOKE )); then
-  BENCH_ARGS=(--cnn-batches 2 --rounds 1 --cnn-presets lenet alexnet resnet18 --cnn-profile-steps 2 --cnn-odd-batch --cnn-lightning-floor)
+  BENCH_ARGS=(--batches 2 --rounds 1 --presets lenet alexnet resnet18 --profile-steps 2 --odd-batch --lightning-floor)
   COMPILE_PRESETS=(lenet)  # the quickest to compile
   RUN_ARGS=(trainer.accelerator=cpu trainer.max_epochs=1 trainer.limit_train_batches=2
             trainer.limit_val_batches=1 trainer.limit_test_batches=1 data.batch_size=16)
@@ -120,7 +120,7 @@ python scripts/benchmark.py cnn "${BENCH_ARGS[@]}" --json "$OUT_DIR/benchmark.js
 
 for MODE in "${COMPILE_MODES[@]}"; do
   echo "== benchmark with speed.compile=$MODE (compile time is the first_step_seconds, outside the rates)"
-  python scripts/benchmark.py cnn "${BENCH_ARGS[@]}" --cnn-presets "${COMPILE_PRESETS[@]}" --skip-book-style \
+  python scripts/benchmark.py cnn "${BENCH_ARGS[@]}" --presets "${COMPILE_PRESETS[@]}" --skip-book-style \
     --override "speed.compile=$MODE" --json "$OUT_DIR/benchmark_compile_$MODE.json" 2>&1 \
     | grep -v "$NO_TABLES" | tee "$OUT_DIR/benchmark_compile_$MODE.txt"
 done

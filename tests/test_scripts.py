@@ -20,8 +20,8 @@ def run(args: list[str], data_dir, tmp_path, timeout: int = 600) -> subprocess.C
 @pytest.mark.slow  # the benchmarks are tools of d2lexp's developers: `pytest -m slow` runs them
 def test_cnn_benchmark_runs_and_writes_json(data_dir, tmp_path):
     out = tmp_path / "bench.json"
-    result = run([sys.executable, "scripts/benchmark.py", "cnn", "--cnn-presets", "lenet", "--cnn-batches", "3",
-                  "--cnn-profile-steps", "3", "--cnn-odd-batch", "--cnn-lightning-floor", "--json", str(out)], data_dir, tmp_path)  # fmt: skip
+    result = run([sys.executable, "scripts/benchmark.py", "cnn", "--presets", "lenet", "--batches", "3",
+                  "--profile-steps", "3", "--odd-batch", "--lightning-floor", "--json", str(out)], data_dir, tmp_path)  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
     row = json.loads(out.read_text())["cnn"]["presets"]["lenet"]
     assert row["resolution"] == 28 and row["batch_size"] == 256 and row["forward_flops_per_example"] == 833_040
@@ -61,7 +61,7 @@ def test_cnn_benchmark_reports_what_compile_made(data_dir, tmp_path):
     graph of LeNet without breaks (the ceiling's net, built alike, may reuse d2lexp's graph),
     and its CUDA graphs skipped (no CUDA device)."""
     out = tmp_path / "bench.json"
-    result = run([sys.executable, "scripts/benchmark.py", "cnn", "--cnn-presets", "lenet", "--cnn-batches", "3", "--rounds", "1",
+    result = run([sys.executable, "scripts/benchmark.py", "cnn", "--presets", "lenet", "--batches", "3", "--rounds", "1",
                   "--skip-book-style", "--override", "speed.compile=cudagraphs", "--json", str(out)], data_dir, tmp_path)  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
     row = json.loads(out.read_text())["cnn"]["presets"]["lenet"]
@@ -72,17 +72,17 @@ def test_cnn_benchmark_reports_what_compile_made(data_dir, tmp_path):
 
 @pytest.mark.slow
 def test_cnn_benchmark_sizes_epochs_by_seconds(data_dir, tmp_path):
-    """--cnn-epoch-seconds picks the batches per epoch from the ceiling's rate, at least 2: a
+    """--epoch-seconds picks the batches per epoch from the ceiling's rate, at least 2: a
     millionth of a second asks for fewer than one batch, so every epoch and block has 2."""
     out = tmp_path / "bench.json"
-    result = run([sys.executable, "scripts/benchmark.py", "cnn", "--cnn-presets", "lenet", "--cnn-epoch-seconds", "1e-6",
+    result = run([sys.executable, "scripts/benchmark.py", "cnn", "--presets", "lenet", "--epoch-seconds", "1e-6",
                   "--rounds", "1", "--skip-book-style", "--json", str(out)], data_dir, tmp_path)  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
     row = json.loads(out.read_text())["cnn"]["presets"]["lenet"]
     assert row["batches_per_epoch"] == 2 and "lenet (2 batches an epoch)" in result.stdout
     assert len(row["d2lexp_epochs"]) == 1 and len(row["ceiling_blocks"]) == 2
     both = run(
-        [sys.executable, "scripts/benchmark.py", "cnn", "--cnn-batches", "3", "--cnn-epoch-seconds", "1"],
+        [sys.executable, "scripts/benchmark.py", "cnn", "--batches", "3", "--epoch-seconds", "1"],
         data_dir,
         tmp_path,
     )
@@ -92,8 +92,8 @@ def test_cnn_benchmark_sizes_epochs_by_seconds(data_dir, tmp_path):
 @pytest.mark.slow
 def test_augment_benchmark_alternates_plain_and_augmented_epochs(data_dir, tmp_path):
     out = tmp_path / "bench.json"
-    result = run([sys.executable, "scripts/benchmark.py", "augment", "--augment-presets", "d2l/lenet", "fast/vgg_bn",
-                  "--augment", "flip_crop", "--augment-batches", "4", "--rounds", "2", "--json", str(out)],
+    result = run([sys.executable, "scripts/benchmark.py", "augment", "--presets", "d2l/lenet", "fast/vgg_bn",
+                  "--augment", "flip_crop", "--batches", "4", "--rounds", "2", "--json", str(out)],
                  data_dir, tmp_path)  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
     rows = json.loads(out.read_text())["augment"]

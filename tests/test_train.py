@@ -11,7 +11,7 @@ from lightning.pytorch.callbacks import RichProgressBar
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from tensorboard.plugins.hparams import plugin_data_pb2
 
-from d2lexp.callbacks.run_config import CHECKPOINT_KEY
+from d2lexp.callbacks.run_config import CONFIG_KEY
 from d2lexp.errors import CheckpointError
 from d2lexp.metrics_file import read_metrics
 from d2lexp.train import train
@@ -136,7 +136,7 @@ def test_checkpoints_load_with_weights_only(lenet_run):
     # last.ckpt is the newest state whether or not the last epoch was the best
     assert record["last_checkpoint"] == str(out / "checkpoints" / "last.ckpt")
     assert checkpoint["global_step"] == record["global_step"]
-    assert checkpoint[CHECKPOINT_KEY]["model"]["_target_"] == "d2lexp.models.lenet.LeNet"
+    assert checkpoint[CONFIG_KEY]["model"]["_target_"] == "d2lexp.models.lenet.LeNet"
 
 
 def test_seeded_runs_repeat_exactly_on_cpu(make_cfg, tmp_path):

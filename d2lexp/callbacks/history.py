@@ -10,7 +10,7 @@ import lightning.pytorch as pl
 
 from d2lexp.callbacks.base import RecordingCallback
 
-CHECKPOINT_KEY = "d2lexp_history"
+HISTORY_KEY = "d2lexp_history"
 
 
 class EpochHistory(RecordingCallback):
@@ -81,12 +81,12 @@ class EpochHistory(RecordingCallback):
         if self._pending_epoch is not None:
             seconds = self._fitted_seconds()
             pending = {"epoch": self._pending_epoch, **self._carried, **self._epoch_values(trainer), "seconds": seconds}
-        checkpoint[CHECKPOINT_KEY] = {"epochs": [dict(row) for row in self.epochs], "pending": pending}
+        checkpoint[HISTORY_KEY] = {"epochs": [dict(row) for row in self.epochs], "pending": pending}
 
     def on_load_checkpoint(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict[str, Any]
     ) -> None:
-        saved = checkpoint.get(CHECKPOINT_KEY)
+        saved = checkpoint.get(HISTORY_KEY)
         if not isinstance(saved, dict):
             return  # a checkpoint of an older run: the history starts here
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import lightning.pytorch as pl
 
-CHECKPOINT_KEY = "d2lexp_config"
+CONFIG_KEY = "d2lexp_config"
 OVERRIDES_KEY = "d2lexp_overrides"
 
 
@@ -26,6 +26,6 @@ class RunConfigInCheckpoint(pl.Callback):
     def on_save_checkpoint(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict[str, Any]
     ) -> None:
-        checkpoint[CHECKPOINT_KEY] = self.config
+        checkpoint[CONFIG_KEY] = self.config
         if self.overrides is not None:
             checkpoint[OVERRIDES_KEY] = list(self.overrides)

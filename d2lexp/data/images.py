@@ -102,7 +102,9 @@ class ImageDataModule(DataModule):
         self.splits.setdefault("val", test)
         device = self.data_device(self.on_device)
         if device.type != "cpu":  # each split crosses to the accelerator once, as uint8
-            self.splits = {name: (images.to(device), targets.to(device)) for name, (images, targets) in self.splits.items()}
+            self.splits = {
+                name: (images.to(device), targets.to(device)) for name, (images, targets) in self.splits.items()
+            }
 
     def train_dataloader(self) -> TensorBatchLoader:
         # Lightning's overfit_batches means: the same first batches every epoch.

@@ -146,5 +146,5 @@ class TensorBatchLoader(ResumableLoader):
             else:
                 index = order[first : first + self.batch_size]
                 # index_select, not t[index]: the same gather, without advanced indexing's host-side
-                # setup, which costs more than the gather itself (15x on a CPU for a LeNet batch).
+                # setup, which costs more than the gather itself (docs/performance.md).
                 yield tuple(t.index_select(0, index) for t in self.tensors)

@@ -4,6 +4,7 @@ book's language models."""
 from __future__ import annotations
 
 import hashlib
+import inspect
 import logging
 import os
 import re
@@ -64,6 +65,8 @@ def ensure_time_machine(data_dir: str | Path, download: bool = True) -> Path:
     return path
 
 
+# The settings each pipeline reads (the others leave them unused).
+PIPELINE_SETTINGS = {"course": ("sampling", "max_tokens", "val_fraction"), "d2l_1": ("num_train", "num_val")}
 PIPELINES = ("course", "d2l_1")
 
 
@@ -151,6 +154,16 @@ class TimeMachineDataModule(DataModule):
             raise ConfigError(f"data.sampling must be 'sequential' or 'random', got {sampling!r}.")
         if not 0.0 <= val_fraction < 1.0:
             raise ConfigError(f"data.val_fraction must be in [0, 1), got {val_fraction!r}.")
+        given = {"sampling": sampling, "max_tokens": max_tokens, "val_fraction": val_fraction, "num_train": num_train,
+                 "num_val": num_val}  # fmt: skip
+        defaults = inspect.signature(type(self).__init__).parameters
+        for other, keys in PIPELINE_SETTINGS.items():  # a setting of the other pipeline would be silently unused
+            changed = [k for k in keys if other != pipeline and given[k] != defaults[k].default]
+            if changed:
+                raise ConfigError(
+                    f"data.{changed[0]} is a setting of the {other} pipeline; with data.pipeline={pipeline} it would "
+                    f"change nothing. Leave it out, or set data.pipeline={other}."
+                )
         self.data_dir, self.batch_size, self.num_steps = data_dir, batch_size, num_steps
         self.sampling, self.max_tokens, self.val_fraction = sampling, max_tokens, val_fraction
         self.download, self.seed, self.on_device = download, seed, on_device

@@ -157,7 +157,7 @@ class Task(LeanHookBookkeeping, pl.LightningModule):
     def log_step_loss(self, loss: torch.Tensor, name: str = "train/loss_step") -> None:
         """Write the batch loss to the loggers every `log_every_n_steps` steps.
 
-        Calling `self.log` on every step costs Lightning about a millisecond of bookkeeping per
+        Calling `self.log` on every step costs Lightning bookkeeping per
         call; this writes directly, and reads the value back from the device only on the steps
         that are written.
         """

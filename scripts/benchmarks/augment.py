@@ -11,6 +11,7 @@ epochs, data included, the device synchronised at both ends); validation is off.
 
 from __future__ import annotations
 
+import argparse
 import statistics
 import tempfile
 from typing import Any
@@ -42,20 +43,27 @@ class AlternateAugment(pl.Callback):
         self.rates = [items / seconds for items, seconds in zip(timer.epoch_items, timer.epoch_seconds, strict=True)]
 
 
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--rounds", type=int, default=3, help="augmented epochs, each between two plain ones")
+    parser.add_argument("--presets", nargs="+", default=PRESETS, choices=PRESETS)
+    parser.add_argument("--augment", default="light", help="which of conf/augment/ to measure")
+    parser.add_argument("--batches", type=int, help="batches per epoch (default: whole epochs); for quick CPU runs")
+
+
 def run(args: Any) -> dict[str, Any]:
     from d2lexp.train import train
 
     device, name = benchmark_device()
     log(f"\nAugmentation's cost on {name} (augment={args.augment}, torch {torch.__version__})")
     results: dict[str, Any] = {}
-    for preset in args.augment_presets:
+    for preset in args.presets:
         overrides = [
             f"experiment={preset}", f"augment={args.augment}", f"paths.data_dir={args.data_dir}",
             *device_overrides(device), "test=false",
             "trainer.limit_val_batches=0", f"trainer.max_epochs={2 + 2 * args.rounds}", *args.override,
         ]  # fmt: skip
-        if args.augment_batches:
-            overrides.append(f"trainer.limit_train_batches={args.augment_batches}")
+        if args.batches:
+            overrides.append(f"trainer.limit_train_batches={args.batches}")
         alternate = AlternateAugment()
         with tempfile.TemporaryDirectory() as tmp:
             cfg = d2lexp_config([*overrides, f"paths.output_dir={tmp}"])

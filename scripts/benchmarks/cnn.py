@@ -11,17 +11,17 @@ synchronised around every timed region:
 
 d2lexp and the ceiling take turns in one process (see `Alternate`): `--rounds` timed epochs of
 d2lexp after a warm-up one, a block of as many ceiling steps before, between and after them.
-Epochs are whole, or `--cnn-batches` long, or as long as the ceiling takes about
-`--cnn-epoch-seconds` to run (`batches_lasting`): short epochs are noisy.
+Epochs are whole, or `--batches` long, or as long as the ceiling takes about
+`--epoch-seconds` to run (`batches_lasting`): short epochs are noisy.
 Each rate is the median of its epochs or blocks; d2lexp/ceiling is the median of each epoch's
 ratio to the blocks around it.
 
 It also reports d2lexp's peak memory and the achieved TFLOP/s, from the FLOPs torch's
 counter gives one example (training = 3 x the forward FLOPs), and with
-`--cnn-profile-steps N` where each step's time goes (step_profile.py): the device's busy
-time per step against the wall time, for d2lexp and the ceiling. With `--cnn-odd-batch`, what
+`--profile-steps N` where each step's time goes (step_profile.py): the device's busy
+time per step against the wall time, for d2lexp and the ceiling. With `--odd-batch`, what
 an epoch's smaller last batch costs on its first step when cuDNN autotunes its new shape, and
-on cuDNN's heuristics, as d2lexp runs it (`odd_batch_seconds`). With `--cnn-lightning-floor`, a
+on cuDNN's heuristics, as d2lexp runs it (`odd_batch_seconds`). With `--lightning-floor`, a
 fourth rate: the ceiling's step as a bare LightningModule in `Trainer(barebones=True)` over the
 same on-device tensors (`lightning_floor`), taking turns with the ceiling as d2lexp does. It
 splits d2lexp's gap to the ceiling into Lightning's own loop (floor / ceiling) and what d2lexp
@@ -30,6 +30,7 @@ adds to it (d2lexp / floor): the first no change to d2lexp can close.
 
 from __future__ import annotations
 
+import argparse
 import functools
 import itertools
 import math
@@ -353,20 +354,55 @@ def log_profiles(results: dict[str, Any]) -> None:
         )
 
 
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=3,
+        help="d2lexp's timed epochs, each beside the reference loops (after one warm-up epoch)",
+    )
+    parser.add_argument("--presets", nargs="+", default=PRESETS, choices=PRESETS)
+    parser.add_argument("--skip-book-style", action="store_true", help="leave out the book's loop")
+    epoch_length = parser.add_mutually_exclusive_group()
+    epoch_length.add_argument(
+        "--batches", type=int, help="batches per epoch (default: whole epochs); for quick CPU runs"
+    )
+    epoch_length.add_argument(
+        "--epoch-seconds", type=float,
+        help="as many batches per epoch (up to a whole one) as the ceiling runs in about this many seconds",
+    )  # fmt: skip
+    parser.add_argument(
+        "--profile-steps",
+        type=int,
+        default=0,
+        help="also profile this many steady-state steps of d2lexp and the ceiling (where the time goes)",
+    )
+    parser.add_argument(
+        "--odd-batch",
+        action="store_true",
+        help="also time a new batch shape's first training step, autotuned by cuDNN and on its heuristics",
+    )
+    parser.add_argument(
+        "--lightning-floor",
+        action="store_true",
+        help="also time the ceiling's step in a barebones Lightning Trainer (Lightning's own share of d2lexp's gap)",
+    )
+
+
 def run(args: Any) -> dict[str, Any]:
     from d2lexp.train import train
 
     device, name = benchmark_device()
     log(f"\nThe CNN presets on {name} (torch {torch.__version__})")
     results: dict[str, Any] = {}
-    for preset in args.cnn_presets:
+    for preset in args.presets:
         overrides = [f"experiment=d2l/{preset}", f"paths.data_dir={args.data_dir}", *device_overrides(device),
                      "test=false", "trainer.limit_val_batches=0", *args.override]  # fmt: skip
         cfg = d2lexp_config(overrides)
         whole_epoch = 60_000 // cfg.data.batch_size
-        limit = args.cnn_batches  # None: whole epochs
-        if args.cnn_epoch_seconds:
-            limit = batches_lasting(args.cnn_epoch_seconds, cfg, device, whole_epoch)
+        limit = args.batches  # None: whole epochs
+        if args.epoch_seconds:
+            limit = batches_lasting(args.epoch_seconds, cfg, device, whole_epoch)
         if limit:
             overrides.append(f"trainer.limit_train_batches={limit}")
             cfg = d2lexp_config(overrides)
@@ -383,7 +419,7 @@ def run(args: Any) -> dict[str, Any]:
         assert minimal_step is not None
         d2lexp, ceiling = statistics.median(alternate.rates), statistics.median(alternate.ceiling_rates)
         ratios = alternate.ratios()
-        floor = lightning_floor(cfg, device, batches, args.rounds, minimal_step) if args.cnn_lightning_floor else None
+        floor = lightning_floor(cfg, device, batches, args.rounds, minimal_step) if args.lightning_floor else None
         book = None if args.skip_book_style else book_style_rate(cfg, device, args.data_dir, limit)
         flops = counted_flops(cfg)
         results[preset] = {
@@ -430,8 +466,8 @@ def run(args: Any) -> dict[str, Any]:
         if floor is not None:
             log(f"  {preset}: Lightning's floor {statistics.median(floor.rates):,.0f} examples/s, floor/ceiling per epoch "
                 f"{' '.join(f'{r:.2f}' for r in floor.ratios())}")  # fmt: skip
-        if args.cnn_profile_steps:
-            warmup, steps = 10, args.cnn_profile_steps
+        if args.profile_steps:
+            warmup, steps = 10, args.profile_steps
             window = [*overrides, "trainer.max_epochs=1", f"trainer.limit_train_batches={warmup + steps + 1}"]
             # The ceiling first: a compiled d2lexp run starts dynamo afresh, which would make the
             # ceiling's compiled step compile again inside its profile.
@@ -441,7 +477,7 @@ def run(args: Any) -> dict[str, Any]:
                     d2lexp_config([*window, f"paths.output_dir={tmp}"]), device, warmup, steps
                 )
             results[preset]["profile"] = {"d2lexp": d2lexp_profile, "ceiling": ceiling_profile}
-        if args.cnn_odd_batch:
+        if args.odd_batch:
             results[preset]["odd_batch"] = odd = odd_batch_seconds(cfg, device)
             log(f"  {preset}: a new batch shape's first training step {odd['autotuned_first_step_seconds']:.3f} s autotuned, "
                 f"{odd['heuristic_first_step_seconds']:.3f} s on heuristics; again: {odd['autotuned_again_step_seconds']:.4f} "
@@ -459,8 +495,8 @@ def run(args: Any) -> dict[str, Any]:
             f"| {preset} | {r['resolution']} | {r['d2lexp']:,.0f} | {r['ceiling']:,.0f} | {book} | "
             f"{r['d2lexp_vs_ceiling']:.2f}x | {vs_book} | {memory} | {r['achieved_tflops']:.2f} |"
         )
-    if args.cnn_lightning_floor:
+    if args.lightning_floor:
         log_floors(results)
-    if args.cnn_profile_steps:
+    if args.profile_steps:
         log_profiles(results)
     return {"device": name, "presets": results}

@@ -35,7 +35,7 @@ def device_overrides(device: torch.device) -> list[str]:
 
 
 def default_data_dir() -> str:
-    for candidate in (os.environ.get("D2LEXP_DATA"), REPO.parent / "shared" / "datasets", REPO / "data"):
+    for candidate in (os.environ.get("D2LEXP_DATA"), REPO / "data"):
         if candidate and (Path(candidate) / "FashionMNIST" / "raw").is_dir():
             return str(candidate)
     return str(REPO / "data")

@@ -4,6 +4,7 @@ device every step), step about step in one process. Rates are training tokens pe
 
 from __future__ import annotations
 
+import argparse
 import random
 import statistics
 import tempfile
@@ -76,6 +77,11 @@ class BookStyleLM:
         return y.numel()
 
 
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--presets", nargs="+", default=list(PRESETS), choices=list(PRESETS))
+    parser.add_argument("--epochs", type=int, default=20, help="timed epochs (8 minibatches each)")
+
+
 def run(args: Any) -> dict[str, Any]:
     from benchmarks.common import d2lexp_config
     from d2lexp import build
@@ -85,13 +91,13 @@ def run(args: Any) -> dict[str, Any]:
     random.seed(0)
     results: dict[str, Any] = {}
     log(f"\nThe Time Machine language models, batch {BATCH}, {STEPS} steps, 10,000 tokens, on the CPU")
-    for preset in args.lm_presets:
+    for preset in args.presets:
         overrides = [f"experiment=d2l/{preset}", f"paths.data_dir={args.data_dir}", "test=false", *args.override]
         torch.manual_seed(0)
         reference = BookStyleLM(build.net(d2lexp_config(overrides)), corpus.tolist())
         with tempfile.TemporaryDirectory() as tmp:
             d2lexp_rates, book_rates, _ = interleave_with_d2lexp(
-                [*overrides, f"trainer.max_epochs={args.lm_epochs + 1}", f"paths.output_dir={tmp}",
+                [*overrides, f"trainer.max_epochs={args.epochs + 1}", f"paths.output_dir={tmp}",
                  "callbacks.text.every_n_epochs=0"],
                 reference, count=lambda batch: batch[0].numel(),
             )  # fmt: skip

@@ -16,6 +16,7 @@ as a user starts them, start-up and evaluation included.
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import statistics
@@ -206,6 +207,20 @@ def wall_clock(data_dir: str, output_dir: Path) -> dict[str, float]:
         "d2lexp_startup_seconds": record["startup_seconds"],
         "d2lexp_test_acc": record["test/acc"],
     }
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=3,
+        help="d2lexp's timed epochs, each beside the reference loop (after one warm-up epoch)",
+    )
+    parser.add_argument("--variant", choices=[v.name for v in CANDIDATES], help="skip the search, use this variant")
+    parser.add_argument("--variant-batches", type=int, default=40, help="batches per variant trial")
+    parser.add_argument("--variant-repeats", type=int, default=3)
+    parser.add_argument("--skip-book-style", action="store_true", help="leave out the book's loop")
+    parser.add_argument("--wall", action="store_true", help="also time complete 10-epoch runs (several minutes)")
 
 
 def run(args: Any) -> dict[str, Any]:

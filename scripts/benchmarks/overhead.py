@@ -19,6 +19,7 @@ counts the machine's noise does not move.
 
 from __future__ import annotations
 
+import argparse
 import cProfile
 import pstats
 import statistics
@@ -158,6 +159,10 @@ def microseconds_over(rates: list[float], reference_rates: list[float]) -> dict[
     steps = [1e6 / r for r in rates]
     extra = [1e6 / r - 1e6 / ref for r, ref in zip(rates, reference_rates)]
     return {"us_per_step": statistics.median(steps), "us_above_minimal": statistics.median(extra)}
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """No options of its own: the data folder and overrides every suite takes."""
 
 
 def run(args: Any) -> dict[str, Any]:
