@@ -37,7 +37,7 @@ from d2lexp.callbacks.throughput import Throughput, run_start_time
 from d2lexp.checkpoint import defining_settings, find_checkpoint, load_checkpoint
 from d2lexp.config import in_multirun
 from d2lexp.data.base import DataModule
-from d2lexp.errors import ConfigError, D2lexpError
+from d2lexp.errors import CheckpointError, ConfigError, D2lexpError
 from d2lexp.measure import ModelStats, model_stats
 from d2lexp.resume import RunCheckpointIO, checked_for_resume
 from d2lexp.tasks.base import OptimizerFactory, Scheduler, Task
@@ -69,7 +69,9 @@ def instantiate(node: Any, group: str, **kwargs: Any) -> Any:
         cause = e.__cause__
         if isinstance(cause, D2lexpError):
             raise cause from None
-        if isinstance(cause, (ValueError, TypeError, RuntimeError, MisconfigurationException)):  # bad arguments
+        if isinstance(
+            cause, (ValueError, TypeError, RuntimeError, MisconfigurationException, OverflowError, ImportError)
+        ):  # bad arguments
             raise ConfigError(f"The {group} settings are not valid: {cause}. Fix the {group}.* values.") from None
         raise
 
@@ -219,9 +221,19 @@ _TRAINER_MINIMUMS = {
 }  # fmt: skip
 
 
+# The precisions d2lexp's tasks and data train in (float32 batches; 64-bit nets would meet them in a dtype error).
+PRECISIONS = ("32-true", "32", 32, "16-mixed", "16", 16, "bf16-mixed", "bf16", "16-true", "bf16-true")  # fmt: skip
+
+
 def check_run_settings(cfg: DictConfig) -> None:
     """The root config's own values, which no schema types, and the trainer's counts, which
     Lightning uses unchecked (a zero it divides by ends a run in a ZeroDivisionError)."""
+    precision = cfg.trainer.get("precision")
+    if precision is not None and precision not in PRECISIONS:
+        raise ConfigError(
+            f"trainer.precision={str(precision)[:40]!r} is not one d2lexp trains in: use 32-true, bf16-mixed or "
+            "16-mixed (mixed precision on a GPU), or 16-true / bf16-true."
+        )
     for key, least in _TRAINER_MINIMUMS.items():
         value = cfg.trainer.get(key)
         if isinstance(value, int) and not isinstance(value, bool) and value < least:
@@ -259,6 +271,24 @@ def check_net_fits_data(stats_output: tuple[int, ...], data_module: DataModule) 
             f"The net gives {stats_output[-1]} scores per example, but the data has {classes} classes. "
             f"Set model.num_classes={classes}."
         )
+
+
+def check_net_fits_checkpoint(cfg: DictConfig, saved: dict[str, Any], source: Path) -> None:
+    """A resumed run's net, built first on the meta device and abandoned the moment it would hold
+    more values than the checkpoint's weights: settings a run folder recorded (model.num_hiddens=500000)
+    cannot make the real net take gigabytes before the checkpoint is found not to fit it."""
+    from d2lexp.checkpoint import net_weights
+    from d2lexp.nets import NetTooLarge, size_budget
+
+    weights = [t for t in net_weights(saved).values() if isinstance(t, torch.Tensor)]
+    try:
+        with torch.device("meta"), size_budget(sum(t.numel() for t in weights), len(weights)):
+            net(cfg)
+    except NetTooLarge:
+        raise CheckpointError(
+            f"ckpt_path={source} holds the weights of a smaller net than the configured model (its settings, or those "
+            "its run recorded, describe a larger one). Resume with the model settings it was trained with."
+        ) from None
 
 
 def checkpoint_to_resume(cfg: DictConfig) -> Path | None:
@@ -313,6 +343,10 @@ def run(
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     torch.set_float32_matmul_precision(cfg.get("matmul_precision") or "highest")
     data_module = data(cfg)
+    found = checkpoint_to_resume(cfg)
+    saved = load_checkpoint(found) if found is not None else None  # read once, as bounded data
+    if saved is not None and given_net is None:
+        check_net_fits_checkpoint(cfg, saved, found)  # before the net is built: its size is the file's
     built_net = net(cfg) if given_net is None else given_net
     built_task = task(cfg, built_net)
     built_task.example_input_array = data_module.example_input()  # the model summary shows shapes and FLOPs
@@ -321,19 +355,19 @@ def run(
     stats = model_stats(lambda: net(cfg), example) if given_net is None else given_net_stats(given_net, example)
     if stats is not None:
         check_net_fits_data(stats.output_shape, data_module)
-    found = checkpoint_to_resume(cfg)
-    saved = load_checkpoint(found) if found is not None else None  # read once, as bounded data
     built_trainer = trainer(cfg, callbacks(cfg, first_callbacks, on_epoch), loggers(cfg))
     io = built_trainer.strategy.checkpoint_io
     if isinstance(io, RunCheckpointIO):
-        io.attach(built_task, built_trainer)
+        io.attach(built_task, built_trainer, data_module)
     if found is not None:
         if not isinstance(io, RunCheckpointIO):
             raise ConfigError(
                 "Resuming needs d2lexp's checkpoint reader (it restores state only after checking it), but "
                 "trainer.plugins holds another CheckpointIO. Drop it, or start afresh without ckpt_path."
             )
-        io.resume_from(found, checked_for_resume(saved, built_task, built_trainer, found))  # state only; never paths
+        io.resume_from(
+            found, checked_for_resume(saved, built_task, built_trainer, found, data_module)
+        )  # state only; never paths
     tests = (
         bool(cfg.get("test"))
         and is_overridden("test_step", built_task)

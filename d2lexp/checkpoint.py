@@ -49,8 +49,9 @@ _TENSOR_DTYPES = {
     torch.float16, torch.bfloat16, torch.float32, torch.float64, torch.complex64, torch.complex128,
     torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64, torch.bool,
 }  # fmt: skip
-# Where `ckpt_path=last` looks: at most this many entries under the runs' folder.
+# Where `ckpt_path=last` looks: at most this many entries under the runs' folder, and the newest runs' settings.
 _MAX_SCANNED = 200_000
+_MAX_CANDIDATES = 100
 
 # The settings that make a run what it is: a run resumed with `ckpt_path=last` must share them.
 # (Where the data lives, how long to train and on which device may differ.)
@@ -170,7 +171,7 @@ def find_checkpoint(
         newest_first = sorted(found, key=lambda p: p.stat().st_mtime, reverse=True)
         if settings is None:
             return newest_first[0].absolute()
-        for candidate in newest_first:
+        for candidate in newest_first[:_MAX_CANDIDATES]:  # each costs a bounded YAML read
             recorded = _recorded_settings(candidate)
             if recorded is not None and not setting_differences(recorded, settings):
                 return candidate.absolute()
@@ -197,7 +198,15 @@ def find_checkpoint(
 
 def _check_archive(path: Path) -> int:
     """The size of the archive's pickle; CheckpointError for a file that is not torch.save's zip
-    archive, or whose entries would inflate past `MAX_INFLATION` times their stored size."""
+    archive, whose entries would inflate past `MAX_INFLATION` times their stored size, or that is
+    sparse (its length far beyond what it holds on disk: reading it would make up the difference)."""
+    info = path.stat()
+    on_disk = getattr(info, "st_blocks", None)
+    if on_disk is not None and info.st_size > _INFLATION_SLACK and on_disk * 512 * MAX_INFLATION < info.st_size:
+        raise CheckpointError(
+            f"ckpt_path={path} is refused: it is {info.st_size:,} bytes long but holds only {on_disk * 512:,} on disk (a "
+            "sparse file). torch.save writes no such file; this one was made to take memory when read, or was altered."
+        )
     try:
         with zipfile.ZipFile(path) as archive:
             entries = archive.infolist()

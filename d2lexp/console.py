@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 import re
 import threading
+import unicodedata
 import warnings
 from typing import Any
 
@@ -15,22 +16,41 @@ from d2lexp.run_folder import is_unwritable
 
 log = logging.getLogger("d2lexp")
 
-# Characters a terminal or a renderer acts on instead of showing: C0 and C1 controls (escape
-# sequences that clear the screen, set the clipboard or the title), bidirectional overrides that
-# reorder what is shown, and line and paragraph separators.
-_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u061c\u200b-\u200f\u2028-\u202e\u2060-\u2069\ufeff]")
+# Characters a terminal or a renderer acts on, or hides, instead of showing: by Unicode category,
+# controls (C0, C1: escape sequences that clear the screen, set the clipboard or the title), format
+# characters (bidirectional overrides that reorder what is shown, zero-width and tag characters),
+# line and paragraph separators, surrogates, private-use and unassigned code points.
+_HIDDEN_CATEGORIES = {"Cc", "Cf", "Zl", "Zp", "Cs", "Co", "Cn"}
+_NOT_PLAIN_ASCII = re.compile(r"[^\x20-\x7e]")
 _NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+# A few characters of other categories that render as nothing (a Hangul filler, a combining grapheme
+# joiner, a musical-symbol format), shown escaped too.
+_INVISIBLE = {"\u034f", "\u115f", "\u1160", "\u3164", "\uffa0", "\u180e"}
 
 
-def printable(text: Any) -> str:
-    """`text` with every control character shown as an escape (`\\x1b`, `\\n`, `\\u202e`): a name
-    or a string read from a file cannot move the cursor, clear the screen or hide a line."""
+def _escape(char: str) -> str:
+    code = ord(char)
+    return _NAMED.get(char) or (
+        f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
+    )
 
-    def escape(match: re.Match[str]) -> str:
+
+def _shown(char: str) -> str:
+    hidden = unicodedata.category(char) in _HIDDEN_CATEGORIES or char in _INVISIBLE
+    return _escape(char) if hidden else char
+
+
+def printable(text: Any, keep_newlines: bool = False) -> str:
+    """`text` with every control or invisible character shown as an escape (`\\x1b`, `\\n`,
+    `\\u202e`): a name or a string read from a file cannot move the cursor, clear the screen,
+    reorder or hide what is shown. `keep_newlines`: line breaks (and tabs) are kept as they are."""
+    text = str(text)
+
+    def shown(match: re.Match[str]) -> str:
         char = match.group()
-        return _NAMED.get(char) or (f"\\x{ord(char):02x}" if ord(char) < 0x100 else f"\\u{ord(char):04x}")
+        return char if keep_newlines and char in "\n\t" else _shown(char)
 
-    return _CONTROL.sub(escape, str(text))
+    return _NOT_PLAIN_ASCII.sub(shown, text)
 
 
 class EscapeArguments(logging.Filter):
@@ -43,6 +63,16 @@ class EscapeArguments(logging.Filter):
         elif isinstance(record.args, dict):
             record.args = {k: printable(v) for k, v in record.args.items()}
         return True
+
+
+class EscapingFormatter(logging.Formatter):
+    """Every handler's formatter: the whole formatted line has its control and invisible characters
+    escaped, also where a library formatted a path or a name into its message itself (Lightning's
+    "Restoring states from the checkpoint path at ..."). Line breaks are kept: tracebacks and tables
+    have them; a break inside a name is escaped already by `EscapeArguments`."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return printable(super().format(record), keep_newlines=True)
 
 
 class BelowWarnings(logging.Filter):

@@ -19,7 +19,7 @@ import secrets
 import stat
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 _CLOEXEC = getattr(os, "O_CLOEXEC", 0)
@@ -86,13 +86,21 @@ def _sync_folder(folder: Path) -> None:
         os.close(fd)
 
 
-def open_append(path: str | Path, mode: int = 0o644) -> IO[str]:
-    """A log file opened to append text, created if missing; a link at `path` is refused."""
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | _NOFOLLOW | _CLOEXEC, mode)
-    if not stat.S_ISREG(os.fstat(fd).st_mode):  # a FIFO or a device would block or write elsewhere
+def open_in_place(path: str | Path, flags: int, mode: int = 0o644) -> int:
+    """A file descriptor for writing into the file at `path` in place (appending, or rewriting it):
+    refused (LinkRefused) if `path` is a symbolic link, not a regular file (a FIFO or a device would
+    block or write elsewhere), or a file with another hard link (a write would change that file too)."""
+    fd = os.open(path, flags | _NOFOLLOW | _CLOEXEC | getattr(os, "O_NONBLOCK", 0), mode)
+    info = os.fstat(fd)
+    if not stat.S_ISREG(info.st_mode) or info.st_nlink > 1:
         os.close(fd)
-        raise LinkRefused(f"{path} is not a regular file")
-    return os.fdopen(fd, "a", encoding="utf-8")
+        raise LinkRefused(f"{path} is not a file of its own (a special file, or one hard-linked elsewhere)")
+    return fd
+
+
+def open_append(path: str | Path, mode: int = 0o644) -> IO[str]:
+    """A log file opened to append text, created if missing; see `open_in_place` for what is refused."""
+    return os.fdopen(open_in_place(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, mode), "a", encoding="utf-8")
 
 
 def make_folder(path: str | Path) -> Path:
@@ -121,10 +129,13 @@ def remove_file(path: str | Path, folder: str | Path) -> bool:
 
 
 def links_inside(folder: str | Path, limit: int = 100_000) -> Iterator[Path]:
-    """Every symbolic link (or other non-file, non-folder entry) inside `folder`, however deep,
-    without following any; raises OSError past `limit` entries (no run folder holds that many)."""
+    """Every entry inside `folder`, however deep, through which a write could reach outside it: a
+    symbolic link, a special file (FIFO, socket, device), or a file hard-linked from outside (its
+    links outnumber those inside). Links are not followed; OSError past `limit` entries (no run
+    folder holds that many)."""
     seen = 0
     pending = [Path(folder)]
+    inodes: dict[tuple[int, int], list[Any]] = {}  # (device, inode) -> [links inside, links in all, a path]
     while pending:
         current = pending.pop()
         with os.scandir(current) as entries:
@@ -138,3 +149,11 @@ def links_inside(folder: str | Path, limit: int = 100_000) -> Iterator[Path]:
                     pending.append(Path(entry.path))
                 elif not entry.is_file(follow_symlinks=False):
                     yield Path(entry.path)  # a FIFO, socket or device: a write to it goes elsewhere
+                else:
+                    info = entry.stat(follow_symlinks=False)
+                    if info.st_nlink > 1:  # d2lexp's own hard links (a best and a last checkpoint) lie inside
+                        links = inodes.setdefault((info.st_dev, info.st_ino), [0, info.st_nlink, Path(entry.path)])
+                        links[0] += 1
+    for inside, total, path in inodes.values():
+        if inside < total:
+            yield path

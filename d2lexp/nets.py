@@ -95,13 +95,13 @@ def checked_net_config(node: Any, source: str, key: str = "model") -> tuple[NetB
     return builder, arguments
 
 
-class _OverBudget(Exception):
-    pass
+class NetTooLarge(CheckpointError):
+    """A net being built outgrew the budget of the weights a file holds."""
 
 
 @contextlib.contextmanager
-def _size_budget(max_values: int, max_tensors: int) -> Iterator[None]:
-    """While a net is built: abandon it (`_OverBudget`) the moment its parameters and buffers hold
+def size_budget(max_values: int, max_tensors: int) -> Iterator[None]:
+    """While a net is built: abandon it (NetTooLarge) the moment its parameters and buffers hold
     more than `max_values` values, or it has more than `max_tensors` of them, or more modules than
     could hold them. Settings such as `ResNet(stages=[200000])` are then refused after a few blocks,
     not after gigabytes."""
@@ -115,12 +115,12 @@ def _size_budget(max_values: int, max_tensors: int) -> Iterator[None]:
             counts["values"] += tensor.numel()
             counts["tensors"] += 1
             if counts["values"] > max_values or counts["tensors"] > max_tensors:
-                raise _OverBudget
+                raise NetTooLarge("the net outgrew the weights the file holds")
 
     def module_added(module: nn.Module, name: str, submodule: Any) -> None:
         counts["modules"] += 1
         if counts["modules"] > max_modules:
-            raise _OverBudget
+            raise NetTooLarge("the net outgrew the weights the file holds")
 
     handles = [
         torch_module.register_module_parameter_registration_hook(tensor_added),
@@ -139,13 +139,13 @@ def rebuild(
 ) -> nn.Module:
     """The registered net a stored model config names, built with its checked arguments. With
     `max_values` (and `max_tensors`): the values (tensors) the file holds for it; a net that would
-    hold more is refused before it is built (`_size_budget`)."""
+    hold more is refused before it is built (`size_budget`)."""
     builder, arguments = checked_net_config(node, source, key)
-    budget = _size_budget(max_values, max_tensors or 0) if max_values is not None else contextlib.nullcontext()
+    budget = size_budget(max_values, max_tensors or 0) if max_values is not None else contextlib.nullcontext()
     try:
         with budget:
             return builder(**arguments)
-    except _OverBudget:
+    except NetTooLarge:
         raise CheckpointError(
             f"{source} is refused: its stored `{key}` settings describe a {builder.__name__} larger than the weights "
             "the file holds. The file was not written by a d2lexp run, or was altered."

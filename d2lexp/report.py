@@ -264,9 +264,15 @@ def _label(row: dict[str, Any]) -> str:
 
 def plot(rows: list[dict[str, Any]], path: Path) -> None:
     """Validation accuracy per epoch for every job, and test accuracy against MACs per example."""
+    import matplotlib
     from matplotlib.figure import Figure
     from matplotlib.ticker import MaxNLocator
 
+    with matplotlib.rc_context({"text.parse_math": False}):  # a job's name or status is text, never a formula
+        _plot(rows, path, Figure, MaxNLocator)
+
+
+def _plot(rows: list[dict[str, Any]], path: Path, Figure: Any, MaxNLocator: Any) -> None:
     fig = Figure(figsize=(13, 5))
     curves, cost = fig.subplots(1, 2)
     for i, row in enumerate(rows):
@@ -344,7 +350,12 @@ class SweepReport(Callback):
         from d2lexp.callbacks.throughput import process_start_time
 
         wall = time.time() - (process_start_time() or getattr(self, "started", time.time()))
-        paths = write_report(sweep_dir, rows, wall)
+        try:
+            paths = write_report(sweep_dir, rows, wall)
+        except OSError as e:
+            log.error("The sweep's report could not be written into %s: %s (%s). Write it later with: "
+                      "python -m d2lexp.report %s", sweep_dir, e.strerror or e, e.filename, sweep_dir)  # fmt: skip
+            sys.exit(1)
         log.info("Sweep report: %s (table), %s (curves)", paths["md"], paths["png"])
         print(f"{printable(summary(rows, wall))}\n{markdown_table(rows, console_text)}")
         not_done = [r for r in rows if r.get("status") != "done"]
@@ -360,9 +371,13 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit("usage: python -m d2lexp.report <sweep folder>  (e.g. outputs/multirun/2026-11-26/12-00-00)")
     try:
         rows = collect(args[0])
+        paths = write_report(args[0], rows)
     except NotASweep as e:
-        raise SystemExit(str(e)) from None
-    paths = write_report(args[0], rows)
+        raise SystemExit(printable(e)) from None
+    except OSError as e:
+        raise SystemExit(
+            printable(f"The report could not be written into {args[0]}: {e.strerror or e} ({e.filename}).")
+        ) from None
     print(f"{printable(summary(rows))}\n{markdown_table(rows, console_text)}")
     print(f"\nwrote {paths['md']}, {paths['csv']}, {paths['png']}")
 

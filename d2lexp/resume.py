@@ -77,6 +77,8 @@ def _like(value: Any, template: Any, where: str, finite: bool = True) -> Any:
     if isinstance(template, torch.Tensor):
         if not isinstance(value, torch.Tensor) or value.shape != template.shape or value.dtype != template.dtype:
             raise _Refused(where, f"is not a {template.dtype} tensor of shape {tuple(template.shape)}")
+        if finite and value.is_floating_point() and not bool(torch.isfinite(value).all()):
+            raise _Refused(where, "holds NaN or infinite values")
         return value
     if _is_number(template):
         if not _is_number(value) or (finite and not math.isfinite(value)) or abs(value) >= _MAX_COUNTER * 2**64:
@@ -98,14 +100,17 @@ def _counter(value: Any, where: str) -> int:
 
 
 def _state_dict(saved: Any, task: pl.LightningModule, source: str) -> dict[str, torch.Tensor]:
-    from d2lexp.tasks.metrics import upgrade_metric_states
-
-    if not isinstance(saved, dict):
-        raise _Refused("state_dict", "is not a mapping of tensors")
-    saved = dict(saved)
-    upgrade_metric_states(saved)  # runs written before RunningMean name their metric sums otherwise
+    if not isinstance(saved, dict) or not all(isinstance(k, str) for k in saved):
+        raise _Refused("state_dict", "is not a mapping of names to tensors")
     expected = task.state_dict()
     missing, unexpected = sorted(set(expected) - set(saved)), sorted(set(saved) - set(expected))
+    nets_match = {k for k in expected if k.startswith("net.")} == {k for k in saved if k.startswith("net.")}
+    if nets_match and (missing or unexpected):  # the same net; the task's running sums kept otherwise
+        raise CheckpointError(
+            f"ckpt_path={source} holds this net's weights, but its task's running state ({', '.join((missing + unexpected)[:4])}) "
+            "as another version of d2lexp kept it, so the run cannot go on exactly where it stopped. Its net still "
+            "loads: score it with python -m d2lexp.eval, or start a new run from it."
+        )
     if missing or unexpected:
         details = "; ".join(
             part
@@ -141,60 +146,82 @@ def _meta_parameters(net: nn.Module) -> list[nn.Parameter]:
             for p in net.parameters()]  # fmt: skip
 
 
-def _optimizer_states(saved: Any, task: pl.LightningModule) -> tuple[list[dict[str, Any]], torch.optim.Optimizer]:
+def _fresh_optimizer(task: pl.LightningModule) -> tuple[torch.optim.Optimizer, Any, list[nn.Parameter]]:
+    """An optimizer (and scheduler) as this run builds them, for its net's parameters on the meta
+    device (no memory): its state after one step is the shape a checkpoint's must have."""
+    parameters = _meta_parameters(task.net)
+    optimizer = task.optimizer_factory(parameters)
+    scheduler = getattr(task, "scheduler", None)
+    built = None
+    if scheduler is not None:  # a scheduler adds to the optimizer's groups (initial_lr, max_lr, ...)
+        length = {scheduler.total_steps_arg: 1000} if scheduler.total_steps_arg else {}
+        built = scheduler.factory(optimizer, **length)
+    return optimizer, built, parameters
+
+
+def _stepped_state(
+    optimizer: torch.optim.Optimizer, parameters: list[nn.Parameter]
+) -> dict[int, dict[str, Any]] | None:
+    """What the optimizer keeps per parameter once it has stepped (momentum buffers, Adam's moments;
+    nothing for plain SGD); None where a step cannot be taken on the meta device."""
+    for parameter in parameters:
+        parameter.grad = torch.empty_like(parameter)
+    try:
+        optimizer.step()
+        return {i: dict(s) for i, s in optimizer.state_dict()["state"].items()}
+    except (RuntimeError, NotImplementedError, TypeError, ValueError):
+        return None
+    finally:
+        for parameter in parameters:
+            parameter.grad = None
+
+
+def _optimizer_states(saved: Any, task: pl.LightningModule) -> tuple[list[dict[str, Any]], Any]:
     """The optimizer's state, checked against a fresh optimizer for this run's net (on the meta
-    device: no memory), and loaded into it as a trial."""
-    parameters = list(task.net.parameters())
-    fresh = task.optimizer_factory(_meta_parameters(task.net))
-    template = fresh.state_dict()
+    device: no memory), its groups as this run's scheduler leaves them, its per-parameter state as
+    one step leaves it, and loaded into it as a trial."""
+    fresh, scheduler, parameters = _fresh_optimizer(task)
+    groups_template = fresh.state_dict()["param_groups"]
+    stepped = _stepped_state(fresh, parameters)
     if not isinstance(saved, list) or len(saved) != 1 or not isinstance(saved[0], dict):
         raise _Refused("optimizer_states", "is not one optimizer's state")
     state = saved[0]
     if set(state) != {"state", "param_groups"}:
         raise _Refused("optimizer_states[0]", "is not an optimizer's state")
-    groups = _like(state["param_groups"], template["param_groups"], "optimizer_states[0].param_groups")
+    groups = _like(state["param_groups"], groups_template, "optimizer_states[0].param_groups")
     per_parameter = state["state"]
     if not isinstance(per_parameter, dict):
         raise _Refused("optimizer_states[0].state", "is not a mapping")
     checked: dict[int, dict[str, Any]] = {}
     for index, values in per_parameter.items():
-        where = f"optimizer_states[0].state[{index}]"
+        where = f"optimizer_states[0].state[{index!r}]"
         if not isinstance(index, int) or not 0 <= index < len(parameters) or not isinstance(values, dict):
             raise _Refused(where, "is not the state of one of the net's parameters")
-        shape = parameters[index].shape
+        if stepped is not None:  # the keys and shapes one step leaves; numbers and tensors in their places
+            if index not in stepped:
+                raise _Refused(where, "is state this run's optimizer does not keep")
+            values = _like(values, stepped[index], where)
         for key, value in values.items():
-            if not isinstance(key, str):
-                raise _Refused(where, "is keyed by a non-string")
-            if isinstance(value, torch.Tensor):
-                if value.shape not in (torch.Size([]), shape) or not (
-                    value.is_floating_point() or value.dtype == torch.int64
-                ):
-                    raise _Refused(
-                        f"{where}.{key}",
-                        f"is a {value.dtype} tensor of shape {tuple(value.shape)}, not one like its parameter {tuple(shape)}",
-                    )
-                if value.is_floating_point() and not bool(torch.isfinite(value).all()):
-                    raise _Refused(f"{where}.{key}", "holds NaN or infinite values")
-            elif not _is_number(value) or not math.isfinite(value):
-                raise _Refused(f"{where}.{key}", f"is {str(value)[:40]!r}, not a number")
+            if isinstance(value, torch.Tensor) and value.is_floating_point() and not bool(torch.isfinite(value).all()):
+                raise _Refused(f"{where}.{key}", "holds NaN or infinite values")
         checked[index] = values
-    result = {"state": checked, "param_groups": groups}
-    try:
-        fresh.load_state_dict({"state": {i: {k: (v.to("meta") if isinstance(v, torch.Tensor) else v) for k, v in s.items()}
-                                         for i, s in checked.items()}, "param_groups": groups})  # fmt: skip
+    if [g["params"] for g in groups] != [g["params"] for g in groups_template]:
+        raise _Refused("optimizer_states[0].param_groups", "does not list this net's parameters")
+    trial, _, _ = _fresh_optimizer(task)
+    try:  # torch's own checks, on the meta device
+        trial.load_state_dict({"state": {i: {k: (v.to("meta") if isinstance(v, torch.Tensor) else v) for k, v in values.items()}
+                                         for i, values in checked.items()}, "param_groups": groups})  # fmt: skip
     except (ValueError, KeyError, TypeError, RuntimeError) as e:
         raise _Refused("optimizer_states", f"does not load into this run's optimizer ({str(e)[:200]})") from None
-    return [result], fresh
+    return [{"state": checked, "param_groups": groups}], scheduler
 
 
-def _scheduler_states(saved: Any, task: pl.LightningModule, optimizer: torch.optim.Optimizer) -> list[dict[str, Any]]:
-    scheduler = getattr(task, "scheduler", None)
+def _scheduler_states(saved: Any, task: pl.LightningModule, scheduler: Any) -> list[dict[str, Any]]:
     if scheduler is None:
         if saved not in (None, []):
             raise _Refused("lr_schedulers", "holds a scheduler's state, but this run has no scheduler")
         return []
-    length = {scheduler.total_steps_arg: 1000} if scheduler.total_steps_arg else {}
-    template = scheduler.factory(optimizer, **length).state_dict()
+    template = scheduler.state_dict()
     if not isinstance(saved, list) or len(saved) != 1:
         raise _Refused("lr_schedulers", "is not one scheduler's state")
     state = saved[0]
@@ -304,12 +331,15 @@ def _model_checkpoint_state(callback: ModelCheckpoint, saved: Any, where: str) -
 
 
 def _callback_states(saved: Any, trainer: pl.Trainer) -> dict[str, Any]:
+    """The callbacks' own states: ModelCheckpoint's rebuilt from the run's folder; any other's in the
+    structure the run's own callback has, where the values of its constructor's arguments (its
+    configuration: EarlyStopping's patience, say) are the run's own, never the file's."""
+    import inspect
+
     if saved is None:
         return {}
     if not isinstance(saved, dict):
         raise _Refused("callbacks", "is not a mapping")
-    from d2lexp.trust import plain_value_problem
-
     states = {}
     for callback in trainer.callbacks:
         key = callback.state_key
@@ -320,12 +350,17 @@ def _callback_states(saved: Any, trainer: pl.Trainer) -> dict[str, Any]:
             states[key] = _model_checkpoint_state(callback, saved[key], where)
         elif isinstance(callback, Checkpoint):
             continue  # another kind of checkpoint callback: it starts its bookkeeping afresh
-        elif isinstance(saved[key], dict):
-            plain = {k: v for k, v in saved[key].items() if isinstance(v, torch.Tensor) and v.numel() == 1}
-            rest = {k: v for k, v in saved[key].items() if k not in plain}
-            if any(plain_value_problem(v) for v in rest.values()):
-                raise _Refused(where, "holds more than plain values")
-            states[key] = saved[key]
+        else:
+            template = callback.state_dict()
+            if not template:
+                continue
+            configuration = set(inspect.signature(type(callback).__init__).parameters)
+            if not isinstance(saved[key], dict) or set(saved[key]) != set(template):
+                raise _Refused(where, "does not have the state of this run's callback")
+            states[key] = {
+                k: v if k in configuration else _like(saved[key][k], v, f"{where}.{k}", finite=False)
+                for k, v in template.items()
+            }
     return states
 
 
@@ -342,16 +377,51 @@ def _task_notes(saved: Any) -> dict[str, Any] | None:
     return {"epoch": epoch, "first_loss": first}
 
 
+_MAX_METRICS = 200  # per epoch of a history
+
+
+def _history_row(row: Any, where: str) -> dict[str, float]:
+    if not isinstance(row, dict) or len(row) > _MAX_METRICS:
+        raise _Refused(where, "is not an epoch of a history")
+    numbers = {}
+    for key, value in row.items():
+        if not isinstance(key, str) or len(key) > 200 or not _is_number(value) or not math.isfinite(value):
+            raise _Refused(f"{where}.{str(key)[:60]}", "is not a metric's finite value")
+        numbers[key] = value
+    if "epoch" in numbers:
+        numbers["epoch"] = _counter(numbers["epoch"], f"{where}.epoch")
+    return numbers
+
+
 def _history(saved: Any) -> dict[str, Any] | None:
+    """The epochs' metrics, finite numbers by name, and the epoch now running."""
     if saved is None:
         return None
     if not isinstance(saved, dict) or not isinstance(saved.get("epochs", []), list):
         raise _Refused(HISTORY_KEY, "is not an epoch history")
-    return saved  # EpochHistory keeps numbers only, by name
+    epochs = [_history_row(row, f"{HISTORY_KEY}.epochs[{i}]") for i, row in enumerate(saved.get("epochs") or [])]
+    pending = saved.get("pending")
+    return {"epochs": epochs, "pending": None if pending is None else _history_row(pending, f"{HISTORY_KEY}.pending")}
+
+
+def _holder_state(saved: Any, holder: Any, where: str) -> Any:
+    """The state of the data module or the precision plugin: in the structure of its own, numbers in
+    their places (a loss scaler's); a language model's vocabulary, checked by its data module."""
+    from d2lexp.data.text import Vocab
+
+    if isinstance(saved, dict) and set(saved) == {"idx_to_token"}:  # a language model's data: its vocabulary
+        problem = Vocab.tokens_problem(saved["idx_to_token"])
+        if problem:
+            raise _Refused(f"{where}.idx_to_token", problem)
+        return saved
+    template = holder.state_dict()
+    if not template:
+        return None
+    return _like(saved, template, where, finite=False)
 
 
 def checked_for_resume(
-    checkpoint: dict[str, Any], task: pl.LightningModule, trainer: pl.Trainer, source: str | Path
+    checkpoint: dict[str, Any], task: pl.LightningModule, trainer: pl.Trainer, source: str | Path, data: Any = None
 ) -> dict[str, Any]:
     """A new checkpoint made of what `checkpoint` (loaded by d2lexp.checkpoint.load_checkpoint)
     may restore in this run, checked (see the module's docstring); CheckpointError, one
@@ -361,14 +431,14 @@ def checked_for_resume(
     source = str(source)
     try:
         state_dict = _state_dict(checkpoint.get("state_dict"), task, source)
-        optimizer_states, fresh_optimizer = _optimizer_states(checkpoint.get("optimizer_states"), task)
+        optimizer_states, fresh_scheduler = _optimizer_states(checkpoint.get("optimizer_states"), task)
         checked: dict[str, Any] = {
             "epoch": _counter(checkpoint.get("epoch"), "epoch"),
             "global_step": _counter(checkpoint.get("global_step"), "global_step"),
             "pytorch-lightning_version": lightning.__version__,  # this structure: no migration applies
             "state_dict": state_dict,
             "optimizer_states": optimizer_states,
-            "lr_schedulers": _scheduler_states(checkpoint.get("lr_schedulers"), task, fresh_optimizer),
+            "lr_schedulers": _scheduler_states(checkpoint.get("lr_schedulers"), task, fresh_scheduler),
             "loops": _loops(checkpoint.get("loops"), trainer),
             "callbacks": _callback_states(checkpoint.get("callbacks"), trainer),
         }
@@ -384,15 +454,12 @@ def checked_for_resume(
         ):
             if value is not None:
                 checked[key] = value
-        for holder in (trainer.datamodule, trainer.precision_plugin):
+        for holder in (data if data is not None else trainer.datamodule, trainer.precision_plugin):
             name = type(holder).__qualname__ if holder is not None else None
             if name in checkpoint:
-                from d2lexp.trust import plain_value_problem
-
-                problem = plain_value_problem(checkpoint[name]) if not isinstance(checkpoint[name], dict) else None
-                if problem:
-                    raise _Refused(name, problem)
-                checked[name] = checkpoint[name]  # the data module and the precision plugin check their own
+                state = _holder_state(checkpoint[name], holder, name)
+                if state is not None:
+                    checked[name] = state
     except _Refused as e:
         raise CheckpointError(
             f"ckpt_path={source} cannot be resumed in this run: its {e.where} {e.why}. The checkpoint was written by "
@@ -416,11 +483,12 @@ class RunCheckpointIO(TorchCheckpointIO):
         self.folder = Path(folder).absolute() if folder is not None else None
         self._task: pl.LightningModule | None = None
         self._trainer: pl.Trainer | None = None
+        self._data: Any = None
         self._checked: tuple[str, dict[str, Any]] | None = None
 
-    def attach(self, task: pl.LightningModule, trainer: pl.Trainer) -> None:
+    def attach(self, task: pl.LightningModule, trainer: pl.Trainer, data: Any = None) -> None:
         """The run whose checkpoints this reads (for `checked_for_resume`)."""
-        self._task, self._trainer = task, trainer
+        self._task, self._trainer, self._data = task, trainer, data
 
     def resume_from(self, path: str | Path, checkpoint: dict[str, Any]) -> None:
         """The checkpoint `path` holds, already checked: Lightning is given it, not the file again."""
@@ -432,7 +500,7 @@ class RunCheckpointIO(TorchCheckpointIO):
             return checked
         if self._task is None or self._trainer is None:
             raise CheckpointError(f"{path}: d2lexp reads checkpoints only for a run it has built.")
-        return checked_for_resume(load_checkpoint(path), self._task, self._trainer, path)
+        return checked_for_resume(load_checkpoint(path), self._task, self._trainer, path, self._data)
 
     def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Any | None = None) -> None:
         if storage_options is not None:  # as TorchCheckpointIO does

@@ -33,6 +33,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from d2lexp.errors import D2lexpError
+from d2lexp.files import LinkRefused, create_new, open_in_place
 
 try:  # advisory locks tell a live run's folder from a dead one's; not on Windows
     import fcntl
@@ -95,16 +96,32 @@ def holds_a_run(folder: Path) -> bool:
     return any(os.path.lexists(folder / name) for name in RUN_FILES)
 
 
+# What a run writes in its folder: files, and folders it writes into. Found as anything else in a
+# folder a run takes over, they would make its writes fail or go astray.
+WRITTEN_FILES = ("metrics.json", "train.log", "curves.png", "augmentation.png", "predictions.png", "confusion.png",
+                 "misclassified.png", "eval.json", LOCK_FILE)  # fmt: skip
+WRITTEN_FOLDERS = ("checkpoints", "tensorboard", ".hydra")
+
+
 def check_no_links(folder: Path) -> None:
     """A run folder taken over (to resume the run in it) must hold no links: a link planted in a
-    shared folder (`checkpoints -> ~`, `train.log -> ~/.bashrc`) would send the run's writes, or
-    Lightning's removal of old checkpoints, outside it."""
+    shared folder (`checkpoints -> ~`, `train.log -> ~/.bashrc`, a hard link of ~/.bashrc) would
+    send the run's writes, or Lightning's removal of old checkpoints, outside it; and what the run
+    writes must be files and folders where it expects them."""
     from d2lexp.files import links_inside
 
     try:
         found = next(links_inside(folder), None)
     except OSError as e:
         raise OutputError(f"{folder} cannot be resumed in: {e}.") from None
+    odd = [folder / n for n in WRITTEN_FILES if os.path.lexists(folder / n) and not (folder / n).is_file()]
+    odd += [folder / n for n in WRITTEN_FOLDERS if os.path.lexists(folder / n) and not (folder / n).is_dir()]
+    if odd and found is None:
+        raise OutputError(
+            f"{folder} cannot be resumed in: {odd[0]} is not what a run writes there (a file where a folder belongs, "
+            "or a folder where a file does). Resume into a new folder instead: ckpt_path=<the run> "
+            "hydra.run.dir=<a new folder>."
+        )
     if found is not None:
         raise OutputError(
             f"{folder} cannot be resumed in: it holds a link or special file, {found}, and a run writes only into "
@@ -131,10 +148,14 @@ def _try_claim(folder: Path, resuming: bool) -> bool:
             if not resuming:
                 return False
             check_no_links(folder)
-        flags = os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0) | (0 if resuming else os.O_EXCL)
-        fd = os.open(folder / LOCK_FILE, flags, 0o644)
+        if resuming:  # the run's own lock file, rewritten in place: a file of its own, never a link
+            fd = open_in_place(folder / LOCK_FILE, os.O_RDWR | os.O_CREAT)
+        else:
+            fd = create_new(folder / LOCK_FILE)
     except FileExistsError:
         return False  # another process created the lock file first
+    except LinkRefused as e:
+        raise OutputError(f"{folder} cannot be resumed in: {e}. Resume into a new folder instead.") from None
     except OSError as e:
         raise unwritable(e.filename or folder, e) from None
     if not _lock(fd):
@@ -159,6 +180,11 @@ def claim(folder: str | Path, *, suffix_on_collision: bool, resuming: bool = Fal
     wrote `folder`, which may then be taken over if no live process holds it.
     """
     folder = Path(folder).expanduser()
+    if folder.is_symlink():  # a link's target is another folder, whoever named it: it is not claimed through the link
+        raise OutputError(
+            f"{folder} is a link to {os.path.realpath(folder)}: a run writes only into the folder it names. Name the "
+            "folder itself, or a new one."
+        )
     names = [folder]
     if suffix_on_collision:
         names = itertools.chain(names, (folder.with_name(f"{folder.name}_{i}") for i in range(2, MAX_SUFFIX)))
@@ -270,4 +296,13 @@ class RunFolderCheck(Callback):
                 config.hydra.output_subdir = str(subdir / f"resume_{number}")
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        # A sweep starts in a folder of its own: an explicit one must be new or empty (a folder of an
+        # earlier sweep, or a shared one, could hold job folders with links Hydra would write through).
+        folder = Path(str(OmegaConf.select(config, "hydra.sweep.dir")))
+        if folder.absolute() not in _claimed and folder.is_dir() and any(folder.iterdir()):
+            log.error(
+                "%s already holds files: a sweep starts in a folder of its own. Leave hydra.sweep.dir out and each "
+                "sweep gets a new folder, or name a new one.", folder,
+            )  # fmt: skip
+            sys.exit(1)
         self._claim(config, "hydra.sweep.dir")

@@ -24,7 +24,9 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,22 +37,24 @@ from d2lexp.errors import CheckpointError
 
 log = logging.getLogger("d2lexp")
 
-MAX_TEXT_BYTES = 1 << 20  # a run's YAML files are a few KB
+MAX_TEXT_BYTES = 128 << 10  # a run's YAML files are a few KB (and a pure-Python YAML parse costs ~8 s/MB)
 MAX_JSON_BYTES = 64 << 20  # a metrics.json with a long history is a few MB at most
 MAX_DEPTH = 32  # nesting of mappings and lists
 MAX_STRING = 4096  # characters in one string or YAML scalar
 MAX_INT_DIGITS = 40  # whole numbers: well past any int64, far below Python's 4,300-digit limit
 MAX_VALUE_ITEMS = 10_000  # elements in one setting's value (a list of lists counts every element)
-MAX_OVERRIDES = 1000  # settings a run records
-MAX_OVERRIDE_LENGTH = 20_000  # characters in one recorded override
+MAX_OVERRIDES = 200  # settings a run records
+MAX_OVERRIDE_LENGTH = 2000  # characters in one recorded override (Hydra's parser is quadratic in a list's length)
 
-# The config groups whose option a file may choose (each option is a file of the user's own conf/).
-SETTING_GROUPS = ("experiment", "model", "data", "augment", "init", "task", "optimizer", "scheduler", "trainer")
+# The config groups whose option a file may choose (each option is a file of the user's own conf/),
+# and those it may remove (the others cannot be left out: a run needs them).
+SETTING_GROUPS = ("experiment", "model", "data", "augment", "init", "task", "optimizer", "scheduler")
+REMOVABLE_GROUPS = ("experiment", "scheduler")
 # The keys a file may set: whole groups (by prefix) and single keys.
 SETTING_PREFIXES = ("model.", "data.", "augment.", "init.", "task.", "optimizer.", "scheduler.")
 SETTING_KEYS = frozenset(
     {
-        "seed", "test", "matmul_precision", "objective.metric", "objective.mode",
+        "seed", "test", "matmul_precision",
         "trainer.max_epochs", "trainer.min_epochs", "trainer.max_steps", "trainer.max_time", "trainer.precision",
         "trainer.gradient_clip_val", "trainer.gradient_clip_algorithm", "trainer.accumulate_grad_batches",
         "trainer.limit_train_batches", "trainer.limit_val_batches", "trainer.limit_test_batches",
@@ -83,6 +87,12 @@ class _BoundedLoader(yaml.SafeLoader):
         super().__init__(stream)
         self._depth = 0
 
+    def construct_yaml_int(self, node: Any) -> int:
+        value = super().construct_yaml_int(node)
+        if value.bit_length() > 128:  # 0xfff... passes the scalar's length bound: the number's own size counts
+            raise yaml.YAMLError("it holds a whole number too large for any setting")
+        return value
+
     def compose_node(self, parent: Any, index: Any) -> Any:
         event = self.peek_event()
         if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None) is not None:
@@ -99,11 +109,19 @@ class _BoundedLoader(yaml.SafeLoader):
 
 
 def _read_bounded(path: Path, limit: int) -> str:
-    with open(path, "rb") as file:
+    """Up to `limit` bytes of a regular file (a FIFO or a device would block or never end: refused;
+    a link is not followed)."""
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0))
+    with os.fdopen(fd, "rb") as file:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise UntrustedFileError(f"{path} is not a regular file (a FIFO, a device or a folder): it is not read")
         data = file.read(limit + 1)
     if len(data) > limit:
         raise UntrustedFileError(f"{path} is larger than {limit:,} bytes: it is not a file d2lexp wrote")
     return data.decode("utf-8")
+
+
+_BoundedLoader.add_constructor("tag:yaml.org,2002:int", _BoundedLoader.construct_yaml_int)
 
 
 def read_yaml(path: str | Path, limit: int = MAX_TEXT_BYTES) -> Any:
@@ -119,7 +137,7 @@ def read_yaml(path: str | Path, limit: int = MAX_TEXT_BYTES) -> Any:
             loader.dispose()
     except (yaml.YAMLError, ValueError, RecursionError) as e:
         reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise UntrustedFileError(f"{path} cannot be read as a run's YAML file: {reason}.") from None
+        raise UntrustedFileError(f"{path} cannot be read as a run's YAML file: {reason[:300]}.") from None
 
 
 def _bounded_int(text: str) -> int:
@@ -266,7 +284,11 @@ def settings_from_file(overrides: Any, source: str, conf_dir: str | Path) -> Fil
         if override.is_sweep_override():
             raise refuse(text, "is a sweep, not one run's setting")
         if key in SETTING_GROUPS:  # a group's option (model=vgg11) or its removal (~experiment)
+            if override.is_delete() and key not in REMOVABLE_GROUPS:
+                raise refuse(text, f"removes the {key} group, which a run needs")
             value = None if override.is_delete() else override.value()
+            if value is None and not override.is_delete() and key not in REMOVABLE_GROUPS:
+                raise refuse(text, f"removes the {key} group, which a run needs")
             if value is not None and not (isinstance(value, str) and _OPTION_NAME.match(value)):
                 raise refuse(text, "does not name an option of the group")
             if value is not None and value not in _group_options(conf, key):

@@ -367,7 +367,7 @@ def corrupt_and_resume(finished, tmp_path, make_cfg, change) -> str:
         (lambda c: c["d2lexp_random_state"].update(python=[3, [1, 2], None]), "d2lexp_random_state holds no valid state of Python's"),
         (lambda c: c["optimizer_states"][0]["param_groups"].append(dict(c["optimizer_states"][0]["param_groups"][0])), "optimizer_states[0].param_groups does not have this run's length"),
         (lambda c: c["optimizer_states"][0]["param_groups"][0].update(lr=float("nan")), "is nan, not a number that is finite"),
-        (lambda c: c["optimizer_states"][0]["state"].update({0: {"momentum_buffer": torch.zeros(7)}}), "not one like its parameter"),
+        (lambda c: c["optimizer_states"][0]["state"].update({0: {"momentum_buffer": torch.zeros(7)}}), "optimizer_states[0].state[0] is state this run's optimizer does not keep"),
         (lambda c: c["loops"]["fit_loop"]["epoch_progress"]["total"].update(ready="many"), "is 'many', not a count"),
         (lambda c: c["loops"]["fit_loop"].pop("epoch_progress"), "does not have this trainer's structure"),
         (lambda c: c["state_dict"].update({"net.0.weight": torch.full_like(c["state_dict"]["net.1.weight"], float("nan"))}), "net.0.weight"),
@@ -500,9 +500,12 @@ def test_idx_labels_out_of_range_are_one_paragraph(tmp_path):
         (raw / images).write_bytes(
             bytes([0, 0, 8, 3]) + (2).to_bytes(4, "big") + (28).to_bytes(4, "big") * 2 + bytes(2 * 784)
         )
-        (raw / labels).write_bytes(bytes([0, 0, 9, 1]) + (2).to_bytes(4, "big") + bytes([3, 255]))  # int8: 3, -1
-    with pytest.raises(DataError, match="has label -1; Fashion-MNIST's labels are 0 to 9"):
+        (raw / labels).write_bytes(bytes([0, 0, 8, 1]) + (2).to_bytes(4, "big") + bytes([3, 10]))  # uint8: 3, 10
+    with pytest.raises(DataError, match="has label 10; Fashion-MNIST's labels are 0 to 9"):
         load_split(raw, "train")
+    (raw / "train-labels-idx1-ubyte").write_bytes(bytes([0, 0, 9, 1]) + (2).to_bytes(4, "big") + bytes([3, 255]))
+    with pytest.raises(DataError, match="holds torch.int8 labels, not Fashion-MNIST's unsigned bytes"):
+        load_split(raw, "train")  # int8: 3, -1
 
 
 @pytest.mark.parametrize(

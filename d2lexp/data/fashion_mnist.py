@@ -96,6 +96,10 @@ def load_split(raw: Path, split: str) -> tuple[torch.Tensor, torch.Tensor]:
     images, labels = read_idx(raw / image_file), read_idx(raw / label_file)
     if images.dim() != 3 or images.dtype != torch.uint8 or tuple(images.shape[1:]) != (28, 28):
         raise DataError(f"{raw / image_file} holds {tuple(images.shape)} {images.dtype}, not 28x28 uint8 images.")
+    if labels.dtype != torch.uint8:
+        raise DataError(
+            f"{raw / label_file} holds {labels.dtype} labels, not Fashion-MNIST's unsigned bytes: replace it."
+        )
     if labels.dim() != 1 or len(labels) != len(images):
         raise DataError(
             f"{raw / label_file} has {len(labels)} labels for {len(images)} images in {raw / image_file}: "

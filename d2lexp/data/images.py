@@ -23,6 +23,8 @@ from d2lexp.data.loader import TensorBatchLoader, seeded_generator
 from d2lexp.data.transforms import ImageBatchTransform
 from d2lexp.errors import ConfigError
 
+# The largest side images are resized to (the book's largest is 224; a batch of 256 at 2048 is 4 GiB).
+MAX_SIDE = 2048
 Split = tuple[torch.Tensor, torch.Tensor]  # images [N, C, H, W] uint8, targets [N, ...]
 
 
@@ -60,6 +62,8 @@ class ImageDataModule(DataModule):
         positive("data.batch_size", batch_size)
         positive("data.eval_batch_size", eval_batch_size, allow_none=True)
         positive("data.resize", resize, allow_none=True)
+        if resize is not None and resize > MAX_SIDE:
+            raise ConfigError(f"data.resize is at most {MAX_SIDE} pixels a side, got {resize}.")
         positive("data.train_subset", train_subset, allow_none=True)
         positive("data.test_subset", test_subset, allow_none=True)
         if not isinstance(val_size, int) or not 0 <= val_size < (self.train_size or 2**63):

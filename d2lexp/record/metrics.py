@@ -5,6 +5,7 @@ is one row here (and a task or callback that logs it).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -63,6 +64,10 @@ METRICS: tuple[Metric, ...] = (
 BY_KEY = {m.key: m for m in METRICS}
 
 
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
 def to_float(value: Any) -> float | None:
     try:
         return float(value)
@@ -104,7 +109,7 @@ def collapse(record: dict[str, Any]) -> dict[str, Any] | None:
         return None
     history = record.get("history") or {}
     accuracies, epochs = history.get("val/acc") or [], history.get("epoch") or []
-    best_epoch = next((e for e, a in zip(epochs, accuracies) if to_float(a) is not None and a >= best), None)
+    best_epoch = next((e for e, a in zip(epochs, accuracies) if _number(a) and a >= best), None)
     return {"best": best, "best_epoch": best_epoch, "final": final}
 
 
@@ -117,7 +122,7 @@ def time_to_accuracy(history: dict[str, list]) -> dict[str, dict[str, float] | N
         return None
     reached: dict[str, dict[str, float] | None] = {}
     for mark in ACCURACY_MARKS:
-        first = next((i for i, a in enumerate(accuracies) if isinstance(a, (int, float)) and a >= mark), None)
+        first = next((i for i, a in enumerate(accuracies) if _number(a) and a >= mark), None)
         at = None
         if first is not None and first < len(epochs):
             at = {"epoch": epochs[first], "seconds": seconds[first] if first < len(seconds) else None}

@@ -134,7 +134,7 @@ class RunRecord:
         """The run's training rate from its epochs' rates (as Throughput computes it: the first epoch,
         warm-up, left out when there are more), for a resumed run that trained no epoch itself."""
         for unit in ("examples", "tokens"):
-            rates = [r for r in history.get(f"train/{unit}_per_second", []) if r]
+            rates = [r for r in history.get(f"train/{unit}_per_second", []) if isinstance(r, (int, float)) and r > 0]
             if rates:
                 steady = rates[1:] or rates
                 self.data[f"train_{unit}_per_second"] = len(steady) / sum(1 / r for r in steady)

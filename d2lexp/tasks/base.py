@@ -80,6 +80,19 @@ class Task(LeanHookBookkeeping, pl.LightningModule):
         """True in the epoch a run resumed inside of (from a checkpoint written mid-epoch)."""
         return self._resumed_epoch == self.current_epoch
 
+    def on_train_start(self) -> None:
+        """A schedule over the whole run (one-cycle), restored from a checkpoint, was made for that
+        run's length: a resumed run that would step past it ends here, in one paragraph, not in the
+        scheduler's error some epochs later."""
+        arg = self.scheduler.total_steps_arg if self.scheduler is not None else None
+        restored = getattr(self.lr_schedulers(), arg, None) if arg else None
+        needed = self.trainer.estimated_stepping_batches
+        if isinstance(restored, int) and math.isfinite(needed) and restored < needed:
+            raise ConfigError(
+                f"The run resumes a schedule made for {restored} steps, but this run would take {int(needed)}. Resume "
+                "it with the trainer.max_epochs (and data settings) it was started with, or start a new run."
+            )
+
     def on_train_epoch_start(self) -> None:
         if not self.resuming_mid_epoch():
             for metric in self._train_metrics:
