@@ -175,7 +175,8 @@ def schema_of(
             fields.append((argument.name, kind, dataclasses.field(default_factory=lambda d=default: list(d))))
         else:
             fields.append((argument.name, kind, dataclasses.field(default=default)))
-    return dataclasses.make_dataclass(f"{name}Settings", fields, kw_only=True)
+    schema = dataclasses.make_dataclass(f"{name}Settings", fields, kw_only=True)
+    return schema
 
 
 # The schemas of the groups users edit most, by the name their YAML files give them.
@@ -203,7 +204,12 @@ def register_with_hydra() -> None:
 
     store = ConfigStore.instance()
     for name, (target, options) in SCHEMAS.items():
-        store.store(group="schema", name=name, node=schema_of(target, **options))
+        schema = schema_of(target, **options)
+        # A module-level name, so the config store pickles (a sweep's jobs start in processes of their own).
+        schema.__name__ = schema.__qualname__ = f"{name.title().replace('_', '')}Settings"
+        schema.__module__ = __name__
+        globals()[schema.__name__] = schema
+        store.store(group="schema", name=name, node=schema)
     OmegaConf.register_new_resolver("new_run_folder", new_run_folder, use_cache=True, replace=True)
 
 

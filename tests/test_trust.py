@@ -24,11 +24,12 @@ def test_a_file_sets_the_defining_settings_and_nothing_else():
     recorded = [
         "experiment=d2l/lenet", "~experiment", "model=mlp", "optimizer.lr=0.5", "data.batch_size=64",
         "+trainer.max_time=null", "model.arch=[[1,16],[1,32]]", "trainer.max_epochs=3", "seed=7",
-        "objective.metric=val/acc", "scheduler=cosine",
-        # never from a file: paths, loggers, callbacks, launchers, devices, where data comes from
+        "scheduler=cosine", "~scheduler",
+        # never from a file: paths, loggers, callbacks, launchers, devices, where data comes from, what is "best"
         "paths.output_dir=/tmp/x", "paths.data_dir=/data", "logger=mlflow", "logger.mlflow.tracking_uri=http://x",
         "callbacks.progress_bar=null", "callbacks=early_stopping", "hydra/launcher=parallel", "trainer.devices=4",
-        "data.data_dir=/elsewhere", "data.download=true", "init.ckpt_path=somewhere", "speed.compile=true",
+        "trainer=ddp_sim", "data.data_dir=/elsewhere", "data.download=true", "init.ckpt_path=somewhere",
+        "speed.compile=true", "objective.metric=val/acc",
     ]  # fmt: skip
     settings = settings_from_file(recorded, "run/.hydra/overrides.yaml", CONF_DIR)
     assert settings.taken == recorded[:11]
@@ -51,7 +52,8 @@ def test_a_file_sets_the_defining_settings_and_nothing_else():
         ("data.pipeline=file:///etc/passwd", "names a place"),
         ("task.loss_name=/etc/passwd", "names a place"),
         ("optimizer.lr=" + "9" * 50, "more than 40 digits"),
-        ("model.arch=[" + ",".join(["1"] * 20_001) + "]", "is longer than 20,000 characters"),
+        ("model.arch=[" + ",".join(["1"] * 2_001) + "]", "is longer than 2,000 characters"),
+        ("~data", "removes the data group, which a run needs"),
     ],
 )
 def test_what_no_run_records_is_refused(override, why):
@@ -104,8 +106,8 @@ def test_hostile_yaml_is_one_paragraph(tmp_path, text, why):
 
 def test_a_large_yaml_file_is_refused_before_it_is_parsed(tmp_path):
     path = tmp_path / "overrides.yaml"
-    path.write_text("- seed=1\n" * 200_000)
-    with pytest.raises(UntrustedFileError, match="is larger than 1,048,576 bytes"):
+    path.write_text("- seed=1\n" * 20_000)
+    with pytest.raises(UntrustedFileError, match="is larger than 131,072 bytes"):
         read_yaml(path)
 
 
