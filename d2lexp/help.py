@@ -9,13 +9,14 @@ from d2lexp.config import CONF_DIR
 
 EXAMPLES = """\
 Examples:
-  python -m d2lexp                                     the book's LeNet (experiment=d2l/lenet)
+  python -m d2lexp                                     the book's LeNet, with its recipe
+  python -m d2lexp model=vgg11                         any model, with its book recipe (conf/recipe/)
   python -m d2lexp experiment=d2l/resnet18 trainer=gpu a preset of the book's, on a GPU
   python -m d2lexp experiment=d2l_1/lenet              the current edition's (d2l.ai 1.0) recipe instead
   python -m d2lexp experiment=fast/vgg_bn              past 0.91 test accuracy in under 2 minutes on a CPU
   python -m d2lexp augment=flip_crop augment.rotation=10   augmented training images (augmentation.png)
-  python -m d2lexp ~experiment model=mlp optimizer=adam optimizer.lr=1e-3   your own mix, from the plain defaults
-  python -m d2lexp -m experiment=d2l/lenet,d2l/mlp     a sweep, compared in a report
+  python -m d2lexp model=mlp optimizer=adam optimizer.lr=1e-3   the recipe, your changes on top
+  python -m d2lexp -m model=lenet,alexnet,vgg11        a sweep, compared in a report
   python -m d2lexp -m hydra/launcher=parallel seed=1,2,3,4   jobs side by side, each in its own process
   python -m d2lexp ckpt_path=outputs/<date>/<time> trainer.max_epochs=20   resume a run, with its own settings
   python -m d2lexp.eval ckpt_path=outputs/<date>/<time>     score a checkpoint on the test split
@@ -37,14 +38,14 @@ def text(conf: Path = Path(CONF_DIR)) -> str:
         "",
         "Config groups (conf/<group>/<option>.yaml; choose one with group=option):",
     ]
-    groups = sorted(p for p in conf.iterdir() if p.is_dir() and p.name not in ("hydra", "experiment"))
+    groups = sorted(p for p in conf.iterdir() if p.is_dir() and p.name not in ("hydra", "experiment", "recipe"))
     for group in [*groups, conf / "hydra" / "launcher"]:
         name = group.relative_to(conf).as_posix()
         wrapped = textwrap.wrap(", ".join(options(group)), width=82)
         lines += [f"  {name if i == 0 else '':<16} {part}" for i, part in enumerate(wrapped)]
     lines += [
         "",
-        "Recipes (experiment=<preset>; ~experiment for the plain defaults): d2l/ the course's book,",
+        "A model brings its recipe (conf/recipe/<model>.yaml); presets change it (experiment=<preset>): d2l/ the course's book,",
         "d2l_1/ the current edition (d2l.ai 1.0), fast/ beyond the book:",
         *textwrap.wrap(", ".join(options(conf / "experiment")), width=98, initial_indent="  ", subsequent_indent="  "),
         "",

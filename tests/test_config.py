@@ -117,7 +117,8 @@ def test_scheduler_options(make_cfg, option):
 
 @pytest.mark.parametrize("option", options("data"))
 def test_data_options(make_cfg, option):
-    data = build.data(make_cfg("~experiment", f"data={option}"))
+    model = next((m for m, d in MODEL_DATA.items() if d == option), "lenet")  # a model whose recipe fits the data
+    data = build.data(make_cfg(f"model={model}", f"data={option}"))
     assert isinstance(data, pl.LightningDataModule) and data.example_input().shape[0] == 1
 
 
