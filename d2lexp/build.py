@@ -140,8 +140,11 @@ def command_line_overrides() -> list[str] | None:
 
     try:
         return list(HydraConfig.get().overrides.task)
-    except ValueError:  # composed with the compose API (tests, notebooks)
-        return None
+    except ValueError:  # composed with the compose API: what d2lexp.api composed (notebooks), else none (tests)
+        from d2lexp.config import composed_job
+
+        job = composed_job.get()
+        return list(job.overrides) if job is not None else None
 
 
 def loggers(cfg: DictConfig) -> list[Any]:

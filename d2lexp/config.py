@@ -17,6 +17,7 @@ import ast
 import dataclasses
 import importlib.util
 from collections.abc import Sequence
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any, List, Optional
 
@@ -35,6 +36,20 @@ def in_multirun() -> bool:
         return HydraConfig.get().mode == RunMode.MULTIRUN
     except ValueError:
         return False
+
+
+@dataclasses.dataclass(frozen=True)
+class ComposedJob:
+    """What a run started from Python (d2lexp.api) says of itself where a command-line run asks
+    Hydra (HydraConfig, which the API leaves unset): its config-group choices (model=lenet, ...)
+    and the overrides it was composed with."""
+
+    choices: dict[str, str]
+    overrides: list[str]
+
+
+# The run d2lexp.api is running in this thread, if any.
+composed_job: ContextVar[ComposedJob | None] = ContextVar("d2lexp_composed_job", default=None)
 
 
 _PRIMITIVES = {"bool": bool, "int": int, "float": float, "str": str}

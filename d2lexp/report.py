@@ -151,8 +151,19 @@ def collect(sweep_dir: str | Path) -> list[dict[str, Any]]:
     interrupted; one still "pending" never ran. A file that cannot be read is a row that says so.
     NotASweep for a folder that holds no sweep.
     """
+    return _rows(_job_dirs(Path(sweep_dir)))
+
+
+def collect_runs(run_dirs: list[str | Path]) -> list[dict[str, Any]]:
+    """One record per run folder, as `collect` makes a sweep's: runs started one by one (from a
+    notebook, or the command line) compared in the sweep report's table. Each row's `job` is its
+    folder's name."""
+    return _rows([Path(p) for p in run_dirs])
+
+
+def _rows(job_dirs: list[Path]) -> list[dict[str, Any]]:
     rows = []
-    for job_dir in _job_dirs(Path(sweep_dir)):
+    for job_dir in job_dirs:
         if job_dir.is_symlink():  # a planted link would make the report read (and show) another folder
             overrides, problem = [], None
             record = {"status": "unreadable", "error": "a link, not a job's folder: not read"}

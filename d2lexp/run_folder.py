@@ -224,7 +224,7 @@ def run_in_own_folder(output_dir: str | Path, ckpt_path: Any, in_sweep: bool, hy
         yield folder
         return
     own_hydra_folder = hydra_dir is not None and Path(hydra_dir).absolute() == folder
-    resuming = _resumes_folder(ckpt_path, folder) and holds_a_run(folder)
+    resuming = resumes_folder(ckpt_path, folder) and holds_a_run(folder)
     claim(folder, suffix_on_collision=False, resuming=resuming or (own_hydra_folder and in_sweep))
     try:
         yield folder
@@ -246,10 +246,11 @@ def new_run_folder(path: str) -> str:
 def _resumes(config: DictConfig, folder: Path) -> bool:
     """Whether the command resumes the run of `folder`: its ckpt_path is inside it, or is `auto`
     and the folder has a last checkpoint (a requeued job rerunning its own command)."""
-    return _resumes_folder(config.get("ckpt_path"), folder)
+    return resumes_folder(config.get("ckpt_path"), folder)
 
 
-def _resumes_folder(ckpt: Any, folder: Path) -> bool:
+def resumes_folder(ckpt: Any, folder: Path) -> bool:
+    """Whether a run given `ckpt_path=ckpt` continues the run of `folder`."""
     if str(ckpt) == "auto":
         return (folder / "checkpoints" / "last.ckpt").is_file()
     if not ckpt or str(ckpt) == "last":

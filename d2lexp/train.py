@@ -78,8 +78,11 @@ def hydra_choices() -> dict[str, str]:
 
     try:
         choices = HydraConfig.get().runtime.choices
-    except ValueError:  # composed with the compose API (tests, notebooks)
-        return {}
+    except ValueError:  # composed with the compose API: what d2lexp.api composed (notebooks), else none (tests)
+        from d2lexp.config import composed_job
+
+        job = composed_job.get()
+        return dict(job.choices) if job is not None else {}
     return {k: v for k, v in choices.items() if not k.startswith("hydra") and v is not None}
 
 
