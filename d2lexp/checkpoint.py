@@ -18,7 +18,9 @@ from __future__ import annotations
 
 import functools
 import inspect
+import math
 import os
+import stat
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -411,26 +413,147 @@ def net_from_checkpoint(checkpoint: dict[str, Any], source: str | Path) -> nn.Mo
     hold more values than the file's tensors (`d2lexp.nets.rebuild`'s budget), and its shapes
     checked against the stored weights, which must be finite.
     """
-    from d2lexp.nets import rebuild
-
     config = checkpoint.get(CONFIG_KEY)
     if not isinstance(config, dict) or "model" not in config:
         raise CheckpointError(f"{source} holds no d2lexp config, so the architecture is unknown. {_HOW_TO_FIX}")
     state = net_weights(checkpoint)
-    stored = {k: tuple(v.shape) for k, v in state.items() if isinstance(v, torch.Tensor)}
-    budget = sum(v.numel() for v in state.values() if isinstance(v, torch.Tensor))
+    shapes = {k: tuple(v.shape) for k, v in state.items() if isinstance(v, torch.Tensor)}
+    _check_net_fits(config["model"], shapes, source)
+    return _built_with(config["model"], state, source)
+
+
+def _check_net_fits(model: Any, stored: dict[str, tuple[int, ...]], source: str | Path) -> dict[str, torch.dtype]:
+    """CheckpointError unless the net the stored `model` settings describe, built on the meta device
+    within the budget of the stored weights (`d2lexp.nets.rebuild`), has exactly their names and
+    shapes; the dtypes of its tensors, by name."""
+    from d2lexp.nets import rebuild
+
+    budget = sum(math.prod(shape) for shape in stored.values())
     with torch.device("meta"):
-        shapes = {
-            k: tuple(v.shape)
-            for k, v in rebuild(config["model"], str(source), budget, len(stored)).state_dict().items()
-        }
+        state = rebuild(model, str(source), budget, len(stored)).state_dict()
+    shapes = {k: tuple(v.shape) for k, v in state.items()}
     if shapes != stored:
         different = sorted(set(shapes) ^ set(stored)) or [k for k in shapes if shapes[k] != stored[k]]
         raise CheckpointError(
             f"{source}: its weights do not fit the net its config describes (first difference: {different[0]}). "
             "The file may be damaged or altered."
         )
+    return {k: v.dtype for k, v in state.items()}
+
+
+def _built_with(model: Any, state: dict[str, torch.Tensor], source: str | Path) -> nn.Module:
+    """The net `model` describes, with the weights `state` (checked to fit it: `_check_net_fits`),
+    which must be finite; in eval mode."""
+    from d2lexp.nets import rebuild
+
     check_finite(state, source)
-    net = rebuild(config["model"], str(source), budget, len(stored))
+    tensors = [v for v in state.values() if isinstance(v, torch.Tensor)]
+    net = rebuild(model, str(source), sum(t.numel() for t in tensors), len(tensors))
     net.load_state_dict(state)
     return net.eval()
+
+
+# ------------------------------------------------------------------------------------------------
+# Exported nets: model.safetensors and model.json (d2lexp.export)
+
+WEIGHTS_FILE = "model.safetensors"
+SETTINGS_FILE = "model.json"
+EXPORT_FORMAT = "d2lexp-net/1"  # what model.json's "format" says: its layout, for readers of other versions
+MAX_SETTINGS_BYTES = 256 << 10  # model.json: a net's settings, input, preprocessing and class names are a few KB
+MAX_SAFETENSORS_HEADER = 1 << 20  # a net of 10,000 tensors has a header of about 1 MB
+
+
+def read_export_settings(folder: str | Path) -> dict[str, Any]:
+    """An export folder's model.json as bounded plain data (d2lexp.trust.read_json); CheckpointError
+    (one paragraph) for a file that is missing, too large, too deep, not JSON or not an export's."""
+    from d2lexp.trust import read_json
+
+    path = Path(folder).expanduser() / SETTINGS_FILE
+    try:
+        settings = read_json(path, limit=MAX_SETTINGS_BYTES)
+    except FileNotFoundError:
+        raise CheckpointError(
+            f"{path.parent} holds no {SETTINGS_FILE}: it is not a folder python -m d2lexp.export wrote."
+        ) from None
+    except (OSError, ValueError, UnicodeDecodeError) as e:
+        raise CheckpointError(f"{path} is refused: {str(e)[:300]}. It is not a model.json d2lexp wrote.") from None
+    if not isinstance(settings, dict) or settings.get("format") != EXPORT_FORMAT or "model" not in settings:
+        raise CheckpointError(
+            f"{path} is refused: it is not the settings of a d2lexp export (format {EXPORT_FORMAT}, with the net's "
+            "model settings). It was not written by python -m d2lexp.export, or was altered."
+        )
+    return settings
+
+
+def _safetensors_shapes(path: Path) -> dict[str, tuple[int, ...]]:
+    """The tensors' names and shapes a safetensors file declares, read without reading its data:
+    its header's length first (at most `MAX_SAFETENSORS_HEADER`), within a regular file that is not
+    sparse, then the header itself through the safetensors library, which checks every offset."""
+    from safetensors import safe_open
+
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    except OSError as e:
+        raise CheckpointError(f"{path} cannot be read: {e.strerror or e}.") from None
+    with os.fdopen(fd, "rb") as file:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise CheckpointError(f"{path} is not a regular file (a FIFO, a device or a folder): it is not read.")
+        _refuse_sparse(path, info)
+        length = int.from_bytes(file.read(8).ljust(8, b"\0"), "little")
+    if info.st_size < 8 or length > MAX_SAFETENSORS_HEADER or 8 + length > info.st_size:
+        raise CheckpointError(
+            f"{path} is refused: its header says it is {length:,} bytes long, in a file of {info.st_size:,} bytes "
+            f"(d2lexp reads headers of at most {MAX_SAFETENSORS_HEADER:,}). It is not a safetensors file d2lexp "
+            "wrote, or was altered."
+        )
+    try:
+        with safe_open(str(path), framework="pt") as weights:
+            return {name: tuple(weights.get_slice(name).get_shape()) for name in weights.keys()}  # noqa: SIM118
+    except Exception as e:  # the library's own refusal (SafetensorError): a bad offset, dtype, or JSON
+        reason = " ".join(str(e).split())[:300] or type(e).__name__
+        raise CheckpointError(f"{path} is refused by the safetensors reader: {reason}.") from None
+
+
+def load_safetensors_net(folder: str | Path) -> nn.Module:
+    """The net a `python -m d2lexp.export` folder holds, as a bare `nn.Module` (eval mode, CPU), from
+    its model.safetensors and model.json only.
+
+    Both files are data from outside, read as such: model.json as bounded JSON, whose `model` names
+    a net of d2lexp's registry with plain settings (`d2lexp.nets`: nothing it names is imported or
+    called); the net is built on the meta device within the budget of the weights the safetensors
+    header declares (read first, bounded), and must have exactly their names and shapes before any
+    weight is read; the weights are then read by the safetensors library (no pickle: nothing runs),
+    must have the net's dtypes and be finite. CheckpointError (one paragraph) for anything else.
+    """
+    from safetensors.torch import load_file
+
+    folder = Path(folder).expanduser()
+    settings = read_export_settings(folder)
+    path = folder / WEIGHTS_FILE
+    if not path.is_file():
+        raise CheckpointError(f"{folder} holds no {WEIGHTS_FILE}: export the net with format=safetensors.")
+    dtypes = _check_net_fits(settings["model"], _safetensors_shapes(path), path)
+    try:
+        state = load_file(str(path))
+    except Exception as e:
+        reason = " ".join(str(e).split())[:300] or type(e).__name__
+        raise CheckpointError(f"{path} is refused by the safetensors reader: {reason}.") from None
+    wrong = next((k for k, v in state.items() if v.dtype != dtypes[k]), None)
+    if wrong is not None:
+        raise CheckpointError(
+            f"{path}: its tensor {wrong} is {state[wrong].dtype}, where the net has {dtypes[wrong]}. The file was "
+            "not written by d2lexp, or was altered."
+        )
+    return _built_with(settings["model"], state, path)
+
+
+def _refuse_sparse(path: Path, info: os.stat_result) -> None:
+    """CheckpointError for a file far longer than what it holds on disk (a sparse file): reading it
+    would make up the difference in memory."""
+    on_disk = getattr(info, "st_blocks", None)
+    if on_disk is not None and info.st_size > _INFLATION_SLACK and on_disk * 512 * MAX_INFLATION < info.st_size:
+        raise CheckpointError(
+            f"{path} is refused: it is {info.st_size:,} bytes long but holds only {on_disk * 512:,} on disk (a sparse "
+            "file). d2lexp writes no such file; this one was made to take memory when read, or was altered."
+        )
