@@ -13,11 +13,15 @@ from __future__ import annotations
 import contextlib
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from d2lexp.config import CONF_DIR
 from d2lexp.console import printable
 from d2lexp.errors import CheckpointError
 from d2lexp.trust import FileSettings
+
+if TYPE_CHECKING:
+    from omegaconf import DictConfig
 
 
 def unknown_key_message(config_name: str, args: list[str], config_dir: str = CONF_DIR) -> str | None:
@@ -150,6 +154,30 @@ def recorded_settings(checkpoint_path: Path) -> FileSettings | None:
 
     stored = load_checkpoint(checkpoint_path).get(OVERRIDES_KEY)
     return None if stored is None else settings_from_file(stored, str(checkpoint_path), CONF_DIR)
+
+
+def run_config(checkpoint_path: Path, extra: list[str] | None = None) -> DictConfig:
+    """The config the run that wrote `checkpoint_path` was started with, as far as a file may set it
+    (`recorded_settings`), composed with conf/ (`extra` on top): what a tool that reads a run (eval,
+    predict, export) needs to know of its data. CheckpointError (one paragraph) if the settings no
+    longer compose."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    recorded = recorded_settings(checkpoint_path) or FileSettings()
+    overrides = [*recorded.taken, *(extra or [])]
+    try:
+        if GlobalHydra.instance().is_initialized():  # inside a d2lexp Hydra app (predict): it reads conf/ already
+            return compose(config_name="config", overrides=overrides)
+        with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+            return compose(config_name="config", overrides=overrides)
+    except (HydraException, OmegaConfBaseException, ValueError) as e:
+        reason = " ".join(str(e).split())[:300]
+        raise CheckpointError(
+            f"{checkpoint_path}: the settings its run recorded do not compose with this d2lexp's configs ({reason})."
+        ) from None
 
 
 def _key(override: str) -> str:
