@@ -177,3 +177,35 @@ def test_crafted_export_folders_run_nothing_and_stay_bounded(tmp_path):
     }
     for name, text in says.items():
         assert text in results[name][2], (name, results[name][2])
+
+
+def test_a_language_model_exports_its_weights_not_its_graph(tmp_path, data_dir):
+    from d2lexp.data.time_machine import TimeMachineDataModule
+    from d2lexp.export import ExportError, export_net
+    from d2lexp.models.rnn import RNNLM
+
+    net = RNNLM(vocab_size=28, num_hiddens=16, cell="gru").eval()
+    settings = {"_target_": "d2lexp.models.rnn.RNNLM", "vocab_size": 28, "num_hiddens": 16, "cell": "gru"}
+    data = TimeMachineDataModule(data_dir=str(data_dir), download=False)
+    record = export_net(net, tmp_path / "lm", data, settings, check_examples=4)
+    assert list(record["formats"]) == ["safetensors"] and record["formats"]["safetensors"]["max_abs_diff"] == 0.0
+    tokens = torch.randint(0, 28, (3, 35))
+    with torch.no_grad():
+        assert torch.equal(load_safetensors_net(tmp_path / "lm")(tokens)[0], net(tokens)[0])
+    with pytest.raises(ExportError, match="returns more than one tensor") as refused:
+        export_net(net, tmp_path / "lm_onnx", data, settings, formats=["onnx"])
+    assert "format=safetensors" in str(refused.value) and not (tmp_path / "lm_onnx").exists()
+
+
+@pytest.mark.slow  # the command line end to end; the in-process export above checks the same files
+def test_the_export_command_writes_a_folder_of_its_own(classifier, tmp_path):
+    result = subprocess.run([sys.executable, "-m", "d2lexp.export", f"ckpt_path={classifier.folder}"], cwd=tmp_path,
+                            capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    (folder,) = (tmp_path / "outputs" / "export").glob("*/*")
+    assert list((tmp_path / "outputs").iterdir()) == [tmp_path / "outputs" / "export"]  # nothing else claimed
+    record = json.loads((folder / "export.json").read_text())
+    assert record["status"] == "done" and record["model"] == "lenet_bn"
+    assert all(entry["max_abs_diff"] < 1e-5 for entry in record["formats"].values())
+    assert "lenet_bn: exported safetensors, onnx, torch_export" in result.stdout
+    assert (folder / ".hydra" / "overrides.yaml").is_file() and (folder / "export.log").is_file()
