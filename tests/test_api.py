@@ -67,12 +67,21 @@ def test_run_again_and_again_in_one_process(tmp_path, data_dir):
         predicted = second.net(images[:500].float() / 255).argmax(dim=1)
     assert (predicted == labels[:500]).float().mean().item() == pytest.approx(second["test/acc"], abs=1e-6)
     assert second.metrics["test/acc"] == second["test/acc"] > 0.5
+    # Resumed from Python as the command line resumes it: in its own folder, its own settings, longer.
+    resumed = run(f"ckpt_path={first.folder}", *TINY[-3:], "trainer.max_epochs=2")  # (callbacks: not from files)
+    assert resumed.folder == first.folder and resumed.record["epochs"] == 2
+    assert resumed.history["train/loss"] == second.history["train/loss"]  # exactly where it stopped
+    assert (
+        yaml.safe_load((first.folder / ".hydra" / "resume_1" / "overrides.yaml").read_text())[-1]
+        == "trainer.max_epochs=2"
+    )
     # Nothing is left set: Hydra, the folders' claims, the logging.
     assert not GlobalHydra.instance().is_initialized() and not HydraConfig.initialized()
     assert first.folder not in _claimed and second.folder not in _claimed
     assert logging.getLogger().handlers == handlers
 
 
+@pytest.mark.slow  # a second process; the resume from Python (above) takes the same path through with_recorded_settings
 def test_the_command_line_resumes_a_run_started_from_python(tmp_path, data_dir):
     started = run(*TINY, f"paths.log_dir={tmp_path / 'outputs'}", f"paths.data_dir={data_dir}")
     result = run_cli(f"ckpt_path={started.folder}", "trainer.max_epochs=2", cwd=tmp_path, data_dir=data_dir)

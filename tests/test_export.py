@@ -85,6 +85,7 @@ def test_a_tools_config_claims_no_run_folder(tmp_path, monkeypatch, name):
     assert cfg.runs_in == f"{name}/"
 
 
+@pytest.mark.slow  # a second process for one paragraph; export() itself is tested in-process above
 def test_export_of_a_file_that_is_no_checkpoint_is_one_paragraph(tmp_path):
     (tmp_path / "notes.ckpt").write_text("not a checkpoint\n")
     result = subprocess.run([sys.executable, "-m", "d2lexp.export", "ckpt_path=notes.ckpt"], cwd=tmp_path,

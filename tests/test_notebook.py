@@ -38,7 +38,7 @@ def test_the_lenet_chapter_runs_in_a_kernel(tmp_path, data_dir):
     (parameters,) = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
     # The slice: BN-LeNet leaves chance within two short epochs (the book's sigmoid LeNet needs about
     # three full ones), compared with softmax regression.
-    settings = ["data.train_subset=6000", "data.test_subset=1000", "trainer.max_epochs=2", f"paths.data_dir={data_dir}"]
+    settings = ["data.train_subset=3000", "data.test_subset=500", "trainer.max_epochs=2", f"paths.data_dir={data_dir}"]
     parameters.source = f'MODEL = "lenet_bn"\nSWEEP = ["softmax", "lenet_bn"]\nSETTINGS = {settings!r}'
     NotebookClient(nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}).execute()
 
@@ -46,7 +46,7 @@ def test_the_lenet_chapter_runs_in_a_kernel(tmp_path, data_dir):
     shown = re.search(r"lenet_bn: train loss [\d.]+, train acc [\d.]+, test acc ([\d.]+)", _text(summary))
     folder = tmp_path / _text(summary).split("its folder: ")[1].strip()
     record = read_metrics(folder)
-    assert shown and float(shown.group(1)) == round(record["test/acc"], 3) and record["test/acc"] > 0.3
+    assert shown and float(shown.group(1)) == round(record["test/acc"], 3) and record["test/acc"] > 0.2  # chance: 0.1
     # One figure, updated in place each epoch: what it shows last is the run's whole history.
     (figure,) = _images(training)
     assert figure == figure_png(curves_figure(record["history"], "lenet_bn")) and len(record["history"]["epoch"]) == 2
