@@ -9,7 +9,9 @@ configs = ["d2lexp.conf", *(f"d2lexp.conf.{name}" for name in find_namespace_pac
 setup(
     packages=[
         *find_packages(include=["d2lexp", "d2lexp.*"]),
-        *find_namespace_packages(include=["hydra_plugins.*"]),
+        # The namespace itself too: Hydra finds plugins by walking it, which an editable install's
+        # import hook lists only for packages it maps.
+        *find_namespace_packages(include=["hydra_plugins", "hydra_plugins.*"]),
         *configs,
     ],
     package_dir={"d2lexp.conf": "conf"},

@@ -54,3 +54,26 @@ def test_a_built_wheel_works_from_an_empty_folder(tmp_path, data_dir):
     assert (folder / "metrics.json").is_file() and (folder / "checkpoints" / "last.ckpt").is_file()
     inspected = command("d2lexp-inspect", "model=lenet")
     assert inspected.returncode == 0 and "61,706 parameters" in inspected.stdout
+    assert _launchers_hydra_finds(python, empty, env) >= {"hydra_plugins.d2lexp_launcher.ParallelLauncher"}
+
+
+def test_hydra_finds_the_launchers_of_this_install_from_any_folder(tmp_path):
+    """The environment the tests run in (an editable install, as the README's test command makes
+    it): Hydra finds plugins only by walking the hydra_plugins namespace package, which an editable
+    install's import hook does not list unless the namespace itself is one of the distribution's
+    packages."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    assert _launchers_hydra_finds(Path(sys.executable), tmp_path, env) == {
+        "hydra_plugins.d2lexp_launcher.ParallelLauncher",
+        "hydra_plugins.d2lexp_launcher.SlurmLauncher",
+    }
+
+
+def _launchers_hydra_finds(python: Path, cwd: Path, env: dict) -> set[str]:
+    found = subprocess.run(
+        [str(python), "-c", "from hydra.core.plugins import Plugins\n"
+         "print(*(n for n in Plugins.instance().class_name_to_class if n.startswith('hydra_plugins.d2lexp')))"],
+        cwd=cwd, env=env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert found.returncode == 0, found.stderr[-2000:]
+    return set(found.stdout.split())
