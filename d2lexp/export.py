@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any
 import hydra
 from omegaconf import DictConfig
 
-from d2lexp.config import CONF_DIR
+from d2lexp.config import CONFIG_PATH
 from d2lexp.console import printable
 from d2lexp.errors import ConfigError, D2lexpError
 from d2lexp.overrides import command_line_problem, unknown_key_message, with_recorded_settings
@@ -348,7 +348,7 @@ def export(cfg: DictConfig) -> dict[str, Any]:
     return record
 
 
-@hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="export")
+@hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="export")
 def hydra_main(cfg: DictConfig) -> None:
     if not cfg.ckpt_path:
         log.error(

@@ -24,7 +24,7 @@ import hydra
 import torch
 from omegaconf import DictConfig
 
-from d2lexp.config import CONF_DIR
+from d2lexp.config import CONFIG_PATH
 from d2lexp.console import printable
 from d2lexp.errors import CheckpointError, ConfigError, D2lexpError
 
@@ -167,7 +167,7 @@ def _print_classes(cfg: DictConfig) -> int:
     return 1 if result.failed else 0
 
 
-@hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="predict")
+@hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="predict")
 def main(cfg: DictConfig) -> None:
     if not cfg.ckpt_path:
         log.error(

@@ -79,10 +79,8 @@ def test_a_tools_config_claims_no_run_folder(tmp_path, monkeypatch, name):
     with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
         cfg = compose(config_name=name, return_hydra_config=True)
     assert list(tmp_path.iterdir()) == []
-    assert OmegaConf.to_container(cfg.hydra.run)["dir"].startswith(
-        "${new_run_folder:${paths.log_dir}/${oc.select:runs_in"
-    )
-    assert cfg.runs_in == f"{name}/"
+    assert OmegaConf.to_container(cfg.hydra.run)["dir"].startswith("${new_run_folder:${paths.runs_dir}/")
+    assert cfg.paths.runs_dir == f"outputs/{name}"
 
 
 @pytest.mark.slow  # a second process for one paragraph; export() itself is tested in-process above
