@@ -86,6 +86,32 @@ def start(command: Command, argv: list[str]) -> list[str]:
     return argv
 
 
+def checkpoint_tool_line(command: Command, config_name: str, which: str) -> list[str]:
+    """The command line of a tool that reads a trained run (eval, export): its common flags answered,
+    the run's own recorded settings under the command's, and a missing checkpoint or an unknown
+    setting refused in one paragraph before Hydra makes the tool's folder."""
+    from d2lexp.overrides import command_line_values, unknown_key_message, with_recorded_settings
+
+    args = start(command, sys.argv[1:])
+    spec = command_line_values(args).get("ckpt_path")
+    if not spec or spec == "null":
+        fail(which)
+    try:
+        args = with_recorded_settings(args, own_folder=False)
+        if spec != "last":
+            from d2lexp.checkpoint import find_checkpoint, load_checkpoint
+
+            path = find_checkpoint(spec, ".")
+            if not path.is_file():
+                load_checkpoint(path)  # says so, in one paragraph
+    except D2lexpError as e:
+        fail(e)
+    message = unknown_key_message(config_name, args)
+    if message:
+        fail(message)
+    return args
+
+
 def guarded(body: Callable[[], None]) -> None:
     """Run a command's `body`: a d2lexp error ends it in one paragraph and exit 1; Ctrl-C or a SIGTERM
     ends it with 130 or 143, saying which."""

@@ -22,10 +22,8 @@ from typing import Any
 import hydra
 from omegaconf import DictConfig
 
-from d2lexp.cli import Command, fail, guarded, start
+from d2lexp.cli import Command, checkpoint_tool_line, fail, guarded
 from d2lexp.config import CONFIG_PATH
-from d2lexp.errors import D2lexpError
-from d2lexp.overrides import command_line_values, unknown_key_message, with_recorded_settings
 
 log = logging.getLogger("d2lexp")
 EVAL_FILE = "eval.json"
@@ -124,37 +122,19 @@ COMMAND = Command(
 )
 
 
+WHICH = "Which checkpoint? Give a run folder or a .ckpt file: python -m d2lexp.eval ckpt_path=outputs/<date>/<time>"
+
+
 @hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="eval")
 def hydra_main(cfg: DictConfig) -> None:
     if not cfg.ckpt_path:
-        fail(
-            "Which checkpoint? Give a run folder or a .ckpt file: python -m d2lexp.eval ckpt_path=outputs/<date>/<time>"
-        )
+        fail(WHICH)
     guarded(lambda: evaluate(cfg))
 
 
 def main() -> None:
     """`python -m d2lexp.eval` and `d2lexp-eval`: the run's own settings under the command's."""
-    args = start(COMMAND, sys.argv[1:])
-    spec = command_line_values(args).get("ckpt_path")
-    if not spec or spec == "null":
-        fail(
-            "Which checkpoint? Give a run folder or a .ckpt file: python -m d2lexp.eval ckpt_path=outputs/<date>/<time>"
-        )
-    try:
-        args = with_recorded_settings(args, own_folder=False)
-        if spec != "last":  # a missing checkpoint is refused before Hydra makes the eval's folder
-            from d2lexp.checkpoint import find_checkpoint, load_checkpoint
-
-            path = find_checkpoint(spec, ".")
-            if not path.is_file():
-                load_checkpoint(path)  # says so, in one paragraph
-    except D2lexpError as e:
-        fail(e)
-    message = unknown_key_message("eval", args)
-    if message:
-        fail(message)
-    sys.argv[1:] = args
+    sys.argv[1:] = checkpoint_tool_line(COMMAND, "eval", WHICH)
     hydra_main()
 
 

@@ -36,10 +36,10 @@ from typing import TYPE_CHECKING, Any
 import hydra
 from omegaconf import DictConfig
 
+from d2lexp.cli import Command, checkpoint_tool_line, fail, guarded
 from d2lexp.config import CONFIG_PATH
 from d2lexp.console import printable
 from d2lexp.errors import ConfigError, D2lexpError
-from d2lexp.overrides import command_line_problem, unknown_key_message, with_recorded_settings
 
 if TYPE_CHECKING:
     import torch
@@ -348,33 +348,38 @@ def export(cfg: DictConfig) -> dict[str, Any]:
     return record
 
 
+COMMAND = Command(
+    script="d2lexp-export",
+    module="d2lexp.export",
+    purpose="a trained net as standard files (safetensors weights, ONNX, a torch.export program), each checked "
+    "against the net, into a folder of its own.",
+    usage="d2lexp-export ckpt_path=<run folder or .ckpt> [format=...] [key=value ...]",
+    options=(
+        ("ckpt_path=PATH", "a run folder (its last checkpoint), a .ckpt file, or last (the newest run's); required"),
+        ("format=NAME", "all (default), safetensors, onnx or torch_export, or a list: format=[safetensors,onnx]"),
+        ("check_examples=N", "inputs each exported file is checked on against the net (default 64)"),
+    ),
+    examples=(
+        (
+            "d2lexp-export ckpt_path=outputs/2026-11-30/12-00-00",
+            "everything the net allows: outputs/export/<date>/<time>",
+        ),
+        ("d2lexp-export ckpt_path=last format=safetensors", "the newest run's weights only"),
+    ),
+)
+WHICH = "Which checkpoint? Give a run folder or a .ckpt file: python -m d2lexp.export ckpt_path=outputs/<date>/<time>"
+
+
 @hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="export")
 def hydra_main(cfg: DictConfig) -> None:
     if not cfg.ckpt_path:
-        log.error(
-            "Which checkpoint? Give a run folder or a .ckpt file: python -m d2lexp.export ckpt_path=outputs/<date>/<time>"
-        )
-        sys.exit(1)
-    try:
-        export(cfg)
-    except D2lexpError as e:
-        log.error("%s", e)
-        sys.exit(1)
+        fail(WHICH)
+    guarded(lambda: export(cfg))
 
 
 def main() -> None:
-    """`python -m d2lexp.export` (and the `d2lexp-export` command): the run's own settings under the command's."""
-    problem = command_line_problem(sys.argv[1:])
-    if problem:
-        raise SystemExit(problem)
-    try:
-        args = with_recorded_settings(sys.argv[1:], own_folder=False)
-    except D2lexpError as e:
-        raise SystemExit(printable(e)) from None
-    message = unknown_key_message("export", args)
-    if message:
-        raise SystemExit(message)
-    sys.argv[1:] = args
+    """`python -m d2lexp.export` and `d2lexp-export`: the run's own settings under the command's."""
+    sys.argv[1:] = checkpoint_tool_line(COMMAND, "export", WHICH)
     hydra_main()
 
 

@@ -24,9 +24,11 @@ import hydra
 import torch
 from omegaconf import DictConfig
 
+from d2lexp.cli import Command, fail, guarded, start
 from d2lexp.config import CONFIG_PATH
 from d2lexp.console import printable
-from d2lexp.errors import CheckpointError, ConfigError, D2lexpError
+from d2lexp.errors import CheckpointError, ConfigError
+from d2lexp.overrides import command_line_values, unknown_key_message
 
 log = logging.getLogger("d2lexp")
 
@@ -119,9 +121,9 @@ def classify(
     channels, height, width = data.image_shape
     net = net.to(device)
     result = Classification([], [], skipped)
-    for start in range(0, len(files), batch_size):
+    for first in range(0, len(files), batch_size):
         read: list[tuple[Path, torch.Tensor]] = []
-        for file in files[start : start + batch_size]:
+        for file in files[first : first + batch_size]:
             try:
                 read.append((file, read_image(file, channels, (height, width))))
             except ImageError as e:
@@ -155,7 +157,7 @@ def classification_lines(result: Classification) -> list[str]:
     ]
 
 
-def _print_classes(cfg: DictConfig) -> int:
+def _print_classes(cfg: DictConfig) -> None:
     result = classify(cfg.ckpt_path, cfg.images, cfg.top, cfg.device, cfg.log_dir, bool(cfg.invert))
     for line in classification_lines(result):
         print(line)
@@ -164,34 +166,58 @@ def _print_classes(cfg: DictConfig) -> int:
         log.info("Skipped (not images by their names): %s%s", shown, " ..." if len(result.skipped) > 10 else "")
     for failure in result.failed:
         log.error("%s", failure)
-    return 1 if result.failed else 0
+    if result.failed:  # each image said why above; the others were classified
+        sys.exit(1)
+
+
+COMMAND = Command(
+    script="d2lexp-predict",
+    module="d2lexp.predict",
+    purpose="a trained net on your input: a language model continues a text, a classifier names your images.",
+    usage="d2lexp-predict ckpt_path=<run folder or .ckpt> [prefix=TEXT | images=<file or folder>] [key=value ...]",
+    options=(
+        ("ckpt_path=PATH", "a run folder (its last checkpoint), a .ckpt file, or last (the newest run's); required"),
+        ("prefix=TEXT", "a language model continues this text (default: time traveller) ..."),
+        ("num_chars=N", "... by this many characters (default 50)"),
+        ("images=PATH", "a classifier names this image, or each image of this folder ..."),
+        ("top=N", "... with its N most probable classes (default 3)"),
+        ("invert=true", "for dark things on a light background (Fashion-MNIST's are light on black)"),
+        ("device=NAME", "cpu (default) or cuda"),
+    ),
+    examples=(
+        ('d2lexp-predict ckpt_path=last prefix="time traveller"', "the newest run, a language model, continues"),
+        ("d2lexp-predict ckpt_path=outputs/2026-11-30/12-00-00 images=photos/", "each image's top 3 classes"),
+    ),
+)
+WHICH = (
+    "Which model? Give a run's checkpoint: a language model's to continue text, python -m d2lexp.predict "
+    'ckpt_path=outputs/<date>/<time> prefix="time traveller", or a classifier\'s with images=<file or folder>.'
+)
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="predict")
-def main(cfg: DictConfig) -> None:
+def hydra_main(cfg: DictConfig) -> None:
     if not cfg.ckpt_path:
-        log.error(
-            "Which model? Give a run's checkpoint: a language model's to continue text, python -m d2lexp.predict "
-            'ckpt_path=outputs/<date>/<time> prefix="time traveller", or a classifier\'s with images=<file or folder>.'
-        )
-        sys.exit(1)
+        fail(WHICH)
     if cfg.get("images"):
-        try:
-            code = _print_classes(cfg)
-        except D2lexpError as e:
-            log.error("%s", e)
-            sys.exit(1)
-        if code:
-            sys.exit(code)
+        guarded(lambda: _print_classes(cfg))
         return
     if not cfg.prefix:
-        log.error('prefix must be at least one character, e.g. prefix="time traveller".')
-        sys.exit(1)
-    try:
-        print(printable(generate(cfg.ckpt_path, cfg.prefix, cfg.num_chars, cfg.device, cfg.log_dir)))
-    except D2lexpError as e:
-        log.error("%s", e)
-        sys.exit(1)
+        fail('prefix must be at least one character, e.g. prefix="time traveller".')
+    guarded(lambda: print(printable(generate(cfg.ckpt_path, cfg.prefix, cfg.num_chars, cfg.device, cfg.log_dir))))
+
+
+def main() -> None:
+    """`python -m d2lexp.predict` and `d2lexp-predict`."""
+    args = start(COMMAND, sys.argv[1:])
+    spec = command_line_values(args).get("ckpt_path")
+    if not spec or spec == "null":
+        fail(WHICH)
+    message = unknown_key_message("predict", args)
+    if message:
+        fail(message)
+    sys.argv[1:] = args
+    hydra_main()
 
 
 if __name__ == "__main__":

@@ -18,6 +18,8 @@ TOOLS = [
     ("d2lexp-eval", "d2lexp.eval", ["ckpt_path=no/such/run"], "ckpt_path=no/such/run does not exist"),
     ("d2lexp-inspect", "d2lexp.inspect", ["model.num_clases=3"], "model.num_clases is not a setting"),
     ("d2lexp-report", "d2lexp.report", ["no/such/sweep"], "no/such/sweep is not a folder"),
+    ("d2lexp-predict", "d2lexp.predict", ["images=photos"], "Which model? Give a run's checkpoint"),
+    ("d2lexp-export", "d2lexp.export", ["ckpt_path=no/such/run"], "ckpt_path=no/such/run does not exist"),
 ]
 SCRIPTS = Path(sys.executable).parent
 
