@@ -11,6 +11,20 @@ from omegaconf import DictConfig
 
 from tests.helpers.configs import REPO, test_config
 
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Under pytest-xdist each worker computes with its share of the CPU's threads, and so do the
+    processes its tests start (a worker with every core's threads would slow the others down)."""
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    if workers > 1:
+        import torch
+
+        threads = str(max(1, len(os.sched_getaffinity(0)) // workers))
+        for variable in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+            os.environ.setdefault(variable, threads)
+        torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
+
+
 # Where the tests look for data, in order: $D2LEXP_DATA, ./data (after a first run).
 DATA_CANDIDATES = [os.environ.get("D2LEXP_DATA"), REPO / "data"]
 

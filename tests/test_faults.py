@@ -410,6 +410,7 @@ def test_a_best_checkpoint_deleted_during_the_run_is_not_recorded(make_cfg, tmp_
     assert record["best_checkpoint"] is None and record["last_checkpoint"].endswith("last.ckpt")
 
 
+@pytest.mark.slow  # a SIGTERM's resume: the SIGKILL resume below and the Slurm requeue tests take the same path
 def test_sigterm_saves_a_last_checkpoint_and_auto_finishes_exactly(tmp_path, tmp_path_factory, data_dir):
     """A scheduler's SIGTERM (a time limit, a preemption) mid-epoch: the run saves the state of
     that moment and says `interrupted`; the same command again (a requeued job, ckpt_path=auto)

@@ -62,6 +62,7 @@ def test_jobs_that_never_ran_have_rows(tmp_path):
     assert [r["status"] for r in rows] == ["done", "not run"] and "before this job started" in rows[1]["reason"]
 
 
+@pytest.mark.slow  # the killed-job test runs jobs side by side too; this one adds their order and exact numbers
 def test_jobs_run_side_by_side_longest_first_with_their_share_of_threads(tmp_path, data_dir, make_cfg):
     """Two jobs, two at a time on a CPU: the longest (the MLP, by MACs x examples x epochs)
     starts first, the two overlap in time, each computes with its share of the CPU's threads, every

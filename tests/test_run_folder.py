@@ -59,6 +59,7 @@ def test_two_runs_started_at_the_same_instant_keep_their_own_records(tmp_path, d
         assert_one_runs_records(folder, seed)
 
 
+@pytest.mark.slow  # two runs started at the same instant (above) claim their folders the same way
 def test_two_sweeps_started_at_the_same_instant_keep_their_own_jobs(tmp_path, data_dir):
     sweeps = [
         start("-m", *TINY, f"seed={a},{b}", "hydra.sweep.dir=${new_run_folder:outputs/multirun/12-00-00}",

@@ -75,7 +75,15 @@ def test_inception_concatenates_its_four_paths():
 SMALL = {"alexnet": 96, "vgg11": 32, "vgg11_narrow": 32, "nin": 96, "googlenet": 48, "resnet18": 32, "densenet": 32}
 
 
-@pytest.mark.parametrize("name", ["lenet_bn", *SMALL, "googlenet_v3"], ids=lambda n: n)
+# GoogLeNet's two forms take the longest (their structure is tested above): slow.
+@pytest.mark.parametrize(
+    "name",
+    [
+        *(n if n != "googlenet" else pytest.param(n, marks=pytest.mark.slow) for n in ["lenet_bn", *SMALL]),
+        pytest.param("googlenet_v3", marks=pytest.mark.slow),
+    ],
+    ids=lambda n: n,
+)
 def test_a_few_real_training_steps_lower_the_loss(make_cfg, data_dir, name):
     if name == "googlenet_v3":  # Inception-V3's factorised blocks
         overrides = ["model=googlenet", "model.inception=v3", "model.input_size=48"]

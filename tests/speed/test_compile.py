@@ -82,7 +82,7 @@ def test_each_run_in_a_process_compiles_its_net_however_many_came_before():
 
 @pytest.mark.parametrize(
     "preset",
-    ["lenet", "googlenet", "lenet_bn", "resnet18", *(pytest.param(p, marks=pytest.mark.slow) for p in ("alexnet", "vgg", "nin", "densenet"))],
+    ["lenet", "lenet_bn", *(pytest.param(p, marks=pytest.mark.slow) for p in ("googlenet", "resnet18", "alexnet", "vgg", "nin", "densenet"))],
 )  # fmt: skip
 def test_every_cnn_preset_compiles_to_one_graph(make_cfg, preset):
     """What `speed.compile` makes of each CNN of the chapter, on the CPU: dynamo traces the whole
