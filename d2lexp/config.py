@@ -22,8 +22,23 @@ from typing import Any, List, Optional
 
 from hydra.core.config_store import ConfigStore
 
-# The configs every d2lexp command composes: the repository's conf/.
-CONF_DIR = str(Path(__file__).resolve().parent.parent / "conf")
+
+def _config_folder() -> tuple[str, str]:
+    """Where d2lexp's configs are: (the folder, how Hydra's main finds it). In a source checkout
+    (an editable install, or the source on the path), the checkout's conf/ beside this package;
+    installed from a wheel, the package `d2lexp.conf` (pyproject.toml maps conf/ there), found
+    through the package wherever the command runs."""
+    checkout = Path(__file__).resolve().parent.parent / "conf"
+    if (checkout / "config.yaml").is_file() and (checkout / "recipe").is_dir():
+        return str(checkout), str(checkout)
+    from importlib.resources import files
+
+    return str(files("d2lexp.conf")), "pkg://d2lexp.conf"
+
+
+# The configs every d2lexp command composes (CONF_DIR: a folder, for Hydra's compose API and the help;
+# CONFIG_PATH: what Hydra's main is given).
+CONF_DIR, CONFIG_PATH = _config_folder()
 
 
 def in_multirun() -> bool:

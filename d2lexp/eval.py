@@ -22,10 +22,10 @@ from typing import Any
 import hydra
 from omegaconf import DictConfig
 
-from d2lexp.config import CONF_DIR
-from d2lexp.console import printable
+from d2lexp.cli import Command, fail, guarded, start
+from d2lexp.config import CONFIG_PATH
 from d2lexp.errors import D2lexpError
-from d2lexp.overrides import command_line_problem, unknown_key_message, with_recorded_settings
+from d2lexp.overrides import command_line_values, unknown_key_message, with_recorded_settings
 
 log = logging.getLogger("d2lexp")
 EVAL_FILE = "eval.json"
@@ -106,32 +106,54 @@ def check_net_takes_data(net: Any, example: Any) -> None:
         ) from None
 
 
-@hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="eval")
+COMMAND = Command(
+    script="d2lexp-eval",
+    module="d2lexp.eval",
+    purpose="score a trained checkpoint on the test split, without training, into a folder of its own.",
+    usage="d2lexp-eval ckpt_path=<run folder or .ckpt> [key=value ...]",
+    options=(
+        ("ckpt_path=PATH", "a run folder (its last checkpoint), a .ckpt file, or last (the newest run's); required"),
+        ("sample_prefix=TEXT", "a language model continues this text (default: time traveller)"),
+        ("sample_chars=N", "and writes this many characters (default 50)"),
+        ("key=value", "any of the run's settings, over those it recorded (data.test_subset=1000, trainer=gpu)"),
+    ),
+    examples=(
+        ("d2lexp-eval ckpt_path=outputs/2026-11-30/12-00-00", "the run's last checkpoint: eval.json, its pictures"),
+        ("d2lexp-eval ckpt_path=outputs/2026-11-30/12-00-00/checkpoints/epoch007.ckpt", "its best epoch's"),
+    ),
+)
+
+
+@hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="eval")
 def hydra_main(cfg: DictConfig) -> None:
     if not cfg.ckpt_path:
-        log.error(
+        fail(
             "Which checkpoint? Give a run folder or a .ckpt file: python -m d2lexp.eval ckpt_path=outputs/<date>/<time>"
         )
-        sys.exit(1)
-    try:
-        evaluate(cfg)
-    except D2lexpError as e:
-        log.error("%s", e)
-        sys.exit(1)
+    guarded(lambda: evaluate(cfg))
 
 
 def main() -> None:
     """`python -m d2lexp.eval` and `d2lexp-eval`: the run's own settings under the command's."""
-    problem = command_line_problem(sys.argv[1:])
-    if problem:
-        raise SystemExit(problem)
+    args = start(COMMAND, sys.argv[1:])
+    spec = command_line_values(args).get("ckpt_path")
+    if not spec or spec == "null":
+        fail(
+            "Which checkpoint? Give a run folder or a .ckpt file: python -m d2lexp.eval ckpt_path=outputs/<date>/<time>"
+        )
     try:
-        args = with_recorded_settings(sys.argv[1:], own_folder=False)
+        args = with_recorded_settings(args, own_folder=False)
+        if spec != "last":  # a missing checkpoint is refused before Hydra makes the eval's folder
+            from d2lexp.checkpoint import find_checkpoint, load_checkpoint
+
+            path = find_checkpoint(spec, ".")
+            if not path.is_file():
+                load_checkpoint(path)  # says so, in one paragraph
     except D2lexpError as e:
-        raise SystemExit(printable(e)) from None
+        fail(e)
     message = unknown_key_message("eval", args)
     if message:
-        raise SystemExit(message)
+        fail(message)
     sys.argv[1:] = args
     hydra_main()
 

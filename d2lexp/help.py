@@ -7,22 +7,20 @@ from pathlib import Path
 
 from d2lexp.config import CONF_DIR
 
-EXAMPLES = """\
-Examples:
-  python -m d2lexp                                     the book's LeNet, with its recipe
-  python -m d2lexp model=vgg11                         any model, with its book recipe (conf/recipe/)
-  python -m d2lexp experiment=d2l/resnet18 trainer=gpu a preset of the book's, on a GPU
-  python -m d2lexp experiment=d2l_1/lenet              the current edition's (d2l.ai 1.0) recipe instead
-  python -m d2lexp experiment=fast/vgg_bn              past 0.91 test accuracy in under 2 minutes on a CPU
-  python -m d2lexp augment=flip_crop augment.rotation=10   augmented training images (augmentation.png)
-  python -m d2lexp model=mlp optimizer=adam optimizer.lr=1e-3   the recipe, your changes on top
-  python -m d2lexp -m model=lenet,alexnet,vgg11        a sweep, compared in a report
-  python -m d2lexp -m hydra/launcher=parallel seed=1,2,3,4   jobs side by side, each in its own process
-  python -m d2lexp ckpt_path=outputs/<date>/<time> trainer.max_epochs=20   resume a run, with its own settings
-  python -m d2lexp.eval ckpt_path=outputs/<date>/<time>     score a checkpoint on the test split
-  python -m d2lexp.inspect experiment=d2l/googlenet    shapes, parameters and MACs, without training
-  python -m d2lexp --cfg job                           the composed config, without running it
-"""
+# (command, what it does), for the help of `d2lexp` (d2lexp.cli.Command).
+EXAMPLES = (
+    ("python -m d2lexp", "the book's LeNet, with its recipe"),
+    ("python -m d2lexp model=vgg11", "any model, with its book recipe (conf/recipe/)"),
+    ("python -m d2lexp model=resnet18 trainer=gpu", "on a GPU"),
+    ("python -m d2lexp experiment=d2l_1/lenet", "the current edition's (d2l.ai 1.0) recipe instead"),
+    ("python -m d2lexp experiment=fast/vgg_bn", "past 0.91 test accuracy in under 2 minutes on a CPU"),
+    ("python -m d2lexp augment=flip_crop augment.rotation=10", "augmented training images (augmentation.png)"),
+    ("python -m d2lexp model=mlp optimizer=adam optimizer.lr=1e-3", "the recipe, your changes on top"),
+    ("python -m d2lexp -m model=lenet,alexnet,vgg11", "a sweep, compared in a report"),
+    ("python -m d2lexp -m hydra/launcher=parallel seed=1,2,3,4", "jobs side by side, each in its own process"),
+    ("python -m d2lexp ckpt_path=outputs/<date>/<time> trainer.max_epochs=20", "resume a run, with its own settings"),
+    ("python -m d2lexp --cfg job", "the composed config, without running it"),
+)
 
 
 def options(group: Path) -> list[str]:
@@ -31,14 +29,9 @@ def options(group: Path) -> list[str]:
 
 def text(conf: Path = Path(CONF_DIR)) -> str:
     """The help: what d2lexp is, each config group with its options, the book's presets, examples."""
-    lines = [
-        "d2lexp: the Dive into Deep Learning experiments as composable runs (Hydra configs, Lightning).",
-        "",
-        "Usage: python -m d2lexp [group=option ...] [key=value ...]    (also: d2lexp ...)",
-        "",
-        "Config groups (conf/<group>/<option>.yaml; choose one with group=option):",
-    ]
-    groups = sorted(p for p in conf.iterdir() if p.is_dir() and p.name not in ("hydra", "experiment", "recipe"))
+    lines = ["Config groups (conf/<group>/<option>.yaml; choose one with group=option):"]
+    skipped = ("hydra", "experiment", "recipe")  # Hydra's own, the presets (listed below), what models include
+    groups = sorted(p for p in conf.iterdir() if p.is_dir() and p.name not in skipped and not p.name.startswith("_"))
     for group in [*groups, conf / "hydra" / "launcher"]:
         name = group.relative_to(conf).as_posix()
         wrapped = textwrap.wrap(", ".join(options(group)), width=82)
@@ -49,8 +42,8 @@ def text(conf: Path = Path(CONF_DIR)) -> str:
         "d2l_1/ the current edition (d2l.ai 1.0), fast/ beyond the book:",
         *textwrap.wrap(", ".join(options(conf / "experiment")), width=98, initial_indent="  ", subsequent_indent="  "),
         "",
-        EXAMPLES,
         "Any key can be set (trainer.max_epochs=3, data.batch_size=128); `--cfg job` shows them all.",
-        "Hydra's own flags: --hydra-help. Documentation: README.md and docs/ in the repository.",
+        "Hydra's own flags: --cfg job (the config), --hydra-help. The other commands: d2lexp-eval, d2lexp-inspect,",
+        "d2lexp-report, d2lexp-predict, d2lexp-export (each with --help).",
     ]
     return "\n".join(lines)

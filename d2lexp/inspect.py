@@ -15,21 +15,26 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable, Sequence
 from functools import partial
+from typing import TYPE_CHECKING
 
 import hydra
-import torch
 from omegaconf import DictConfig
-from torch import nn
 
-from d2lexp import build
-from d2lexp.config import CONF_DIR
+from d2lexp.cli import Command, fail, start
+from d2lexp.config import CONFIG_PATH
 from d2lexp.errors import D2lexpError
-from d2lexp.measure import ModelStats, inspect_model, meta_model
-from d2lexp.models.googlenet import Inception, spatial_conv
 from d2lexp.overrides import unknown_key_message
+
+if TYPE_CHECKING:  # torch is imported where a net is measured: `--help` and a refused command line need none
+    import torch
+    from torch import nn
+
+    from d2lexp.measure import ModelStats
 
 
 def _cost(build: Callable[[], nn.Module], example: torch.Tensor) -> tuple[int, int]:
+    from d2lexp.measure import inspect_model, meta_model
+
     stats = inspect_model(meta_model(build), example, depth=0)
     return stats.params, stats.macs
 
@@ -37,6 +42,11 @@ def _cost(build: Callable[[], nn.Module], example: torch.Tensor) -> tuple[int, i
 def inception_comparison() -> list[tuple[str, int, int]]:
     """The course's comparison for a 192x28x28 input and 256 output channels:
     (block, weights without biases, MACs) for the Inception block, one 3x3 and one 5x5 conv."""
+    import torch
+    from torch import nn
+
+    from d2lexp.models.googlenet import Inception
+
     blocks = {
         "Inception(192 -> 64 + 128 + 32 + 32)": lambda: Inception(192, 64, (96, 128), (16, 32), 32, bias=False),
         "Conv2d 3x3, 192 -> 256": lambda: nn.Conv2d(192, 256, kernel_size=3, padding=1, bias=False),
@@ -47,6 +57,10 @@ def inception_comparison() -> list[tuple[str, int, int]]:
 
 
 def _layer(kernel: str) -> nn.Module:
+    from torch import nn
+
+    from d2lexp.models.googlenet import spatial_conv
+
     return nn.Sequential(*spatial_conv(256, 256, kernel, bias=False))
 
 
@@ -55,6 +69,10 @@ def inception_v3_comparison() -> tuple[list[tuple[str, int, int]], list[tuple[st
     (192 -> 64, (96, 128), (16, 32), 32 on 192x28x28) as GoogLeNet builds it and with each
     replacement on its own; then single layers at equal channels (256 -> 256 at 28x28), each
     beside its factorisation. (name, weights without biases, MACs) rows."""
+    import torch
+
+    from d2lexp.models.googlenet import Inception
+
     channels = (192, 64, (96, 128), (16, 32), 32)
     blocks = {
         "GoogLeNet's block (5x5, 3x3)": {},
@@ -136,8 +154,11 @@ def comparison(name: str) -> str:
     raise SystemExit(f"inspect.compare={name!r}: the comparisons are 'inception' and 'inception_v3'.")
 
 
-@hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="inspect")
+@hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="inspect")
 def hydra_main(cfg: DictConfig) -> None:
+    from d2lexp import build
+    from d2lexp.measure import inspect_model, meta_model
+
     if cfg.inspect.compare is not None:
         print(comparison(str(cfg.inspect.compare)))
         return
@@ -145,7 +166,7 @@ def hydra_main(cfg: DictConfig) -> None:
         net = meta_model(lambda: build.net(cfg, start=False))
         example = build.data(cfg).model_input()
     except D2lexpError as e:
-        raise SystemExit(str(e)) from None
+        fail(e)
     stats = inspect_model(net, example.to("meta"), depth=cfg.inspect.depth)
     print(format_model_stats(stats, type(net).__name__))
     if cfg.inspect.parameters:
@@ -153,11 +174,34 @@ def hydra_main(cfg: DictConfig) -> None:
         print(format_parameters(net))
 
 
+COMMAND = Command(
+    script="d2lexp-inspect",
+    module="d2lexp.inspect",
+    purpose="a net's blocks: output shapes, parameters and multiply-accumulates, without training or data.",
+    usage="d2lexp-inspect [model=NAME] [key=value ...]",
+    options=(
+        ("model=NAME", "any model option (python -m d2lexp --help lists them), or experiment=PRESET"),
+        ("inspect.depth=N", "1: the net's direct children (the book's blocks); 2: one level deeper"),
+        ("inspect.parameters=true", "also list every parameter by name and shape"),
+        ("inspect.compare=NAME", "inception: the course's Inception block against single convolutions; inception_v3"),
+        ("key=value", "any training setting that changes the net (model.input_size=64, data.resize=96)"),
+    ),
+    examples=(
+        ("d2lexp-inspect model=googlenet", "GoogLeNet's blocks at 96x96"),
+        (
+            "d2lexp-inspect model=vgg11 model.input_size=64 inspect.parameters=true",
+            "a smaller VGG-11, parameter by parameter",
+        ),
+    ),
+)
+
+
 def main() -> None:
     """`python -m d2lexp.inspect` and `d2lexp-inspect`."""
-    message = unknown_key_message("inspect", sys.argv[1:])
+    args = start(COMMAND, sys.argv[1:])
+    message = unknown_key_message("inspect", args)
     if message:
-        raise SystemExit(message)
+        fail(message)
     hydra_main()
 
 

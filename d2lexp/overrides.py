@@ -168,7 +168,7 @@ def literal_paths(args: list[str]) -> list[str]:
     return quoted
 
 
-def _given(args: list[str]) -> dict[str, str]:
+def command_line_values(args: list[str]) -> dict[str, str]:
     """key -> value of the command line's overrides, quoted values read back."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
     from hydra.errors import HydraException
@@ -194,7 +194,7 @@ def with_recorded_settings(args: list[str], own_folder: bool = True) -> list[str
     is named on stderr and left to the command line. Other command lines come back as they are,
     with `ckpt_path` quoted (`literal_paths`)."""
     args = literal_paths(args)
-    given = _given(args)
+    given = command_line_values(args)
     spec = given.get("ckpt_path")
     if not spec or spec in ("last", "auto", "null") or "-m" in args or "--multirun" in args:
         return args

@@ -17,7 +17,7 @@ import hydra
 import torch
 from omegaconf import DictConfig
 
-from d2lexp.config import CONF_DIR
+from d2lexp.config import CONFIG_PATH
 from d2lexp.console import printable
 from d2lexp.errors import CheckpointError, D2lexpError
 
@@ -57,7 +57,7 @@ def generate(ckpt_path: str, prefix: str, num_chars: int, device: str = "cpu", l
     return predict_chars(net, vocab, prefix, num_chars, torch.device(device))
 
 
-@hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="predict")
+@hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="predict")
 def main(cfg: DictConfig) -> None:
     if not cfg.ckpt_path:
         log.error(

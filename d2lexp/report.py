@@ -30,6 +30,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
 from d2lexp import files
+from d2lexp.cli import Command, fail, start
 from d2lexp.console import printable
 from d2lexp.errors import D2lexpError
 from d2lexp.metrics_file import METRICS_FILE, read_metrics
@@ -365,19 +366,28 @@ class SweepReport(Callback):
             sys.exit(1)
 
 
+COMMAND = Command(
+    script="d2lexp-report",
+    module="d2lexp.report",
+    purpose="(re)write a sweep's comparison into its folder: report.md, report.csv and report.png, a row per job.",
+    usage="d2lexp-report <sweep folder>",
+    examples=(
+        ("d2lexp-report outputs/multirun/2026-11-30/12-00-00", "after a sweep that was stopped, or to refresh it"),
+    ),
+)
+
+
 def main(argv: list[str] | None = None) -> None:
-    args = sys.argv[1:] if argv is None else argv
+    args = start(COMMAND, sys.argv[1:] if argv is None else argv)
     if len(args) != 1:
-        raise SystemExit("usage: python -m d2lexp.report <sweep folder>  (e.g. outputs/multirun/2026-11-26/12-00-00)")
+        fail(f"Give one sweep folder. Usage: {COMMAND.usage}  (e.g. outputs/multirun/2026-11-26/12-00-00)")
     try:
         rows = collect(args[0])
         paths = write_report(args[0], rows)
     except NotASweep as e:
-        raise SystemExit(printable(e)) from None
+        fail(e)
     except OSError as e:
-        raise SystemExit(
-            printable(f"The report could not be written into {args[0]}: {e.strerror or e} ({e.filename}).")
-        ) from None
+        fail(f"The report could not be written into {args[0]}: {e.strerror or e} ({e.filename}).")
     print(f"{printable(summary(rows))}\n{markdown_table(rows, console_text)}")
     print(f"\nwrote {paths['md']}, {paths['csv']}, {paths['png']}")
 

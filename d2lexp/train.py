@@ -17,10 +17,11 @@ from typing import TYPE_CHECKING, Any
 import hydra
 from omegaconf import DictConfig
 
-from d2lexp.config import CONF_DIR, in_multirun
-from d2lexp.console import printable, quiet_lightning, quiet_unwritable_folders
+from d2lexp.cli import Command, fail, start
+from d2lexp.config import CONFIG_PATH, in_multirun
+from d2lexp.console import quiet_lightning, quiet_unwritable_folders
 from d2lexp.errors import D2lexpError, RunInterrupted
-from d2lexp.overrides import command_line_problem, unknown_key_message, with_recorded_settings
+from d2lexp.overrides import unknown_key_message, with_recorded_settings
 from d2lexp.run_folder import run_in_own_folder
 
 if TYPE_CHECKING:
@@ -83,32 +84,37 @@ def hydra_choices() -> dict[str, str]:
     return {k: v for k, v in choices.items() if not k.startswith("hydra") and v is not None}
 
 
+def command() -> Command:
+    from d2lexp.help import EXAMPLES, text
+
+    return Command(
+        script="d2lexp",
+        module="d2lexp",
+        purpose="train one of the book's experiments, or a sweep of them (-m), each a run with a folder of its own.",
+        usage="d2lexp [group=option ...] [key=value ...]   (-m: a sweep of comma-separated values)",
+        examples=EXAMPLES,
+        more=text(),
+    )
+
+
 def main() -> None:
     """`python -m d2lexp` and the `d2lexp` command. Before Hydra starts: a resumed run's own
     recorded settings go under the command's, and a misspelt key is caught."""
-    if "--help" in sys.argv[1:] or "-h" in sys.argv[1:]:
-        from d2lexp.help import text
-
-        print(text())
-        return
-    problem = command_line_problem(sys.argv[1:])
-    if problem:
-        print(problem, file=sys.stderr)
-        sys.exit(1)
+    if any(flag in sys.argv[1:] for flag in ("--help", "-h", "--version")):
+        start(command(), sys.argv[1:])
+    args = start(Command("d2lexp", "d2lexp", "", ""), sys.argv[1:])
     try:
-        args = with_recorded_settings(sys.argv[1:])
+        args = with_recorded_settings(args)
     except D2lexpError as e:
-        print(printable(e), file=sys.stderr)
-        sys.exit(1)
+        fail(e)
     message = unknown_key_message("config", args)
     if message:
-        print(message, file=sys.stderr)
-        sys.exit(1)
+        fail(message)
     sys.argv[1:] = args
     hydra_main()
 
 
-@hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="config")
+@hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="config")
 def hydra_main(cfg: DictConfig) -> float | None:
     """The command line. Returns the objective metric (for sweepers such as Optuna).
 

@@ -67,8 +67,9 @@ def test_help_is_d2lexps_own(tmp_path):
     result = run_cli("--help", cwd=tmp_path)
     out = result.stdout
     assert result.returncode == 0 and "is powered by Hydra" not in out and "schema" not in out
-    groups = out.split("Config groups")[1].split("Recipes (experiment=")[0]
+    groups = out.split("Config groups")[1].split("A model brings its recipe")[0]
     assert all(f"  {group} " in groups for group in ("model", "optimizer", "speed", "trainer", "hydra/launcher"))
     assert all(option in groups for option in ("resnet18", "adamw", "parallel", "ddp_sim"))
+    assert "  recipe " not in groups  # what models include, not a group to choose
     assert all(preset in out for preset in ("d2l/lenet", "d2l_1/lenet", "fast/vgg_bn"))
-    assert "Examples:" in out and "python -m d2lexp.eval" in out
+    assert "Examples:" in out and "python -m d2lexp model=vgg11" in out and "d2lexp-eval" in out
