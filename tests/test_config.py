@@ -192,9 +192,13 @@ def test_callback_options(make_cfg, option):
     assert all(isinstance(c, kind) for c, kind in zip(configured, CALLBACKS[option]))
 
 
+# Presets that need a setting only the user can give: d2l/finetune starts from a run (its from-scratch twin here).
+PRESET_NEEDS = {"d2l/finetune": ["init.ckpt_path=null"]}
+
+
 @pytest.mark.parametrize("option", options("experiment"))
 def test_experiment_presets_compose_and_build(make_cfg, option):
-    cfg = make_cfg(f"experiment={option}")
+    cfg = make_cfg(f"experiment={option}", *PRESET_NEEDS.get(option, []))
     task = build.task(cfg, build.net(cfg))
     assert isinstance(build.data(cfg), pl.LightningDataModule) and isinstance(task, pl.LightningModule)
 
