@@ -9,21 +9,23 @@ from d2lexp.errors import ConfigError
 from d2lexp.train import train
 
 
-def test_a_segmentation_run_learns_and_scores_against_the_background(make_cfg, tmp_path):
-    """The preset's recipe (Adam) on 640 canvases, 2 epochs: pixel accuracy and mean IoU above those
-    of calling every pixel background, which are exactly the test masks' share of background and
-    that share over the 11 classes (IoU 0 for every other class); the predicted masks drawn."""
-    settings = ["data.train_canvases=640", "data.test_canvases=100", "data.canvas_seed=5"]
-    record = train(make_cfg("experiment=d2l/fcn", *settings, "trainer.max_epochs=2", "callbacks.progress_bar=null",
+def test_the_fcn_learns_to_segment_against_the_background(make_cfg, tmp_path):
+    """The preset's recipe (Adam) on 1,200 canvases, 3 epochs (about 25 s on one thread): pixel
+    accuracy and mean IoU well above those of calling every pixel background, which are exactly the
+    test masks' share of background and that share over the 11 classes (IoU 0 for every other
+    class); measured at 1,500 canvases: mean IoU 0.324 against 0.077. The predicted masks drawn."""
+    settings = ["data.train_canvases=1200", "data.test_canvases=100", "data.canvas_seed=5"]
+    record = train(make_cfg("experiment=d2l/fcn", *settings, "trainer.max_epochs=3", "callbacks.progress_bar=null",
                             "callbacks.model_summary=null", "callbacks.test_pictures=null", quiet=False))  # fmt: skip
     assert record["status"] == "done", record.get("error")
     data = FashionMNISTCanvases(data_dir=make_cfg().paths.data_dir, download=False, targets="masks",
-                                train_canvases=640, test_canvases=100, canvas_seed=5)  # fmt: skip
+                                train_canvases=1200, test_canvases=100, canvas_seed=5)  # fmt: skip
     data.setup()
     background = float((data.splits["test"][1] == 0).float().mean())
     assert record["test/pixel_acc_background"] == pytest.approx(background, rel=1e-5)
     assert record["test/miou_background"] == pytest.approx(background / 11, rel=1e-5)
-    assert record["test/pixel_acc"] > background + 0.01 and record["test/miou"] > 2 * record["test/miou_background"]
+    assert record["test/pixel_acc"] > background + 0.03, record["history"]
+    assert record["test/miou"] > 3 * record["test/miou_background"], record["history"]
     drawn = record["vision_pictures"]["segmentation"]
     assert (tmp_path / "run" / "data_masks.png").is_file() and drawn["file"].endswith("segmentation.png")
     assert len(drawn["pixel_acc"]) == 9 and all(0 <= a <= 1 for a in drawn["pixel_acc"])
