@@ -53,7 +53,7 @@ class VisionPictures(RecordingCallback):
     batch's detections or a segmentation task's returning its masks; does nothing for other data.
     What was drawn goes into the run record (`pictures`)."""
 
-    def __init__(self, output_dir: str, num_images: int = 9, threshold: float = 0.5) -> None:
+    def __init__(self, output_dir: str, num_images: int = 9, threshold: float = 0.3) -> None:
         self.output_dir, self.num_images, self.threshold = Path(output_dir), num_images, threshold
         self.drawn: dict[str, Any] = {}
         self._first: tuple[torch.Tensor, torch.Tensor, Any] | None = None  # images, targets, predictions

@@ -44,7 +44,8 @@ def test_a_net_that_does_not_fit_the_data_is_refused_before_training(make_cfg, o
 
 @pytest.mark.slow
 def test_the_fcn_preset_learns_to_segment(make_cfg):
-    """`experiment=d2l/fcn` as it is (10 epochs, 6,000 canvases): see docs/vision.md for the numbers."""
+    """`experiment=d2l/fcn` as it is (10 epochs, 6,000 canvases; fit 405 s on one shared thread): mean IoU
+    0.555 and pixel accuracy 0.926 against all-background's 0.075 and 0.830 (docs/vision.md)."""
     record = train(make_cfg("experiment=d2l/fcn"))
     assert record["test/miou"] > 0.4 and record["test/pixel_acc"] > record["test/pixel_acc_background"] + 0.06
 
