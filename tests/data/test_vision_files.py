@@ -11,6 +11,7 @@ from PIL import Image
 from d2lexp.data.bananas import BananasDataModule, read_data_bananas
 from d2lexp.data.voc import VOC_COLORMAP, VOCSegmentationDataModule, read_voc_split, voc_folder
 from d2lexp.errors import DataError
+from d2lexp.train import train
 
 
 def write_bananas(root: Path, boxes: dict[str, list[tuple[int, int, int, int]]], side: int = 32) -> Path:
@@ -130,3 +131,27 @@ def test_damaged_voc_files_are_one_paragraph(tmp_path):
         read_voc_split(folder, "val.txt", (64, 64), torch.Generator())
     with pytest.raises(DataError, match="Pascal VOC 2012 is not in"):
         VOCSegmentationDataModule(data_dir=str(tmp_path / "elsewhere"), download=False).setup()
+
+
+def test_the_books_runs_go_through_the_pipeline_on_files_of_their_formats(make_cfg, tmp_path):
+    """experiment=d2l/ssd_bananas and model=fcn (the book's ResNet-18 FCN, VOC data) for one epoch on
+    tiny data sets written in the bananas' and VOC's layouts: colour images and their targets reach
+    the net, its scores are recorded and the pictures drawn (no download: data.download=false)."""
+    data = tmp_path / "data"
+    write_bananas(data, {"bananas_train": [(8, 8, 40, 40), (0, 16, 64, 48)] * 4, "bananas_val": [(4, 4, 60, 30)] * 2},
+                  side=64)  # fmt: skip
+    write_voc(data, {"train": [(64, 72)] * 4, "val": [(64, 64)] * 2})
+    common = [f"paths.data_dir={data}", "data.download=false", "trainer.max_epochs=1", "data.batch_size=4"]
+    pictures = ["callbacks.progress_bar=null", "callbacks.model_summary=null", "callbacks.test_pictures=null"]
+    bananas = train(
+        make_cfg("experiment=d2l/ssd_bananas", *common, *pictures, output_dir=tmp_path / "ssd", quiet=False)
+    )
+    assert bananas["status"] == "done", bananas.get("error")
+    assert 0 <= bananas["test/map_50"] <= 1 and bananas["vision_pictures"]["detections"]["found"] is not None
+    assert (tmp_path / "ssd" / "data_boxes.png").is_file() and (tmp_path / "ssd" / "detections.png").is_file()
+    voc = train(
+        make_cfg("model=fcn", "data.crop=[64,64]", *common, *pictures, output_dir=tmp_path / "fcn", quiet=False)
+    )
+    assert voc["status"] == "done", voc.get("error")
+    assert 0 <= voc["test/miou"] <= 1 and 0 <= voc["test/pixel_acc"] <= 1
+    assert (tmp_path / "fcn" / "segmentation.png").is_file()
