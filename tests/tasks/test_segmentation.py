@@ -29,6 +29,14 @@ def test_the_fcn_learns_to_segment_against_the_background(make_cfg, tmp_path):
     drawn = record["vision_pictures"]["segmentation"]
     assert (tmp_path / "run" / "data_masks.png").is_file() and drawn["file"].endswith("segmentation.png")
     assert len(drawn["pixel_acc"]) == 9 and all(0 <= a <= 1 for a in drawn["pixel_acc"])
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    tags = set()
+    for events in (tmp_path / "run" / "tensorboard").rglob("events.out.tfevents.*"):
+        accumulator = EventAccumulator(str(events), size_guidance={"images": 0})
+        accumulator.Reload()
+        tags |= set(accumulator.Tags()["images"])
+    assert {"data/targets", "test/segmentation"} <= tags  # the same pictures in TensorBoard
 
 
 @pytest.mark.parametrize(
