@@ -59,7 +59,7 @@ def test_the_loss_is_the_books():
 
 
 def test_tinyssd_learns_to_detect_and_draws_its_detections(make_cfg, tmp_path):
-    """The preset through the whole pipeline on 1,200 canvases, 4 epochs (about 30 s on one thread),
+    """The preset through the whole pipeline on 1,200 canvases, 4 epochs (13 to 22 s on one thread),
     with Adam at lr 3e-3 for the book's SGD: at this budget the book's recipe reaches mAP@0.5 0.040,
     Adam 0.214 (1,500 canvases, measured). It learned: mAP@0.5 and COCO's mAP well above the 0 of a
     detector that finds nothing, the anchors' class error below all-background's, which is exactly
