@@ -89,23 +89,75 @@ def data(cfg: DictConfig) -> DataModule:
     return instantiate(cfg.data, "data", augment=cfg.augment)  # as a node: Hydra would make an object a dict
 
 
-def net(cfg: DictConfig) -> nn.Module:
-    """The net from `cfg.model`, initialised by `cfg.init`."""
+def output_layer(cfg: DictConfig) -> set[str]:
+    """The names of the net's tensors that make its output layer: those whose shapes change with
+    `model.num_classes` (d2lexp.finetune.class_dependent); none for a model without that setting."""
+    from d2lexp.finetune import class_dependent
+
+    classes = cfg.model.get("num_classes")
+    if not isinstance(classes, int) or isinstance(classes, bool):
+        return set()
+    return class_dependent(lambda k: instantiate(OmegaConf.merge(cfg.model, {"num_classes": k}), "model"), classes)
+
+
+def net(cfg: DictConfig, start: bool = True) -> nn.Module:
+    """The net from `cfg.model`, initialised by `cfg.init`: a function applied to every module, or
+    trained weights to start from (init=from_run, init=torchvision: d2lexp.finetune), taken only
+    when `start` (a resumed run's come from its checkpoint; a net measured on the meta device needs none)."""
+    from d2lexp.finetune import StartFrom
+
     built = instantiate(cfg.model, "model")
-    if cfg.get("init") is not None:
-        built.apply(instantiate(cfg.init, "init"))
+    init_cfg = cfg.get("init")
+    if init_cfg is None:
+        return built
+    try:
+        target = hydra.utils.get_object(init_cfg._target_)
+    except (ImportError, AttributeError, ValueError):
+        target = None  # instantiate says what is wrong with it
+    if not (isinstance(target, type) and issubclass(target, StartFrom)):
+        built.apply(instantiate(init_cfg, "init"))
+        return built
+    if not start:  # a resumed run's weights are its checkpoint's (its init.ckpt_path is not even recorded)
+        return built
+    if OmegaConf.is_missing(init_cfg, "ckpt_path"):
+        raise ConfigError(
+            "init=from_run needs init.ckpt_path: the run folder (outputs/<date>/<time>) or .ckpt file of the net to start "
+            "from; init.ckpt_path=null trains the same settings from scratch (to compare)."
+        )
+    instantiate(init_cfg, "init").load_into(built, output_layer(cfg))
     return built
 
 
-def optimizer(cfg: DictConfig) -> OptimizerFactory:
+def optimizer(cfg: DictConfig, built_net: nn.Module | None = None) -> OptimizerFactory:
     """The optimizer factory, after building it once on a dummy parameter: PyTorch checks its
-    values then (a negative lr or momentum, ...), so a bad one stops the run before any work."""
-    factory = instantiate(cfg.optimizer, "optimizer")
+    values then (a negative lr or momentum, ...), so a bad one stops the run before any work.
+    `optimizer.output_lr_scale` (d2lexp's setting, not the optimizer's) trains the net's output
+    layer that many times faster (d2lexp.finetune.OutputLayerLR)."""
+    from d2lexp.finetune import OutputLayerLR
+
+    settings = OmegaConf.to_container(cfg.optimizer, resolve=True)
+    scale = settings.pop("output_lr_scale", 1.0)
+    factory = instantiate(OmegaConf.create(settings), "optimizer")
     try:
         factory([nn.Parameter(torch.zeros(1))])
     except (ValueError, TypeError) as e:
         raise ConfigError(f"The optimizer settings are not valid: {e}. Fix the optimizer.* values.") from None
-    return factory
+    if scale == 1.0:
+        return factory
+    if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not 0 < scale <= 1e6 or "lr" not in settings:
+        raise ConfigError(
+            "optimizer.output_lr_scale is a positive number (the book's fine-tuning: 10), for an optimizer with an lr; "
+            f"got {scale!r}."
+        )
+    names = output_layer(cfg)
+    listed = built_net.named_parameters() if built_net is not None else ()
+    positions = {i for i, (name, _) in enumerate(listed) if name in names}
+    if built_net is not None and not positions:
+        raise ConfigError(
+            "optimizer.output_lr_scale trains the output layer faster, but this model has no model.num_classes to find "
+            "it by. Leave optimizer.output_lr_scale at 1."
+        )
+    return OutputLayerLR(factory, float(settings["lr"]), positions, float(scale))
 
 
 def scheduler(cfg: DictConfig) -> Scheduler | None:
@@ -117,7 +169,7 @@ def task(cfg: DictConfig, built_net: nn.Module) -> Task:
     partial: objects handed to `instantiate` as arguments would be turned into configs.)"""
     make = instantiate(cfg.task, "task", _partial_=True)
     try:
-        built = make(net=built_net, optimizer=optimizer(cfg), scheduler=scheduler(cfg))
+        built = make(net=built_net, optimizer=optimizer(cfg, built_net), scheduler=scheduler(cfg))
     except (ValueError, TypeError) as e:
         raise ConfigError(f"The task settings are not valid: {e}. Fix the task.* values.") from None
     speed.prepare_task(built, cfg.speed)
@@ -266,12 +318,29 @@ def check_input_fits_net(built_net: nn.Module, example: torch.Tensor) -> None:
         )
 
 
-def check_net_fits_data(stats_output: tuple[int, ...], data_module: DataModule) -> None:
-    """A classifier's output must have one score per class of the data."""
-    classes = data_module.num_classes
-    if classes is not None and stats_output and stats_output[-1] != classes:
+def check_net_fits_data(stats: ModelStats, data_module: DataModule) -> None:
+    """A net's output must have one score per class of the data: per example (a classifier's last
+    dimension), per pixel (a segmenter's channels), per anchor and background (a detector's class
+    scores, the second of its outputs)."""
+    classes, kind = data_module.num_classes, data_module.target_kind
+    shapes = stats.output_shapes or (stats.output_shape,)
+    if classes is None or not shapes or not shapes[0]:
+        return
+    if kind == "masks":
+        given, wanted, per = (shapes[0][1] if len(shapes[0]) == 4 else None), classes, "pixel"
+    elif kind == "boxes":
+        given, wanted, per = (shapes[1][-1] if len(shapes) == 3 else None), classes + 1, "anchor"
+        if given is None:
+            raise ConfigError(
+                "The data holds boxes to detect, but the net does not give (anchors, class scores, offsets) as a "
+                "single-shot detector does (model=tiny_ssd)."
+            )
+    else:
+        given, wanted, per = shapes[0][-1], classes, "example"
+    if given is not None and given != wanted:
+        background = " (one more than the data's classes: background)" if kind == "boxes" else ""
         raise ConfigError(
-            f"The net gives {stats_output[-1]} scores per example, but the data has {classes} classes. "
+            f"The net gives {given} scores per {per}, but the data needs {wanted}{background}. "
             f"Set model.num_classes={classes}."
         )
 
@@ -286,7 +355,7 @@ def check_net_fits_checkpoint(cfg: DictConfig, saved: dict[str, Any], source: Pa
     weights = [t for t in net_weights(saved).values() if isinstance(t, torch.Tensor)]
     try:
         with torch.device("meta"), size_budget(sum(t.numel() for t in weights), len(weights)):
-            net(cfg)
+            net(cfg, start=False)
     except NetTooLarge:
         raise CheckpointError(
             f"ckpt_path={source} holds the weights of a smaller net than the configured model (its settings, or those "
@@ -350,14 +419,18 @@ def run(
     saved = load_checkpoint(found) if found is not None else None  # read once, as bounded data
     if saved is not None and given_net is None:
         check_net_fits_checkpoint(cfg, saved, found)  # before the net is built: its size is the file's
-    built_net = net(cfg) if given_net is None else given_net
+    built_net = net(cfg, start=found is None) if given_net is None else given_net
     built_task = task(cfg, built_net)
     built_task.example_input_array = data_module.example_input()  # the model summary shows shapes and FLOPs
     example = data_module.model_input()
     check_input_fits_net(built_net, example)
-    stats = model_stats(lambda: net(cfg), example) if given_net is None else given_net_stats(given_net, example)
+    stats = (
+        model_stats(lambda: net(cfg, start=False), example)
+        if given_net is None
+        else given_net_stats(given_net, example)
+    )
     if stats is not None:
-        check_net_fits_data(stats.output_shape, data_module)
+        check_net_fits_data(stats, data_module)
     built_trainer = trainer(cfg, callbacks(cfg, first_callbacks, on_epoch), loggers(cfg))
     io = built_trainer.strategy.checkpoint_io
     if isinstance(io, RunCheckpointIO):

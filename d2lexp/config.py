@@ -185,10 +185,13 @@ def schema_of(
     exclude: Sequence[str] = (),
     partial: bool = False,
     instantiated: bool = True,
+    extra: Sequence[tuple[str, type, Any]] = (),
 ) -> type:
     """A dataclass that types the keyword arguments of the class `target` names (all but `exclude`),
     with their defaults, read from its source (`module`: where it is defined, if `target` names it
-    by a shorter path); `_target_` (and `_partial_`) for Hydra's instantiate, if `instantiated`."""
+    by a shorter path); `_target_` (and `_partial_`) for Hydra's instantiate, if `instantiated`;
+    then `extra` (name, type, default): d2lexp's own settings of the group, which d2lexp.build
+    takes out before the constructor is called."""
     where, name = (module or target.rsplit(".", 1)[0]), target.rsplit(".", 1)[1]
     fields: list[tuple[str, Any, Any]] = [("_target_", str, dataclasses.field(default=target))] if instantiated else []
     if partial:
@@ -205,9 +208,14 @@ def schema_of(
             fields.append((argument.name, kind, dataclasses.field(default_factory=lambda d=default: list(d))))
         else:
             fields.append((argument.name, kind, dataclasses.field(default=default)))
+    fields += [(key, kind, dataclasses.field(default=default)) for key, kind, default in extra]
     schema = dataclasses.make_dataclass(f"{name}Settings", fields, kw_only=True)
     return schema
 
+
+# Every optimizer's own setting of d2lexp's: how many times faster the net's output layer learns
+# (the book's fine-tuning: 10; d2lexp.build.optimizer).
+OPTIMIZER_EXTRA = (("output_lr_scale", float, 1.0),)
 
 # The schemas of the groups users edit most, by the name their YAML files give them.
 SCHEMAS: dict[str, tuple[str, dict[str, Any]]] = {
@@ -215,11 +223,14 @@ SCHEMAS: dict[str, tuple[str, dict[str, Any]]] = {
     "trainer": ("lightning.pytorch.Trainer",
                 {"module": "lightning.pytorch.trainer.trainer", "exclude": ("callbacks", "logger", "plugins")}),
     "fashion_mnist": ("d2lexp.data.fashion_mnist.FashionMNISTDataModule", {"exclude": ("augment",)}),
+    "canvases": ("d2lexp.data.canvases.FashionMNISTCanvases", {"exclude": ("augment",)}),
+    "bananas": ("d2lexp.data.bananas.BananasDataModule", {"exclude": ("augment",)}),
+    "voc": ("d2lexp.data.voc.VOCSegmentationDataModule", {"exclude": ("augment",)}),
     "time_machine": ("d2lexp.data.time_machine.TimeMachineDataModule", {}),
-    "sgd": ("torch.optim.SGD", {"module": "torch.optim.sgd", "exclude": ("params",), "partial": True}),
-    "adam": ("torch.optim.Adam", {"module": "torch.optim.adam", "exclude": ("params",), "partial": True}),
-    "adamw": ("torch.optim.AdamW", {"module": "torch.optim.adamw", "exclude": ("params",), "partial": True}),
-    "sgd_scratch": ("d2lexp.scratch.optim.SGD", {"exclude": ("params",), "partial": True}),
+    "sgd": ("torch.optim.SGD", {"module": "torch.optim.sgd", "exclude": ("params",), "partial": True, "extra": OPTIMIZER_EXTRA}),
+    "adam": ("torch.optim.Adam", {"module": "torch.optim.adam", "exclude": ("params",), "partial": True, "extra": OPTIMIZER_EXTRA}),
+    "adamw": ("torch.optim.AdamW", {"module": "torch.optim.adamw", "exclude": ("params",), "partial": True, "extra": OPTIMIZER_EXTRA}),
+    "sgd_scratch": ("d2lexp.scratch.optim.SGD", {"exclude": ("params",), "partial": True, "extra": OPTIMIZER_EXTRA}),
     "speed": ("d2lexp.speed.Speed", {"module": "d2lexp.speed.switches", "instantiated": False}),
 }  # fmt: skip
 

@@ -163,7 +163,7 @@ def hydra_main(cfg: DictConfig) -> None:
         print(comparison(str(cfg.inspect.compare)))
         return
     try:
-        net = meta_model(lambda: build.net(cfg))
+        net = meta_model(lambda: build.net(cfg, start=False))
         example = build.data(cfg).model_input()
     except D2lexpError as e:
         fail(e)

@@ -87,7 +87,7 @@ def job_cost(config: DictConfig) -> float:
 
     try:
         data = build.data(config)
-        macs = model_stats(lambda: build.net(config), data.model_input()).macs
+        macs = model_stats(lambda: build.net(config, start=False), data.model_input()).macs
     except Exception:  # a job that cannot be built: it fails by itself when it runs, and its row says why
         return 0.0
     epochs = config.trainer.get("max_epochs") or 0

@@ -29,6 +29,7 @@ class ModelStats:
     output_shape: tuple[int, ...]
     params: int
     macs: int  # per example
+    output_shapes: tuple[tuple[int, ...], ...] = ()  # every tensor of an output that is several (a detector's)
 
 
 def _shape(output: object) -> tuple[int, ...] | None:
@@ -81,6 +82,11 @@ def inspect_model(net: nn.Module, example: torch.Tensor, depth: int = 1) -> Mode
         output_shape=_shape(output) or (),
         params=sum(p.numel() for p in net.parameters()),
         macs=flops.get("Global", 0) // 2 // max(1, example.shape[0]),
+        output_shapes=tuple(
+            tuple(t.shape)
+            for t in (output if isinstance(output, (tuple, list)) else (output,))
+            if isinstance(t, torch.Tensor)
+        ),  # fmt: skip
     )
 
 

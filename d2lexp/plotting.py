@@ -11,13 +11,22 @@ import torch
 
 from d2lexp import files
 
+Box = tuple[float, float, float, float, str, str]  # x1, y1, x2, y2 (fractions of the image), its text, its colour
 
-def labelled_image_grid(images: torch.Tensor, titles: Sequence[str], num_cols: int = 9, cell: int = 84) -> torch.Tensor:
-    """The book's `show_images`: grayscale images in a grid, each under its title (which may
-    have several lines), each image scaled to `cell` pixels a side.
 
-    `images` is [N, H, W] in [0, 1]; returns a uint8 RGB image [3, H', W'] for TensorBoard's
-    `add_image` (and `save_image`).
+def labelled_image_grid(
+    images: torch.Tensor,
+    titles: Sequence[str],
+    num_cols: int = 9,
+    cell: int = 84,
+    boxes: Sequence[Sequence[Box]] | None = None,
+) -> torch.Tensor:
+    """The book's `show_images`: images in a grid, each under its title (which may have several
+    lines), each image scaled to `cell` pixels a side; with `boxes`, each image's boxes drawn on
+    it with their text (the book's `show_bboxes`).
+
+    `images` is [N, H, W] (grey) or [N, 3, H, W] (colour) in [0, 1]; returns a uint8 RGB image
+    [3, H', W'] for TensorBoard's `add_image` (and `save_image`).
     """
     from PIL import Image, ImageDraw, ImageFont
 
@@ -29,15 +38,30 @@ def labelled_image_grid(images: torch.Tensor, titles: Sequence[str], num_cols: i
     canvas = Image.new("RGB", (num_cols * cell_w, num_rows * (cell_h + title_h)), "white")
     draw = ImageDraw.Draw(canvas)
     font = ImageFont.load_default()
-    pixels = (images.clamp(0, 1) * 255).to(torch.uint8).cpu().numpy()
+    pixels = (images.clamp(0, 1) * 255).to(torch.uint8).cpu()
+    pixels = (pixels.permute(0, 2, 3, 1) if pixels.dim() == 4 else pixels).numpy()
     for i in range(n):
         row, col = divmod(i, num_cols)
         x, y = col * cell_w, row * (cell_h + title_h)
-        resample = Image.NEAREST if pixels[i].shape[-1] <= cell else Image.BILINEAR
-        tile = Image.fromarray(pixels[i], mode="L").resize((cell_w, cell_h), resample)
+        resample = Image.NEAREST if pixels[i].shape[1] <= cell else Image.BILINEAR
+        tile = Image.fromarray(pixels[i], mode="RGB" if pixels[i].ndim == 3 else "L").resize((cell_w, cell_h), resample)
         canvas.paste(tile.convert("RGB"), (x, y + title_h))
         draw.multiline_text((x + 2, y + 1), titles[i], fill="black", font=font, spacing=1)
+        for x1, y1, x2, y2, text, colour in boxes[i] if boxes is not None else ():
+            corners = (x + x1 * cell_w, y + title_h + y1 * cell_h, x + x2 * cell_w - 1, y + title_h + y2 * cell_h - 1)
+            draw.rectangle(corners, outline=colour, width=1)
+            if text:
+                draw.text((corners[0] + 1, corners[1]), text, fill=colour, font=font)
     return torch.from_numpy(np.asarray(canvas).copy()).permute(2, 0, 1)
+
+
+def colour_masks(masks: torch.Tensor, colormap: Sequence[Sequence[int]]) -> torch.Tensor:
+    """Class masks [N, H, W] as colour images [N, 3, H, W] in [0, 1], class i in `colormap[i]`
+    (the book's VOC colours); classes past the map's end are white."""
+    palette = torch.tensor(
+        [*colormap, *[[255, 255, 255]] * max(0, (int(masks.max()) if masks.numel() else 0) + 1 - len(colormap))]
+    )
+    return palette[masks.long().cpu()].permute(0, 3, 1, 2).float() / 255
 
 
 def save_image(image: torch.Tensor, path: Path) -> Path:
@@ -75,6 +99,9 @@ def confusion_figure(matrix: torch.Tensor, class_names: Sequence[str]):  # -> ma
 CURVES = (
     ("train/loss", "train loss", "C0", "-"), ("train/acc", "train acc", "C1", "--"),
     ("val/loss", "val loss", "C3", "-."), ("val/acc", "val acc", "C2", ":"),
+    ("val/map_50", "val mAP@0.5", "C4", "-"),  # a detector's
+    ("train/pixel_acc", "train pixel acc", "C1", "--"), ("val/pixel_acc", "val pixel acc", "C2", ":"),
+    ("val/miou", "val mIoU", "C4", "-"),  # a segmenter's
 )  # fmt: skip
 PERPLEXITY = (("train/ppl", "train perplexity", "C0", "-"), ("val/ppl", "val perplexity", "C2", ":"))
 

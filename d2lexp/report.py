@@ -9,7 +9,8 @@ writes into the sweep folder:
   interrupted, crashed, not run or unreadable, with the first line of the reason); above the
   table, how many finished, and which collapsed (validation accuracy at the end under half
   its best);
-- `report.png`: the validation-accuracy curves of all jobs, and test accuracy against MACs.
+- `report.png`: the validation curves of all jobs (accuracy; a detector's mAP@0.5, a segmenter's
+  mean IoU), and the test score against MACs.
 
 Failed jobs are rows like the others; they never hide the jobs that finished.
 """
@@ -274,8 +275,23 @@ def _label(row: dict[str, Any]) -> str:
     return row.get("swept") or f"job {row['job']}"
 
 
+# What a job is scored by, in the report's picture: (validation key, test key, name), the first a job has.
+SCORES = (
+    ("val/acc", "test/acc", "accuracy"),
+    ("val/map_50", "test/map_50", "mAP@0.5"),
+    ("val/miou", "test/miou", "mean IoU"),
+)
+
+
+def score_of(row: dict[str, Any]) -> tuple[str, str, str] | None:
+    """The score a job is drawn by (`SCORES`): the first whose test value or validation curve it has."""
+    history = row.get("history") or {}
+    return next((s for s in SCORES if _is_number(row.get(s[1])) or history.get(s[0])), None)
+
+
 def plot(rows: list[dict[str, Any]], path: Path) -> None:
-    """Validation accuracy per epoch for every job, and test accuracy against MACs per example."""
+    """Each job's validation score per epoch (accuracy, or a detector's mAP@0.5, or a segmenter's mean
+    IoU: `SCORES`), and its test score against MACs per example."""
     import matplotlib
     from matplotlib.figure import Figure
     from matplotlib.ticker import MaxNLocator
@@ -287,23 +303,34 @@ def plot(rows: list[dict[str, Any]], path: Path) -> None:
 def _plot(rows: list[dict[str, Any]], path: Path, Figure: Any, MaxNLocator: Any) -> None:
     fig = Figure(figsize=(13, 5))
     curves, cost = fig.subplots(1, 2)
+    names = []  # the scores drawn, in order: "accuracy", or several for a sweep of different tasks
     for i, row in enumerate(rows):
+        score = score_of(row)
+        if score is None:
+            continue
+        names += [score[2]] if score[2] not in names else []
         history = row.get("history") or {}
-        epochs, accuracy = history.get("epoch") or [], history.get("val/acc") or []
-        points = [(e + 1, a) for e, a in zip(epochs, accuracy) if _is_number(e) and _is_number(a)]
+        epochs, values = history.get("epoch") or [], history.get(score[0]) or []
+        points = [(e + 1, a) for e, a in zip(epochs, values) if _is_number(e) and _is_number(a)]
         if points:
             curves.plot(*zip(*points), marker="o", markersize=3, label=_label(row), color=f"C{i % 10}")
+        test = row.get(score[1])
+        if row.get("macs_per_example") and _is_number(test):
+            cost.scatter(row["macs_per_example"], test, s=30, color=f"C{i % 10}")
+            cost.annotate(row.get("model") or _label(row), (row["macs_per_example"], test), fontsize=8,
+                          xytext=(4, 4), textcoords="offset points")  # fmt: skip
+    name = ", ".join(names) or "accuracy"
     curves.xaxis.set_major_locator(MaxNLocator(integer=True))
-    curves.set(xlabel="epoch", ylabel="validation accuracy", title="Validation accuracy")
+    curves.set(xlabel="epoch", ylabel=f"validation {name}", title=f"Validation {name}")
     curves.grid(alpha=0.3)
     if curves.lines:
         curves.legend(fontsize=7)
-    for i, row in enumerate(rows):
-        if row.get("macs_per_example") and row.get("test/acc") is not None:
-            cost.scatter(row["macs_per_example"], row["test/acc"], s=30, color=f"C{i % 10}")
-            cost.annotate(row.get("model") or _label(row), (row["macs_per_example"], row["test/acc"]), fontsize=8,
-                          xytext=(4, 4), textcoords="offset points")  # fmt: skip
-    cost.set(xscale="log", xlabel="MACs per example (log scale)", ylabel="test accuracy", title="Accuracy against cost")
+    cost.set(
+        xscale="log",
+        xlabel="MACs per example (log scale)",
+        ylabel=f"test {name}",
+        title=f"{name[0].upper()}{name[1:]} against cost",
+    )
     cost.grid(alpha=0.3, which="both")
     failed = [r for r in rows if r.get("status") != "done"]
     if failed:

@@ -88,14 +88,14 @@ MODEL_PRESETS = {
     "linreg_scratch": "d2l/linreg_scratch", "edge_kernel_scratch": "d2l/edge_detection", "sequence_mlp": "d2l/sequence",
     "rnn": "d2l/rnn", "rnn_scratch": "d2l/rnn_scratch", "gru": "d2l/gru", "gru_scratch": "d2l/gru_scratch",
     "lstm": "d2l/lstm", "lstm_scratch": "d2l/lstm_scratch", "vgg_bn_small": "fast/vgg_bn", "vgg_bn_medium": "fast/vgg_bn_best",
-    "vgg11": None, "vgg13": None, "vgg16": None, "vgg19": None, "tiny_ssd": None, "fcn": None, "fcn_small": None,
+    "vgg11": None, "vgg13": None, "vgg16": None, "vgg19": None, "tiny_ssd": "d2l/ssd", "fcn": None, "fcn_small": "d2l/fcn",
+    "resnet18_tv": None,
 }  # fmt: skip
 # The stated defaults of the models the book never trains this way: (optimizer, lr, batch, epochs, init).
 STATED = {
     **{v: ("torch.optim.Adam", 1e-4, 128, 10, "d2lexp.models.init.xavier_uniform") for v in ("vgg11", "vgg13", "vgg16", "vgg19")},
-    "tiny_ssd": ("torch.optim.SGD", 0.2, 32, 20, "d2lexp.models.init.pytorch_default"),
     "fcn": ("torch.optim.SGD", 0.001, 32, 5, "d2lexp.models.init.pytorch_default"),
-    "fcn_small": ("torch.optim.SGD", 0.001, 32, 5, "d2lexp.models.init.pytorch_default"),
+    "resnet18_tv": ("torch.optim.SGD", 5e-5, 128, 5, "d2lexp.finetune.TorchvisionWeights"),
 }  # fmt: skip
 RECIPE_KEYS = ("optimizer._target_", "optimizer.lr", "data.batch_size", "data.resize", "init._target_", "trainer.max_epochs",
                "data._target_", "task._target_", "scheduler")  # fmt: skip

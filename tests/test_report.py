@@ -124,3 +124,31 @@ def test_a_single_runs_folder_is_refused_and_left_alone(tmp_path):
     empty.mkdir()
     result = subprocess.run([sys.executable, "-m", "d2lexp.report", str(empty)], capture_output=True, text=True)
     assert result.returncode == 1 and "holds no jobs of a sweep" in result.stderr and not list(empty.iterdir())
+
+
+def test_detectors_and_segmenters_are_compared_by_their_own_scores(tmp_path):
+    """A sweep of a classifier, a detector and a segmenter (their records as runs write them): the
+    table has a column for each one's headline (test acc, test mAP@0.5 and mAP, test mIoU and pixel
+    accuracy, and all-background's), and the picture draws each by its own score."""
+    from d2lexp.report import score_of
+
+    epochs = {"epoch": [0, 1]}
+    records = {
+        "0": {"model": "lenet", "test/acc": 0.81, "history": {**epochs, "val/acc": [0.7, 0.81]}},
+        "1": {"model": "tiny_ssd", "test/map_50": 0.492, "test/map": 0.299, "test/class_err_background": 0.01,
+              "history": {**epochs, "val/map_50": [0.04, 0.09]}},
+        "2": {"model": "fcn_small", "test/miou": 0.555, "test/pixel_acc": 0.926, "test/miou_background": 0.075,
+              "history": {**epochs, "val/miou": [0.37, 0.42]}},
+    }  # fmt: skip
+    for job, record in records.items():
+        write_metrics(tmp_path / job, {"status": "done", "macs_per_example": 1000 * (int(job) + 1), **record})
+    rows = collect(tmp_path)
+    assert [score_of(r)[2] for r in rows] == ["accuracy", "mAP@0.5", "mean IoU"]
+    paths = write_report(tmp_path, rows)
+    header, *table = [line for line in paths["md"].read_text().splitlines() if line.startswith("| ")]
+    titles = [t.strip() for t in header.strip("|").split("|")]
+    cells = [dict(zip(titles, (c.strip() for c in line.strip("|").split("|")))) for line in table]
+    assert cells[0]["test acc"] == "0.8100" and cells[0]["test mAP@0.5"] == ""
+    assert cells[1]["test mAP@0.5"] == "0.4920" and cells[1]["test mAP"] == "0.2990"
+    assert cells[2]["test mIoU"] == "0.5550" and cells[2]["mIoU all background"] == "0.0750"
+    assert Image.open(paths["png"]).size[0] > 1000

@@ -45,8 +45,8 @@ class ClassifierPictures(RecordingCallback):
         self._wrong: tuple[torch.Tensor, ...] | None = None  # confidences, images, labels, predictions
 
     def _names(self, trainer: pl.Trainer) -> tuple[str, ...] | None:
-        data = trainer.datamodule
-        return data.class_names if isinstance(data, DataModule) else None
+        data = trainer.datamodule  # a class per example only: boxes and masks are VisionPictures'
+        return data.class_names if isinstance(data, DataModule) and data.target_kind == "labels" else None
 
     def on_test_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._reset()

@@ -44,7 +44,11 @@ class DataModule(pl.LightningDataModule):
     augmentable: bool = False
     # What a batch's items are, for throughput: "examples" (its first dimension) or "tokens" (every element).
     item_unit: str = "examples"
-    # Classification: how many classes the labels hold, and their names.
+    # What a batch's targets are: "labels" (a class per example), "boxes" ([K, 5] rows of class and
+    # corners per image, -1 rows padding: detection), "masks" (a class per pixel: segmentation); None: other.
+    target_kind: str | None = None
+    # Classification: how many classes the labels hold, and their names (detection: the objects'
+    # classes, background not counted; segmentation: the pixels', background first).
     num_classes: int | None = None
     class_names: tuple[str, ...] | None = None
     # Language modelling: the vocabulary, and whether a minibatch continues the one before it.

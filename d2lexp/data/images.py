@@ -43,6 +43,7 @@ class ImageDataModule(DataModule):
     std: float = 0.5
     # Whether a random crop, flip or rotation keeps the targets true (class labels: yes; boxes, masks: no).
     targets_follow_geometry: bool = False
+    target_kind = "labels"
 
     def __init__(
         self,
@@ -56,9 +57,13 @@ class ImageDataModule(DataModule):
         seed: int = 0,
         on_device: bool | str = "auto",
         augment: Augment | None = None,
+        classes: list[int] | None = None,
     ) -> None:
-        """`augment`: random changes to training batches, on their device (d2lexp.data.augment)."""
+        """`augment`: random changes to training batches, on their device (d2lexp.data.augment).
+        `classes`: keep only the examples of these classes, relabelled 0, 1, ... in the order given
+        (`[5, 6, 7, 8, 9]`: Fashion-MNIST's last five, as labels 0 to 4)."""
         super().__init__()
+        self.classes = self._checked_classes(classes)
         positive("data.batch_size", batch_size)
         positive("data.eval_batch_size", eval_batch_size, allow_none=True)
         positive("data.resize", resize, allow_none=True)
@@ -84,6 +89,37 @@ class ImageDataModule(DataModule):
         self.splits: dict[str, Split] = {}
         self._generators = BatchGenerators()
 
+    def _checked_classes(self, classes: list[int] | None) -> list[int] | None:
+        """The classes kept (ConfigError for a bad list); this data module's class count and names follow them."""
+        if classes is None:
+            return None
+        known = self.num_classes or 0
+        if (
+            self.target_kind != "labels"
+            or not isinstance(classes, (list, tuple))
+            or not classes
+            or len(set(classes)) != len(classes)
+            or not all(isinstance(c, int) and not isinstance(c, bool) and 0 <= c < known for c in classes)
+        ):
+            raise ConfigError(
+                f"data.classes is a list of different class indices from 0 to {known - 1} (e.g. data.classes=[5,6,7]), "
+                f"for data whose targets are class labels; got {str(classes)[:80]!r}."
+            )
+        if self.class_names:
+            self.class_names = tuple(self.class_names[c] for c in classes)
+        self.num_classes = len(classes)
+        self.train_size = None  # how many training examples those classes have is known once read
+        return list(classes)
+
+    def _only_classes(self, split: Split) -> Split:
+        """A split's examples of `self.classes`, relabelled by their place in that list."""
+        images, labels = split
+        relabel = torch.full((type(self).num_classes,), -1, dtype=labels.dtype)  # the data set's own count
+        relabel[torch.tensor(self.classes)] = torch.arange(len(self.classes), dtype=labels.dtype)
+        new = relabel[labels]
+        keep = (new >= 0).nonzero().flatten()
+        return images[keep], new[keep]
+
     def load_splits(self) -> dict[str, Split]:
         """The data set's "train" and "test" splits, whole (a subclass's: read or made, checked)."""
         raise NotImplementedError
@@ -93,6 +129,8 @@ class ImageDataModule(DataModule):
             return
         loaded = self.load_splits()
         train, test = loaded["train"], loaded["test"]
+        if self.classes is not None:
+            train, test = self._only_classes(train), self._only_classes(test)
         if self.val_size:
             order = torch.randperm(len(train[0]), generator=seeded_generator(self.seed, 1))
             val_idx, train_idx = order[: self.val_size].sort().values, order[self.val_size :].sort().values

@@ -32,15 +32,20 @@ from d2lexp.scratch.detection import (
 from d2lexp.scratch.linear_regression import data_iter, linreg, squared_loss, synthetic_data
 from d2lexp.scratch.mlp import dropout_layer, relu
 from d2lexp.scratch.optim import SGD, sgd
-from d2lexp.scratch.segmentation import (
-    VOC_CLASSES,
-    VOC_COLORMAP,
-    bilinear_kernel,
-    kernel2matrix,
-    trans_conv,
-    voc_colormap2label,
-    voc_label_indices,
-)
+from d2lexp.scratch.segmentation import bilinear_kernel, kernel2matrix, trans_conv
+
+# The book's VOC names are data (d2lexp.data.voc), given here on first use: importing the scratch
+# pieces stays free of the data modules (and of Lightning).
+_VOC_NAMES = ("VOC_CLASSES", "VOC_COLORMAP", "voc_colormap2label", "voc_label_indices")
+
+
+def __getattr__(name: str) -> object:
+    if name in _VOC_NAMES:
+        from d2lexp.data import voc
+
+        return getattr(voc, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "Accumulator", "BatchNorm", "Conv2D", "Pool2D", "SGD", "VOC_CLASSES", "VOC_COLORMAP", "accuracy",

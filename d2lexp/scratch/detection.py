@@ -114,13 +114,19 @@ def multibox_target(anchors: torch.Tensor, labels: torch.Tensor) -> tuple[torch.
     """Label anchors (1, A, 4) from ground truth `labels` (B, G, 5) whose rows are (class, x1, y1, x2, y2).
 
     Returns (offsets (B, 4A), mask (B, 4A), classes (B, A)): an anchor's class is its box's
-    class + 1 (0 is background); a background anchor's offsets are 0 and masked out.
+    class + 1 (0 is background); a background anchor's offsets are 0 and masked out. Rows whose
+    class is negative pad images with fewer boxes (-1 rows, as a batch of several boxes per image
+    holds them) and are left out; an image with no box left is all background.
     """
     anchors = anchors.squeeze(0)
     device, num_anchors = anchors.device, anchors.shape[0]
     batch_offset, batch_mask, batch_class_labels = [], [], []
     for label in labels:
-        anchors_bbox_map = assign_anchor_to_bbox(label[:, 1:], anchors, device)
+        label = label[label[:, 0] >= 0]  # padding rows are no boxes (the book's banana images have none)
+        if len(label):
+            anchors_bbox_map = assign_anchor_to_bbox(label[:, 1:], anchors, device)
+        else:
+            anchors_bbox_map = torch.full((num_anchors,), -1, dtype=torch.long, device=device)
         positive = anchors_bbox_map >= 0
         bbox_mask = positive.float().unsqueeze(-1).repeat(1, 4)
         class_labels = torch.zeros(num_anchors, dtype=torch.long, device=device)

@@ -1,5 +1,7 @@
-"""Semantic segmentation by hand (d2l 1.0 ch. 14.9-14.11): transposed convolution, the bilinear
-kernel that initialises an FCN's upsampling, and the Pascal VOC colour map.
+"""Semantic segmentation by hand (d2l 1.0 ch. 14.9-14.11): transposed convolution and the bilinear
+kernel that initialises an FCN's upsampling. The Pascal VOC colour map and the book's functions
+reading it (`VOC_COLORMAP`, `voc_colormap2label`, `voc_label_indices`) are data, in
+d2lexp.data.voc; `d2lexp.scratch` gives them under the book's names too.
 
 `trans_conv` is the book's loop: each input element scatters a copy of the kernel, scaled by
 it, into the output (a convolution gathers a window into one output element). `kernel2matrix`
@@ -10,18 +12,6 @@ transposed convolution is W^T.
 from __future__ import annotations
 
 import torch
-
-# The colour of each of the 21 classes in VOC's label images, index = class (d2l 14.9.2).
-VOC_COLORMAP = [
-    [0, 0, 0], [128, 0, 0], [0, 128, 0], [128, 128, 0], [0, 0, 128], [128, 0, 128], [0, 128, 128],
-    [128, 128, 128], [64, 0, 0], [192, 0, 0], [64, 128, 0], [192, 128, 0], [64, 0, 128], [192, 0, 128],
-    [64, 128, 128], [192, 128, 128], [0, 64, 0], [128, 64, 0], [0, 192, 0], [128, 192, 0], [0, 64, 128],
-]  # fmt: skip
-
-VOC_CLASSES = [
-    "background", "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow",
-    "diningtable", "dog", "horse", "motorbike", "person", "potted plant", "sheep", "sofa", "train", "tv/monitor",
-]  # fmt: skip
 
 
 def trans_conv(X: torch.Tensor, K: torch.Tensor, stride: int = 1, padding: int = 0) -> torch.Tensor:
@@ -77,17 +67,3 @@ def bilinear_kernel(in_channels: int, out_channels: int, kernel_size: int) -> to
     diagonal = torch.arange(min(in_channels, out_channels))
     weight[diagonal, diagonal] = filt
     return weight
-
-
-def voc_colormap2label() -> torch.Tensor:
-    """A lookup table from a colour's index (R * 256 + G) * 256 + B to its VOC class (0 elsewhere)."""
-    colormap2label = torch.zeros(256**3, dtype=torch.long)
-    for i, (r, g, b) in enumerate(VOC_COLORMAP):
-        colormap2label[(r * 256 + g) * 256 + b] = i
-    return colormap2label
-
-
-def voc_label_indices(colormap: torch.Tensor, colormap2label: torch.Tensor) -> torch.Tensor:
-    """The class of every pixel of a VOC label image (3, H, W) of RGB values: (H, W)."""
-    rgb = colormap.long()
-    return colormap2label[(rgb[0] * 256 + rgb[1]) * 256 + rgb[2]]

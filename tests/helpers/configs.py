@@ -13,7 +13,12 @@ REPO = Path(__file__).resolve().parents[2]
 # Quiet, quick settings for test runs; each test adds its own.
 TEST_OVERRIDES = ["trainer.accelerator=cpu"]
 # (The pictures of a classifier's test pass cost a tiny run half its time: their own tests turn them on.)
-QUIET_OVERRIDES = ["callbacks.progress_bar=null", "callbacks.model_summary=null", "callbacks.test_pictures=null"]
+QUIET_OVERRIDES = [
+    "callbacks.progress_bar=null",
+    "callbacks.model_summary=null",
+    "callbacks.test_pictures=null",
+    "callbacks.vision_pictures=null",
+]
 
 
 def compose_config(overrides: list[str]) -> DictConfig:

@@ -44,6 +44,31 @@ def test_box_conversions_match_torchvision_box_convert():
     assert box_corner_to_center(DOG_AND_CAT)[0].tolist() == [219.0, 280.5, 318.0, 471.0]
 
 
+def test_box_iou_and_conversions_have_torchvisions_gradients():
+    """The same weighted sum of IoUs (and of converted boxes) differentiated through ours and through
+    torchvision's: the same gradient for every corner."""
+    generator = torch.Generator().manual_seed(3)
+    boxes1, boxes2 = random_boxes(12, seed=3), random_boxes(9, seed=4)
+    weights = torch.rand(12, 9, generator=generator)
+    grads = []
+    for iou in (box_iou, torchvision.ops.box_iou):
+        a, b = boxes1.clone().requires_grad_(), boxes2.clone().requires_grad_()
+        (iou(a, b) * weights).sum().backward()
+        grads.append((a.grad, b.grad))
+    for ours, theirs in zip(*grads):
+        assert ours.abs().sum() > 0
+        torch.testing.assert_close(ours, theirs)
+    coefficients = torch.rand(12, 4, generator=generator)
+    for ours, (source, target) in (
+        (box_corner_to_center, ("xyxy", "cxcywh")),
+        (box_center_to_corner, ("cxcywh", "xyxy")),
+    ):
+        a, b = boxes1.clone().requires_grad_(), boxes1.clone().requires_grad_()
+        (ours(a) * coefficients).sum().backward()
+        (torchvision.ops.box_convert(b, source, target) * coefficients).sum().backward()
+        torch.testing.assert_close(a.grad, b.grad)
+
+
 def test_box_iou_matches_torchvision():
     boxes1, boxes2 = random_boxes(30, seed=1), random_boxes(20, seed=2)
     iou = box_iou(boxes1, boxes2)

@@ -8,6 +8,7 @@ import torch.nn.functional as F
 from hydra.utils import instantiate
 from torch import nn
 
+from d2lexp import build
 from d2lexp.data.loader import TensorBatchLoader
 from d2lexp.errors import ConfigError
 from d2lexp.tasks.base import Scheduler
@@ -58,7 +59,7 @@ def test_one_cycle_spans_the_runs_own_steps(make_cfg):
     assert isinstance(scheduler, Scheduler) and scheduler.total_steps_arg == "total_steps"
     torch.manual_seed(0)
     x, y = torch.randn(40, 3), torch.randint(0, 2, (40,))
-    task = ClassificationTask(nn.Linear(3, 2), instantiate(cfg.optimizer), scheduler)
+    task = ClassificationTask(nn.Linear(3, 2), build.optimizer(cfg), scheduler)
     trainer = pl.Trainer(
         accelerator="cpu", max_epochs=3, logger=False, enable_checkpointing=False, enable_progress_bar=False
     )
