@@ -47,6 +47,8 @@ class DataModule(pl.LightningDataModule):
     # Classification: how many classes the labels hold, and their names.
     num_classes: int | None = None
     class_names: tuple[str, ...] | None = None
+    # Classification: whether training batches carry class probabilities [B, classes] (mixup, cutmix), not labels.
+    soft_targets: bool = False
     # Language modelling: the vocabulary, and whether a minibatch continues the one before it.
     vocab: Vocab | None = None
     sequential: bool = False

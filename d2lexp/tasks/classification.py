@@ -75,17 +75,28 @@ class ClassificationTask(Task):
         logits = self(x)
         return self.loss(logits, y), logits, y
 
+    def on_fit_start(self) -> None:
+        data = self.data
+        if data is not None and data.soft_targets and self.loss is not cross_entropy_on_logits:
+            raise ConfigError(
+                "Mixed training images (augment.mixup_alpha, augment.cutmix_alpha) come with class probabilities, "
+                "which the default cross-entropy on logits trains on; this task has its own task.loss, which takes "
+                "labels. Leave task.loss out, or the mixing off."
+            )
+
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
         x, y = batch
         logits = self(x)
-        if self.label_smoothing:
+        soft = y.dim() == 2  # class probabilities [B, classes] of mixed images (mixup, cutmix), not labels
+        if soft or self.label_smoothing:
             losses = F.cross_entropy(logits, y, reduction="none", label_smoothing=self.label_smoothing)
         else:
             losses = self.loss(logits, y)
         loss = losses.mean()
         # Per-example losses: the epoch value is the exact mean over examples, as the book reports it.
         self.train_loss.update(losses.detach())
-        self.train_acc.update(correct(logits.detach(), y))
+        # A mixed image is right when the net picks its dominant class (the larger share).
+        self.train_acc.update(correct(logits.detach(), y.argmax(dim=1) if soft else y))
         self.log_step_loss(loss)
         return loss
 
