@@ -41,6 +41,7 @@ def train(cfg: DictConfig, callbacks: Sequence[pl.Callback] = (), net: nn.Module
     from d2lexp import build
     from d2lexp.record.outputs import hparams_of
     from d2lexp.record.run import RunRecord
+    from d2lexp.search.pruning import was_pruned
 
     quiet_lightning()
     choices = hydra_choices()
@@ -56,7 +57,7 @@ def train(cfg: DictConfig, callbacks: Sequence[pl.Callback] = (), net: nn.Module
             record.fitted(run, time.perf_counter() - start)
             if run.trainer.interrupted:
                 raise KeyboardInterrupt
-            if run.tests and not run.task.diverged:
+            if run.tests and not run.task.diverged and not was_pruned(run.trainer):  # a pruned trial is not tested
                 run.trainer.test(run.task, datamodule=run.data, verbose=False)
                 record.tested(run)
             record.finish(run)

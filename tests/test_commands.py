@@ -18,6 +18,7 @@ TOOLS = [
     ("d2lexp-eval", "d2lexp.eval", ["ckpt_path=no/such/run"], "ckpt_path=no/such/run does not exist"),
     ("d2lexp-inspect", "d2lexp.inspect", ["model.num_clases=3"], "model.num_clases is not a setting"),
     ("d2lexp-report", "d2lexp.report", ["no/such/sweep"], "no/such/sweep is not a folder"),
+    ("d2lexp-tune", "d2lexp.tune", ["lr_find.min_rl=1"], "lr_find.min_rl is not a setting"),
 ]
 SCRIPTS = Path(sys.executable).parent
 

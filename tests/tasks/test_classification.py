@@ -83,6 +83,25 @@ def test_test_time_flip_averages_the_mirror_images_logits_outside_training():
     assert torch.equal(task(x), net(x))
 
 
+def test_test_time_shifts_average_the_logits_of_the_image_moved_each_way_edges_repeated():
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Flatten(), nn.Linear(20, 3))
+    x = torch.randn(5, 1, 4, 5)
+    rows, cols = torch.arange(4), torch.arange(5)
+    moved = [x[..., (rows - 1).clamp(0, 3), :], x[..., (rows + 1).clamp(max=3), :],  # down, up: edge rows repeated
+             x[..., (cols - 1).clamp(0, 4)], x[..., (cols + 1).clamp(max=4)]]  # fmt: skip
+    task = ClassificationTask(net, sgd, test_time_shift=1)
+    task.eval()
+    assert torch.allclose(task(x), sum(net(v) for v in [x, *moved]) / 5, atol=1e-6)
+    flipped = ClassificationTask(net, sgd, test_time_shift=1, test_time_flip=True).eval()
+    views = [x, *moved]
+    assert torch.allclose(flipped(x), sum(net(v) + net(v.flip(-1)) for v in views) / 10, atol=1e-6)
+    task.train()
+    assert torch.equal(task(x), net(x))
+    with pytest.raises(ConfigError, match="test_time_shift"):
+        ClassificationTask(net, sgd, test_time_shift=-1)
+
+
 def test_one_cycle_spans_the_runs_own_steps(make_cfg):
     cfg = make_cfg("experiment=fast/vgg_bn", "optimizer.lr=0.05")
     scheduler = instantiate(cfg.scheduler)

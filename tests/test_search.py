@@ -1,0 +1,133 @@
+"""The book's hyperparameter search (d2lexp.search): ASHA's pruning at epoch ends, recorded as
+`pruned`; the settings a shared storage may set; 2 workers sharing a study; synchronous successive
+halving going on by resuming exactly."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import optuna
+import pytest
+from optuna.storages import JournalStorage
+from optuna.storages.journal import JournalFileBackend
+from optuna.trial import TrialState
+
+from d2lexp.errors import ConfigError
+from d2lexp.metrics_file import read_metrics
+from d2lexp.search.halving import rung_levels
+from d2lexp.search.report import write_search_report
+from d2lexp.search.space import overrides, parse_space, suggest
+from d2lexp.search.trial import SearchJob, open_storage, work
+from d2lexp.trust import UntrustedFileError
+from tests.helpers.cli import run_cli
+from tests.helpers.configs import QUIET_OVERRIDES
+
+SPACE = {"optimizer.lr": {"low": 0.01, "high": 1.0, "log": True}, "data.batch_size": {"low": 32, "high": 256}}
+# Softmax regression on 1,000 images: it learns within an epoch, so trials differ early.
+TINY = ["experiment=d2l_1/softmax", "data.train_subset=1000", "data.val_size=1000", "data.test_subset=500",
+        "trainer.max_epochs=2", "trainer.accelerator=cpu"]  # fmt: skip
+
+
+def test_a_shared_storage_sets_only_the_spaces_own_settings_within_their_ranges(tmp_path):
+    space = parse_space(SPACE)
+    study = optuna.create_study(storage=JournalStorage(JournalFileBackend(str(tmp_path / "study.journal"))))
+    # Anyone who can write the journal can enqueue trials: a key of its own is never set...
+    study.enqueue_trial({"optimizer.lr": 0.1, "data.batch_size": 64, "paths.log_dir": "/etc"})
+    assert overrides(suggest(study.ask(), space)) == ["optimizer.lr=0.1", "data.batch_size=64"]
+    # ...and a value outside the space is refused, not trained with.
+    study.enqueue_trial({"optimizer.lr": 50.0, "data.batch_size": 64})
+    with pytest.warns(UserWarning), pytest.raises(UntrustedFileError, match=r"optimizer.lr='50.0'.*outside"):
+        suggest(study.ask(), space)
+    for key in ("paths.log_dir", "hydra.run.dir", "callbacks.ema._target_", "data.data_dir"):  # not a run's setting
+        with pytest.raises(ConfigError, match="search.params"):
+            parse_space({key: {"choices": [1, 2]}})
+    assert rung_levels(2, 10, 2) == [2, 4, 8, 10]  # the book's rungs for r_min 2, r_max 10, eta 2
+
+
+def test_asha_stops_trials_at_epoch_ends_as_pruned_by_its_rule(tmp_path, data_dir):
+    """One worker, in this process: trials in order, so ASHA's every decision can be checked here."""
+    folder = tmp_path / "search"
+    folder.mkdir()
+    job = SearchJob(
+        folder=str(folder), overrides=("hparams_search=d2l_asha", *TINY, f"paths.data_dir={data_dir}", *QUIET_OVERRIDES),
+        study_name="asha", storage=None, metric="val/acc", maximize=True, space=tuple(parse_space(SPACE)), trials=4,
+        sampler={"_target_": "optuna.samplers.RandomSampler", "seed": 0},
+        pruner={"_target_": "optuna.pruners.SuccessiveHalvingPruner", "min_resource": 1, "reduction_factor": 2},
+    )  # fmt: skip
+    study = optuna.create_study(study_name="asha", storage=open_storage(job), direction="maximize")
+    work(job, worker=0)
+    trials = study.get_trials()
+    assert [t.number for t in trials] == [0, 1, 2, 3] and (folder / "study.journal").is_file()
+    reached: dict[int, list[float]] = {1: [], 2: []}  # each rung's scores so far: after epochs 1 and 2
+    for trial in trials:
+        record = read_metrics(folder / "trials" / f"{trial.number:03d}")
+        curve = record["history"]["val/acc"]
+        assert trial.intermediate_values == {e + 1: v for e, v in enumerate(curve)}  # reported each epoch
+        stopped = None
+        for step in (1, 2):  # ASHA's rule: go on only in the best max(1, n // 2) of the n that reached the rung
+            if step > len(curve):
+                break
+            reached[step].append(curve[step - 1])
+            kept = sorted(reached[step], reverse=True)[: max(1, len(reached[step]) // 2)]
+            if curve[step - 1] < kept[-1]:
+                stopped = step
+                break
+        if stopped is None:
+            assert trial.state == TrialState.COMPLETE and record["status"] == "done" and len(curve) == 2
+            assert trial.value == record["val/acc"] and "test/acc" in record
+        else:  # stopped at that epoch's end: no more epochs, no test pass
+            assert trial.state == TrialState.PRUNED and record["status"] == "pruned" and len(curve) == stopped
+            assert record["pruned_at_epoch"] == stopped and "test/acc" not in record
+    assert {t.state for t in trials} == {TrialState.COMPLETE, TrialState.PRUNED}
+    summary = write_search_report(folder, study, job, "ASHA", 1.0)
+    best = max((t for t in trials if t.state == TrialState.COMPLETE), key=lambda t: t.value)
+    assert summary["best"]["trial"] == best.number and summary["pruned"] == sum(t.state == TrialState.PRUNED for t in trials)
+    assert summary["epochs_trained"] == sum(len(t.intermediate_values) for t in trials)
+    assert (folder / "search.png").stat().st_size > 10_000 and "| pruned |" in (folder / "report.md").read_text()
+
+
+def _search(tmp_path: Path, data_dir: Path, *args: str) -> tuple[Path, dict]:
+    result = run_cli(*args, *TINY, *QUIET_OVERRIDES, f"paths.log_dir={tmp_path / 'outputs'}", cwd=tmp_path,
+                     data_dir=data_dir, module="d2lexp.search", timeout=600)  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    (folder,) = (tmp_path / "outputs" / "search").glob("*/*")  # outputs/search/<date>/<time>: the search's own
+    return folder, json.loads((folder / "search.json").read_text())
+
+
+@pytest.mark.slow  # about a minute on 2 cores: two worker processes start, import torch, and train 6 trials
+def test_two_workers_share_one_study_from_the_command_line(tmp_path, data_dir):
+    folder, summary = _search(tmp_path, data_dir, "hparams_search=d2l_asha", "search.trials=6",
+                              "search.pruner.min_resource=1")  # fmt: skip
+    study = optuna.load_study(study_name=f"search-{folder.parent.name}-{folder.name}",
+                              storage=JournalStorage(JournalFileBackend(str(folder / "study.journal"))))  # fmt: skip
+    trials = study.get_trials()
+    assert len(trials) >= 6 and summary["trials"] == len(trials) and summary["failed"] == 0
+    records = {t.number: read_metrics(folder / "trials" / f"{t.number:03d}") for t in trials}
+    for trial in trials:
+        assert records[trial.number]["status"] == {TrialState.COMPLETE: "done", TrialState.PRUNED: "pruned"}[trial.state]
+    spans = sorted((r["started_at"], r["finished_at"]) for r in records.values())
+    assert any(b[0] < a[1] for a, b in zip(spans, spans[1:]))  # two trials trained at the same time
+    pids = {r["pid"] for r in records.values()}
+    assert len(pids) == 2  # in the two workers' processes
+    assert {"report.md", "report.csv", "search.png", "search.json", "study.journal", "search.log"} <= {
+        p.name for p in folder.iterdir()
+    }
+
+
+@pytest.mark.slow  # about a minute on 2 cores
+def test_successive_halving_goes_on_by_resuming_exactly(tmp_path, data_dir, make_cfg):
+    from d2lexp.train import train
+
+    folder, summary = _search(tmp_path, data_dir, "hparams_search=d2l_successive_halving", "search.trials=4",
+                              "search.halving.min_epochs=1", "trainer.max_epochs=3")  # fmt: skip  (rungs 1, 2, 3)
+    epochs = sorted(len(read_metrics(p)["history"]["val/acc"]) for p in (folder / "trials").iterdir())
+    assert epochs == [1, 1, 2, 3] and (summary["complete"], summary["pruned"]) == (1, 3)  # 4 trials, then 2, then 1
+    best = read_metrics(Path(summary["best"]["folder"]))
+    assert best["resumed_from"].endswith("last.ckpt")  # trained 1 + 1 + 1 epochs...
+    settings = [*TINY, "trainer.max_epochs=3", *summary["best"]["settings"]]
+    straight = train(make_cfg(*settings, output_dir=tmp_path / "straight"))
+    for key in ("train/loss", "val/acc", "test/acc"):  # ...it is the run trained 3 epochs straight
+        assert best[key] == straight[key], key
+    assert math.isclose(summary["best"]["value"], straight["val/acc"])
