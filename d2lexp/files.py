@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import secrets
 import stat
 from collections.abc import Callable, Iterator
@@ -30,8 +31,21 @@ class LinkRefused(OSError):
     """A link stands where d2lexp was to write or make a folder; nothing was written through it."""
 
 
+_TEMPORARY_NAME = re.compile(r"\..+\.[0-9a-f]{12}\.tmp")
+
+
 def _temporary_name(path: Path) -> Path:
     return path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
+
+
+def remove_leftover_temporaries(folder: str | Path) -> int:
+    """Remove the temporary files that a writer killed mid-write (SIGKILL, a power cut) left inside
+    `folder`, however deep, links not followed; the number removed. Only for a folder no live process
+    writes into: the caller holds its claim."""
+    leftovers = [e for e in _entries(folder) if _TEMPORARY_NAME.fullmatch(e.name) and e.is_file(follow_symlinks=False)]
+    for entry in leftovers:
+        os.unlink(entry.path)
+    return len(leftovers)
 
 
 def create_new(path: str | Path, mode: int = 0o644) -> int:
@@ -128,32 +142,38 @@ def remove_file(path: str | Path, folder: str | Path) -> bool:
     return True
 
 
-def links_inside(folder: str | Path, limit: int = 100_000) -> Iterator[Path]:
-    """Every entry inside `folder`, however deep, through which a write could reach outside it: a
-    symbolic link, a special file (FIFO, socket, device), or a file hard-linked from outside (its
-    links outnumber those inside). Links are not followed; OSError past `limit` entries (no run
-    folder holds that many)."""
-    seen = 0
-    pending = [Path(folder)]
-    inodes: dict[tuple[int, int], list[Any]] = {}  # (device, inode) -> [links inside, links in all, a path]
+def _entries(folder: str | Path, limit: int = 100_000) -> Iterator[os.DirEntry]:
+    """Every entry inside `folder`, however deep, links not followed; OSError past `limit` entries
+    (no run folder holds that many)."""
+    seen, pending = 0, [Path(folder)]
     while pending:
-        current = pending.pop()
-        with os.scandir(current) as entries:
+        with os.scandir(pending.pop()) as entries:
             for entry in entries:
                 seen += 1
                 if seen > limit:
                     raise OSError(f"{folder} holds more than {limit:,} entries; it is not a run's folder")
-                if entry.is_symlink():
-                    yield Path(entry.path)
-                elif entry.is_dir(follow_symlinks=False):
+                if entry.is_dir(follow_symlinks=False):
                     pending.append(Path(entry.path))
-                elif not entry.is_file(follow_symlinks=False):
-                    yield Path(entry.path)  # a FIFO, socket or device: a write to it goes elsewhere
-                else:
-                    info = entry.stat(follow_symlinks=False)
-                    if info.st_nlink > 1:  # d2lexp's own hard links (a best and a last checkpoint) lie inside
-                        links = inodes.setdefault((info.st_dev, info.st_ino), [0, info.st_nlink, Path(entry.path)])
-                        links[0] += 1
+                yield entry
+
+
+def links_inside(folder: str | Path) -> Iterator[Path]:
+    """Every entry inside `folder`, however deep, through which a write could reach outside it: a
+    symbolic link, a special file (FIFO, socket, device), or a file hard-linked from outside (its
+    links outnumber those inside)."""
+    inodes: dict[tuple[int, int], list[Any]] = {}  # (device, inode) -> [links inside, links in all, a path]
+    for entry in _entries(folder):
+        if entry.is_symlink():
+            yield Path(entry.path)
+        elif entry.is_dir(follow_symlinks=False):
+            continue
+        elif not entry.is_file(follow_symlinks=False):
+            yield Path(entry.path)  # a FIFO, socket or device: a write to it goes elsewhere
+        else:
+            info = entry.stat(follow_symlinks=False)
+            if info.st_nlink > 1:  # d2lexp's own hard links (a best and a last checkpoint) lie inside
+                links = inodes.setdefault((info.st_dev, info.st_ino), [0, info.st_nlink, Path(entry.path)])
+                links[0] += 1
     for inside, total, path in inodes.values():
         if inside < total:
             yield path

@@ -33,7 +33,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from d2lexp.errors import D2lexpError
-from d2lexp.files import LinkRefused, create_new, open_in_place
+from d2lexp.files import LinkRefused, create_new, open_in_place, remove_leftover_temporaries
 
 try:  # advisory locks tell a live run's folder from a dead one's; not on Windows
     import fcntl
@@ -165,6 +165,8 @@ def _try_claim(folder: Path, resuming: bool) -> bool:
     try:
         os.ftruncate(fd, 0)
         os.write(fd, (json.dumps(owner) + "\n").encode())
+        if resuming:  # its last process is gone: what it was writing when killed is no file of the run's
+            remove_leftover_temporaries(folder)
     except OSError as e:
         os.close(fd)
         raise unwritable(folder, e) from None

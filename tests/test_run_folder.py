@@ -117,3 +117,32 @@ def test_a_folder_held_by_a_live_run_is_refused_even_to_a_resume(tmp_path):
     finally:
         holder.communicate("\n", timeout=30)
     assert claim(folder, suffix_on_collision=False, resuming=True) == folder  # its process is gone: resumable
+
+
+def test_a_write_killed_midway_leaves_nothing_once_its_run_is_resumed(tmp_path):
+    """A process killed while writing a file of its run (SIGKILL: no handler runs) leaves the
+    temporary it wrote into; the run's next process, resuming in the folder, removes it, and
+    nothing else."""
+    folder = tmp_path / "run"
+    (folder / "checkpoints").mkdir(parents=True)
+    (folder / "checkpoints" / "last.ckpt").write_bytes(b"the previous checkpoint")
+    (folder / "notes.tmp").write_text("a user's file")
+    writer = subprocess.Popen(
+        [sys.executable, "-c",
+         "import sys; from d2lexp.run_folder import claim; from d2lexp.files import write_atomic\n"
+         f"claim({str(folder)!r}, suffix_on_collision=False, resuming=True)\n"
+         "def write(file):\n    file.write(b'x' * 2**20); file.flush(); print('writing', flush=True); sys.stdin.read()\n"
+         f"write_atomic({str(folder / 'checkpoints' / 'last.ckpt')!r}, write)"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert writer.stdout.readline().strip() == "writing"
+    finally:
+        writer.kill()
+        writer.wait(timeout=30)
+    [leftover] = (folder / "checkpoints").glob(".last.ckpt.*.tmp")
+    assert leftover.stat().st_size == 2**20
+    assert claim(folder, suffix_on_collision=False, resuming=True) == folder
+    assert sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*")) == [
+        LOCK_FILE, "checkpoints", "checkpoints/last.ckpt", "notes.tmp"]  # fmt: skip
+    assert (folder / "checkpoints" / "last.ckpt").read_bytes() == b"the previous checkpoint"

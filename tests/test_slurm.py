@@ -261,17 +261,18 @@ def test_a_job_killed_while_writing_its_checkpoint_loses_nothing(slurm, tmp_path
     sweep = start_sweep(slurm, tmp_path, *REQUEUED)
     folder = tmp_path / "sweep" / "0"
     record = second_epoch_started(folder)
-    last, writing = folder / "checkpoints" / "last.ckpt", folder / "checkpoints" / "last.ckpt.tmp"
+    last = folder / "checkpoints" / "last.ckpt"
     wait_for("the first epoch's checkpoint", lambda: torch.load(last, weights_only=True)["global_step"] == STEPS)
     before = last.read_bytes()
     slurm_command(slurm, "scontrol", "requeue", record["slurm_job"])
-    deadline = time.time() + 60
+    deadline, writing = time.time() + 60, None
     while time.time() < deadline:  # the write takes a fraction of a second: look without pausing
-        with contextlib.suppress(FileNotFoundError):
+        with contextlib.suppress(FileNotFoundError, StopIteration):
+            writing = next(last.parent.glob(".last.ckpt.*.tmp"))  # written under a fresh name beside it
             if writing.stat().st_size > 2**20:  # a megabyte of the 40 written
                 break
     os.kill(record["pid"], signal.SIGSTOP)  # caught mid-write, held there...
-    assert writing.exists(), "the run wrote its checkpoint too quickly to be caught writing it"
+    assert writing is not None and writing.exists(), "the run wrote its checkpoint too quickly to be caught writing it"
     os.kill(record["pid"], signal.SIGKILL)  # ...and killed there
     with pytest.raises(RuntimeError, match="zip archive"):
         torch.load(writing, weights_only=True)  # it was cut short: not a checkpoint
@@ -280,7 +281,7 @@ def test_a_job_killed_while_writing_its_checkpoint_loses_nothing(slurm, tmp_path
     release(slurm, record["slurm_job"])
     output = finish(sweep)
     assert sweep.returncode == 0, output[-3000:]
-    assert_the_same_run(folder, straight)
+    assert_the_same_run(folder, straight)  # and the killed write's leftover was removed as the job resumed
     assert cut_short < last.stat().st_size  # a whole checkpoint of this run is larger
 
 

@@ -17,7 +17,6 @@ from torchmetrics import Metric
 from d2lexp.data.base import DataModule
 from d2lexp.errors import ConfigError
 from d2lexp.speed.hooks import LeanHookBookkeeping
-from d2lexp.tasks.metrics import upgrade_metric_states
 
 OptimizerFactory = Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer]
 
@@ -106,9 +105,7 @@ class Task(LeanHookBookkeeping, pl.LightningModule):
         checkpoint["d2lexp_task"] = {"epoch": self.current_epoch, "first_loss": first}
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        # Lightning loads the state dict after this hook: older checkpoints' metric states get today's names.
-        upgrade_metric_states(checkpoint["state_dict"])
-        saved = checkpoint.get("d2lexp_task", {})
+        saved = checkpoint.get("d2lexp_task") or {}  # checked by d2lexp.resume
         self._resumed_epoch = saved.get("epoch")
         if isinstance(saved.get("first_loss"), float):
             self._first_loss = torch.tensor(saved["first_loss"])

@@ -42,23 +42,3 @@ class RunningMean(Metric):
 def correct(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """Whether each example's highest score is its label (the book's `accuracy`, per example)."""
     return logits.argmax(dim=-1) == labels
-
-
-def upgrade_metric_states(state_dict: dict[str, Any]) -> None:
-    """Rename, in place, the metric states of checkpoints written before `RunningMean`: a
-    torchmetrics `MeanMetric` (`mean_value`: its sum, `weight`: its count) or a micro-averaged
-    `MulticlassAccuracy` (`tp`: the correct, `fn`: the wrong predictions) becomes a
-    `RunningMean`'s `total` and `count`, so those runs still resume exactly mid-epoch."""
-    metrics = [k for k in state_dict if k.count(".") == 1]  # a task's own metrics, not its net's tensors
-    for key in [k for k in metrics if k.endswith(".mean_value")]:
-        name = key.removesuffix(".mean_value")
-        if f"{name}.weight" in state_dict:
-            state_dict[f"{name}.total"] = state_dict.pop(key)
-            state_dict[f"{name}.count"] = state_dict.pop(f"{name}.weight").round().long()
-    for key in [k for k in metrics if k.endswith(".tp")]:
-        name = key.removesuffix(".tp")
-        if all(f"{name}.{part}" in state_dict for part in ("fp", "tn", "fn")):
-            right, wrong = state_dict.pop(key), state_dict.pop(f"{name}.fn")
-            del state_dict[f"{name}.fp"], state_dict[f"{name}.tn"]
-            state_dict[f"{name}.total"] = right.sum().float()
-            state_dict[f"{name}.count"] = (right + wrong).sum().long()
