@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import tomllib
 
 from d2lexp import __version__
 
@@ -19,21 +20,40 @@ TOOLS = [
     ("d2lexp-inspect", "d2lexp.inspect", ["model.num_clases=3"], "model.num_clases is not a setting"),
     ("d2lexp-report", "d2lexp.report", ["no/such/sweep"], "no/such/sweep is not a folder"),
     ("d2lexp-tune", "d2lexp.tune", ["lr_find.min_rl=1"], "lr_find.min_rl is not a setting"),
+    ("d2lexp-search", "d2lexp.search", ["trainer.max_epochs=1"], "Which search? Choose a preset"),
 ]
 SCRIPTS = Path(sys.executable).parent
+ENTRY_POINTS = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())["project"]["scripts"]
+
+
+def test_the_table_holds_every_console_script():
+    # d2lexp-predict does not follow d2lexp.cli yet (Hydra's --help, its refusals logged): not in the table
+    assert set(ENTRY_POINTS) - {t[0] for t in TOOLS} == {"d2lexp-predict"}
+
+
+def script(name: str, folder: Path) -> str:
+    """The console script: the installed one, or (an editable install made before the script was
+    added) the one pip would write from pyproject's entry point."""
+    if (SCRIPTS / name).is_file():
+        return str(SCRIPTS / name)
+    module, function = ENTRY_POINTS[name].split(":")
+    path = folder / name
+    path.write_text(f"#!{sys.executable}\nimport sys\nfrom {module} import {function}\nsys.exit({function}())\n")
+    path.chmod(0o755)
+    return str(path)
 
 
 def run(command: list[str], cwd: Path) -> subprocess.CompletedProcess:
     return subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=120)
 
 
-@pytest.mark.parametrize("script, module, refused, said", TOOLS, ids=[t[0] for t in TOOLS])
-def test_every_command_alike(tmp_path, script, module, refused, said):
-    as_module, as_script = [sys.executable, "-m", module], [str(SCRIPTS / script)]
+@pytest.mark.parametrize("name, module, refused, said", TOOLS, ids=[t[0] for t in TOOLS])
+def test_every_command_alike(tmp_path, name, module, refused, said):
+    as_module, as_script = [sys.executable, "-m", module], [script(name, tmp_path.parent)]
     helps = [run([*form, "--help"], tmp_path) for form in (as_module, as_script)]
     assert all(h.returncode == 0 for h in helps) and helps[0].stdout == helps[1].stdout
     text = helps[0].stdout
-    assert text.startswith(f"{script} (python -m {module}): ") and "Usage: " in text and "powered by Hydra" not in text
+    assert text.startswith(f"{name} (python -m {module}): ") and "Usage: " in text and "powered by Hydra" not in text
     version = run([*as_script, "--version"], tmp_path)
     assert version.returncode == 0 and version.stdout.startswith(f"d2lexp {__version__} (torch ")
     refusals = [run([*form, *refused], tmp_path) for form in (as_module, as_script)]

@@ -10,19 +10,21 @@ from pathlib import Path
 
 import optuna
 import pytest
+from omegaconf import OmegaConf
 from optuna.storages import JournalStorage
 from optuna.storages.journal import JournalFileBackend
 from optuna.trial import TrialState
 
+from d2lexp.config import CONF_DIR
 from d2lexp.errors import ConfigError
 from d2lexp.metrics_file import read_metrics
 from d2lexp.search.halving import rung_levels
 from d2lexp.search.report import write_search_report
 from d2lexp.search.space import overrides, parse_space, suggest
-from d2lexp.search.trial import SearchJob, open_storage, work
-from d2lexp.trust import UntrustedFileError
+from d2lexp.search.trial import SearchJob, open_storage, trial_config, work
+from d2lexp.trust import UntrustedFileError, read_yaml, settings_from_file
 from tests.helpers.cli import run_cli
-from tests.helpers.configs import QUIET_OVERRIDES
+from tests.helpers.configs import QUIET_OVERRIDES, compose_config
 
 SPACE = {"optimizer.lr": {"low": 0.01, "high": 1.0, "log": True}, "data.batch_size": {"low": 32, "high": 256}}
 # Softmax regression on 1,000 images: it learns within an epoch, so trials differ early.
@@ -83,13 +85,21 @@ def test_asha_stops_trials_at_epoch_ends_as_pruned_by_its_rule(tmp_path, data_di
     assert {t.state for t in trials} == {TrialState.COMPLETE, TrialState.PRUNED}
     summary = write_search_report(folder, study, job, "ASHA", 1.0)
     best = max((t for t in trials if t.state == TrialState.COMPLETE), key=lambda t: t.value)
-    assert summary["best"]["trial"] == best.number and summary["pruned"] == sum(t.state == TrialState.PRUNED for t in trials)
+    assert summary["best"]["trial"] == best.number and summary["pruned"] == sum(
+        t.state == TrialState.PRUNED for t in trials
+    )
     assert summary["epochs_trained"] == sum(len(t.intermediate_values) for t in trials)
     assert (folder / "search.png").stat().st_size > 10_000 and "| pruned |" in (folder / "report.md").read_text()
+    # A trial's folder is a run's: its recorded settings (the preset's spelled out) compose its run again.
+    recorded = settings_from_file(read_yaml(folder / "trials" / "000" / ".hydra" / "overrides.yaml"), "trial", CONF_DIR)
+    assert not [o for o in recorded.taken + recorded.left_out if o.startswith("hparams_search")]
+    again, trial = compose_config(recorded.taken), trial_config(job, trials[0].params, folder / "again")
+    for key in ("model", "data", "init", "optimizer", "trainer.max_epochs"):
+        assert OmegaConf.select(again, key) == OmegaConf.select(trial, key), key
 
 
 def _search(tmp_path: Path, data_dir: Path, *args: str) -> tuple[Path, dict]:
-    result = run_cli(*args, *TINY, *QUIET_OVERRIDES, f"paths.log_dir={tmp_path / 'outputs'}", cwd=tmp_path,
+    result = run_cli(*TINY, *args, *QUIET_OVERRIDES, f"paths.log_dir={tmp_path / 'outputs'}", cwd=tmp_path,
                      data_dir=data_dir, module="d2lexp.search", timeout=600)  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
     (folder,) = (tmp_path / "outputs" / "search").glob("*/*")  # outputs/search/<date>/<time>: the search's own
@@ -106,7 +116,9 @@ def test_two_workers_share_one_study_from_the_command_line(tmp_path, data_dir):
     assert len(trials) >= 6 and summary["trials"] == len(trials) and summary["failed"] == 0
     records = {t.number: read_metrics(folder / "trials" / f"{t.number:03d}") for t in trials}
     for trial in trials:
-        assert records[trial.number]["status"] == {TrialState.COMPLETE: "done", TrialState.PRUNED: "pruned"}[trial.state]
+        assert (
+            records[trial.number]["status"] == {TrialState.COMPLETE: "done", TrialState.PRUNED: "pruned"}[trial.state]
+        )
     spans = sorted((r["started_at"], r["finished_at"]) for r in records.values())
     assert any(b[0] < a[1] for a, b in zip(spans, spans[1:]))  # two trials trained at the same time
     pids = {r["pid"] for r in records.values()}
@@ -120,8 +132,14 @@ def test_two_workers_share_one_study_from_the_command_line(tmp_path, data_dir):
 def test_successive_halving_goes_on_by_resuming_exactly(tmp_path, data_dir, make_cfg):
     from d2lexp.train import train
 
-    folder, summary = _search(tmp_path, data_dir, "hparams_search=d2l_successive_halving", "search.trials=4",
-                              "search.halving.min_epochs=1", "trainer.max_epochs=3")  # fmt: skip  (rungs 1, 2, 3)
+    folder, summary = _search(
+        tmp_path,
+        data_dir,
+        "hparams_search=d2l_successive_halving",
+        "search.trials=4",
+        "search.halving.min_epochs=1",
+        "trainer.max_epochs=3",
+    )  # fmt: skip  (rungs 1, 2, 3)
     epochs = sorted(len(read_metrics(p)["history"]["val/acc"]) for p in (folder / "trials").iterdir())
     assert epochs == [1, 1, 2, 3] and (summary["complete"], summary["pruned"]) == (1, 3)  # 4 trials, then 2, then 1
     best = read_metrics(Path(summary["best"]["folder"]))

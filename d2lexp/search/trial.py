@@ -23,6 +23,7 @@ log = logging.getLogger("d2lexp")
 JOURNAL = "study.journal"  # the study's storage, in the search's own folder (search.storage=null)
 TRIALS = "trials"
 MAX_TRIAL_NUMBER = 100_000
+MAX_JOURNAL_BYTES = 64 << 20
 
 
 @dataclass(frozen=True)
@@ -46,10 +47,25 @@ def open_storage(job: SearchJob) -> Any:
     """The study's storage: Optuna's journal file in the search's folder, or the RDB URL given."""
     if job.storage:
         return job.storage
+    import os
+    import stat
+
     from optuna.storages import JournalStorage
     from optuna.storages.journal import JournalFileBackend
 
-    return JournalStorage(JournalFileBackend(str(Path(job.folder) / JOURNAL)))
+    path = Path(job.folder) / JOURNAL
+    # Optuna reads the whole journal into memory: on a shared file system anyone may have written
+    # it, so it must be a plain file of a bounded size (a search's is a few hundred KB).
+    try:
+        info = os.lstat(path)
+    except FileNotFoundError:
+        info = None
+    if info is not None and (not stat.S_ISREG(info.st_mode) or info.st_size > MAX_JOURNAL_BYTES):
+        raise UntrustedFileError(
+            f"{path} is not a plain file of at most {MAX_JOURNAL_BYTES >> 20} MB: it is not a journal this search "
+            "wrote, and is not read."
+        )
+    return JournalStorage(JournalFileBackend(str(path)))
 
 
 def sampler_and_pruner(job: SearchJob, worker: int = 0) -> tuple[Any, Any]:
@@ -109,6 +125,47 @@ def trial_config(job: SearchJob, values: dict[str, Any], folder: Path, extra: tu
                 cfg.callbacks[name] = None
         cfg.trainer.enable_model_summary = False
     return cfg
+
+
+def preset_settings(preset: str) -> list[str]:
+    """What the search preset `conf/hparams_search/<preset>.yaml` sets of a run, as a run's command
+    line would: its group choices (`experiment=d2l_1/lenet`) and its values (`data.val_size=10000`),
+    its search.* left out. (A trial's recorded settings name these, not the preset: a run's folder
+    is resumed and evaluated by `python -m d2lexp`, which knows no search.)"""
+    from d2lexp.config import CONF_DIR
+
+    preset_cfg = OmegaConf.load(Path(CONF_DIR) / "hparams_search" / f"{preset}.yaml")
+    settings = []
+    for item in preset_cfg.get("defaults") or []:
+        if isinstance(item, DictConfig):
+            for key, value in item.items():
+                if str(key).startswith("override /"):
+                    settings.append(f"{str(key).removeprefix('override /')}={value}")
+
+    def flatten(prefix: str, node: Any) -> None:
+        if isinstance(node, dict):
+            for key, value in node.items():
+                flatten(f"{prefix}.{key}" if prefix else str(key), value)
+        else:
+            settings.extend(overrides({prefix: node}))
+
+    body = OmegaConf.to_container(preset_cfg, resolve=False)
+    flatten("", {k: v for k, v in body.items() if k not in ("defaults", "search", "hydra")})
+    return settings
+
+
+def run_settings(job: SearchJob, values: dict[str, Any], extra: tuple[str, ...] = ()) -> list[str]:
+    """A trial's settings as a plain run's command line (see preset_settings), each key once (the last)."""
+    from d2lexp.overrides import command_line_values
+
+    given = trial_settings(job, values, extra)
+    preset = command_line_values(given).get("hparams_search")
+    expanded = [
+        *(preset_settings(preset) if preset else []),
+        *(o for o in given if not o.startswith("hparams_search=")),
+    ]
+    last = {o.split("=", 1)[0]: i for i, o in enumerate(expanded)}
+    return [o for i, o in enumerate(expanded) if last[o.split("=", 1)[0]] == i]
 
 
 def record_settings(folder: Path, settings: list[str]) -> None:
@@ -193,7 +250,7 @@ def run_trial(job: SearchJob, trial: Any) -> float:
 
     values = suggest(trial, list(job.space))
     folder = trial_folder(job, trial.number)
-    settings = trial_settings(job, values)
+    settings = run_settings(job, values)
     with trial_log(folder, trial.number):
         log.info("trial %d: %s", trial.number, " ".join(overrides(values)))
         pruning = EpochPruning(trial, job.metric)
@@ -243,6 +300,6 @@ def run_segment(job: SearchJob, number: int, values: dict[str, Any], epochs: int
             log.error("trial %d failed: %s", number, e)
             return {"status": "failed", "error": str(e)}
         finally:
-            record_settings(folder, trial_settings(job, values, extra[:1]))
+            record_settings(folder, run_settings(job, values, extra[:1]))
     value = record.get(job.metric)
     return {"status": record.get("status"), "value": float(value) if isinstance(value, (int, float)) else None}
