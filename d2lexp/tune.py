@@ -2,15 +2,16 @@
 
 The configured run (any model, data, optimizer: `experiment=d2l/lenet`) trains from its start for
 `lr_find.num_training` steps while its learning rate rises from `lr_find.min_lr` to `lr_find.max_lr`;
-the loss against the rate is drawn, and the rate where the smoothed loss falls fastest (per
-decade of rate: Smith's range test, as fastai reads it) is suggested. The loop is Lightning's
+the loss against the rate is drawn, and the middle of the decade of rates over which the
+smoothed loss falls most is suggested (Smith's range test). The loop is Lightning's
 `Tuner.lr_find`, on d2lexp's own task and data (its TensorBatchLoader is a loader Lightning takes
 as it is). What it records is read with two corrections: Lightning 2.6 keeps only a smoothed
 curve whose bias correction is one step off (its first points are about half the loss), from
-which each step's loss is recovered exactly (d2lexp.lr_range); and it suggests by the slope
-against the rate itself, which favours the smallest rates, where the slope per decade is used
-here (Lightning's own suggestion is kept in lr_find.json beside it). The run's net, optimizer and data are built as training
-builds them (d2lexp.build), and nothing of a training run is written (lr_find's snapshot of the
+which each step's loss is recovered exactly (d2lexp.lr_range); and it suggests the curve's
+steepest point against the rate itself, which favours the smallest rates and follows one step's
+noise, where a whole decade's fall is used here (Lightning's suggestion is kept in lr_find.json
+beside it). The run's net, optimizer and data are built as training builds them (the run's
+learning-rate schedule set aside: the test's own replaces it; d2lexp.build), and nothing of a training run is written (lr_find's snapshot of the
 start, which it restores at the end, stays in memory). Everything goes into a folder of the
 tune's own: outputs/tune/<date>/<time>/lr_find.png and lr_find.json.
 """
@@ -24,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import hydra
-from omegaconf import DictConfig
+from omegaconf import DictConfig, open_dict
 
 from d2lexp.cli import Command, guarded, start
 from d2lexp.config import CONFIG_PATH
@@ -59,6 +60,8 @@ def find_lr(cfg: DictConfig) -> dict[str, Any]:
     output_dir = files.make_folder(Path(cfg.paths.output_dir))
     data = build.data(cfg)
     net = build.net(cfg)
+    with open_dict(cfg):  # the range test's own schedule replaces the run's (which may need the run's length)
+        cfg.scheduler = None
     task = build.task(cfg, net)
     # No validation (the test reads the training loss), no checkpoints, no loggers: nothing of a run is written.
     trainer = pl.Trainer(
@@ -91,7 +94,10 @@ def find_lr(cfg: DictConfig) -> dict[str, Any]:
     }
     save_figure(lr_figure(record), output_dir / PLOT_FILE)
     files.write_text(output_dir / RESULT_FILE, strict_json_text(record))
-    shown = "none (the loss never fell)" if suggestion is None else f"{suggestion:.3g}"
+    if suggestion is not None:
+        shown = f"{suggestion:.3g}"
+    else:  # suggest() reads the curve past the first 10 steps and before the last
+        shown = "none (too few steps: raise lr_find.num_training)" if len(lrs) < 14 else "none (the loss never fell)"
     log.info(
         "%s: suggested learning rate %s (configured: %s), from %d steps -> %s",
         record["model"], shown, "none" if record["configured_lr"] is None else f"{record['configured_lr']:.3g}",
