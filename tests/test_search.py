@@ -18,10 +18,11 @@ from optuna.trial import TrialState
 from d2lexp.config import CONF_DIR
 from d2lexp.errors import ConfigError
 from d2lexp.metrics_file import read_metrics
+from d2lexp.search.command import schedule_name, search_job
 from d2lexp.search.halving import rung_levels
 from d2lexp.search.report import write_search_report
 from d2lexp.search.space import overrides, parse_space, suggest
-from d2lexp.search.trial import SearchJob, open_storage, trial_config, work
+from d2lexp.search.trial import SearchJob, compose_search, open_storage, trial_config, work
 from d2lexp.trust import UntrustedFileError, read_yaml, settings_from_file
 from tests.helpers.cli import run_cli
 from tests.helpers.configs import QUIET_OVERRIDES, compose_config
@@ -46,6 +47,24 @@ def test_a_shared_storage_sets_only_the_spaces_own_settings_within_their_ranges(
         with pytest.raises(ConfigError, match="search.params"):
             parse_space({key: {"choices": [1, 2]}})
     assert rung_levels(2, 10, 2) == [2, 4, 8, 10]  # the book's rungs for r_min 2, r_max 10, eta 2
+
+
+@pytest.mark.parametrize(
+    "preset, schedule, trials",
+    [("d2l_random", "random search", 6), ("d2l_successive_halving", "successive halving", 8),
+     ("d2l_asha", "random search, ASHA", 12)],
+)  # fmt: skip
+def test_the_presets_search_the_books_space_for_its_lenet(tmp_path, preset, schedule, trials):
+    cfg = compose_search([f"hparams_search={preset}"])
+    job = search_job(cfg, tmp_path, [f"hparams_search={preset}"])
+    assert schedule_name(cfg) == schedule and job.trials == trials and job.maximize and job.metric == "val/acc"
+    assert [(p.key, p.low, p.high, p.log) for p in job.space] == [("optimizer.lr", 0.01, 1.0, True),
+                                                                  ("data.batch_size", 32, 256, False)]  # fmt: skip
+    assert job.space[1].integer and cfg.model._target_.endswith("LeNet") and cfg.trainer.max_epochs == 10
+    assert cfg.data.val_size == 10000 and cfg.data.get("train_subset") is None  # the book's other 50,000 train
+    if cfg.search.halving is not None:
+        halving = cfg.search.halving
+        assert rung_levels(halving.min_epochs, halving.max_epochs, halving.eta) == [2, 4, 8, 10]
 
 
 def test_asha_stops_trials_at_epoch_ends_as_pruned_by_its_rule(tmp_path, data_dir):
