@@ -159,7 +159,7 @@ def figure(rows: list[dict[str, Any]], job: SearchJob, schedule: str, best: dict
     curves.set_ylabel(name)
     curves.set_title(f"{schedule}: each trial's curve (x: pruned there)")
     if best is not None:
-        curves.legend(loc="upper right")
+        curves.legend(loc="best")
     made = [r for r in rows if r["final"] is not None]
     better = min if error or not job.maximize else max  # of the values shown
     running, best_so_far = None, []
@@ -174,7 +174,7 @@ def figure(rows: list[dict[str, Any]], job: SearchJob, schedule: str, best: dict
         scores.step(
             [r["trial"] for r in made], best_so_far, where="post", color="black", label="best so far (complete)"
         )
-        scores.legend(loc="upper right")
+        scores.legend(loc="best")
     scores.set_xlabel("trial")
     scores.set_ylabel(f"{name} at its last epoch")
     scores.set_title("each trial (o: complete, x: pruned)")
