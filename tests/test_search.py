@@ -169,3 +169,9 @@ def test_successive_halving_goes_on_by_resuming_exactly(tmp_path, data_dir, make
     for key in ("train/loss", "val/acc", "test/acc"):  # ...it is the run trained 3 epochs straight
         assert best[key] == straight[key], key
     assert math.isclose(summary["best"]["value"], straight["val/acc"])
+
+
+def test_the_training_command_refuses_a_search_preset(tmp_path, data_dir):
+    result = run_cli("hparams_search=d2l_asha", cwd=tmp_path, data_dir=data_dir)
+    assert result.returncode == 1 and "run it with python -m d2lexp.search hparams_search=d2l_asha" in result.stderr
+    assert not (tmp_path / "outputs").exists()
