@@ -68,11 +68,13 @@ def test_the_presets_search_the_books_space_for_its_lenet(tmp_path, preset, sche
 
 
 def test_asha_stops_trials_at_epoch_ends_as_pruned_by_its_rule(tmp_path, data_dir):
-    """One worker, in this process: trials in order, so ASHA's every decision can be checked here."""
+    """One worker, in this process: trials in order, so ASHA's every decision can be checked here.
+    Rungs after epochs 1 and 2; a trial that reaches its last, the 3rd, completes (the book's r_max)."""
     folder = tmp_path / "search"
     folder.mkdir()
     job = SearchJob(
-        folder=str(folder), overrides=("hparams_search=d2l_asha", *TINY, f"paths.data_dir={data_dir}", *QUIET_OVERRIDES),
+        folder=str(folder), overrides=("hparams_search=d2l_asha", *TINY, "trainer.max_epochs=3",
+                                       f"paths.data_dir={data_dir}", *QUIET_OVERRIDES),
         study_name="asha", storage=None, metric="val/acc", maximize=True, space=tuple(parse_space(SPACE)), trials=4,
         sampler={"_target_": "optuna.samplers.RandomSampler", "seed": 0},
         pruner={"_target_": "optuna.pruners.SuccessiveHalvingPruner", "min_resource": 1, "reduction_factor": 2},
@@ -96,7 +98,7 @@ def test_asha_stops_trials_at_epoch_ends_as_pruned_by_its_rule(tmp_path, data_di
                 stopped = step
                 break
         if stopped is None:
-            assert trial.state == TrialState.COMPLETE and record["status"] == "done" and len(curve) == 2
+            assert trial.state == TrialState.COMPLETE and record["status"] == "done" and len(curve) == 3
             assert trial.value == record["val/acc"] and "test/acc" in record
         else:  # stopped at that epoch's end: no more epochs, no test pass
             assert trial.state == TrialState.PRUNED and record["status"] == "pruned" and len(curve) == stopped
@@ -115,6 +117,24 @@ def test_asha_stops_trials_at_epoch_ends_as_pruned_by_its_rule(tmp_path, data_di
     again, trial = compose_config(recorded.taken), trial_config(job, trials[0].params, folder / "again")
     for key in ("model", "data", "init", "optimizer", "trainer.max_epochs"):
         assert OmegaConf.select(again, key) == OmegaConf.select(trial, key), key
+
+
+@pytest.mark.parametrize("epochs, state, trained", [(2, TrialState.PRUNED, 1), (1, TrialState.COMPLETE, 1)])
+def test_a_trial_is_pruned_at_an_epochs_end_but_not_at_its_last(tmp_path, data_dir, epochs, state, trained):
+    """A pruner that gives up on every trial (all scores below 2): it stops a trial after its first epoch,
+    unless that is its last (the book's r_max: the trial completed what it was to train)."""
+    job = SearchJob(
+        folder=str(tmp_path), overrides=(*TINY, f"trainer.max_epochs={epochs}", f"paths.data_dir={data_dir}",
+                                         *QUIET_OVERRIDES, "hparams_search=d2l_asha"),
+        study_name="all", storage=None, metric="val/acc", maximize=True, space=tuple(parse_space(SPACE)), trials=1,
+        sampler=None, pruner={"_target_": "optuna.pruners.ThresholdPruner", "lower": 2.0},
+    )  # fmt: skip
+    study = optuna.create_study(study_name="all", storage=open_storage(job), direction="maximize")
+    work(job, worker=0)
+    (trial,) = study.get_trials()
+    record = read_metrics(tmp_path / "trials" / "000")
+    assert trial.state == state and len(record["history"]["val/acc"]) == trained
+    assert ("test/acc" in record) == (state == TrialState.COMPLETE) and record["val/acc"] > 0.3  # it learned
 
 
 def _search(tmp_path: Path, data_dir: Path, *args: str) -> tuple[Path, dict]:

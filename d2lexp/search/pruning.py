@@ -35,6 +35,8 @@ class EpochPruning(RecordingCallback):
         if not math.isfinite(number):
             return  # a diverging run stops by itself, as diverged
         self.trial.report(number, step=epochs)
+        if epochs == trainer.max_epochs:  # trained all it was to: complete, as at the book's r_max, not pruned
+            return
         if self.trial.should_prune():
             self.pruned_at = epochs
             trainer.should_stop = True
