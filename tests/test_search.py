@@ -47,6 +47,15 @@ def test_a_shared_storage_sets_only_the_spaces_own_settings_within_their_ranges(
         with pytest.raises(ConfigError, match="search.params"):
             parse_space({key: {"choices": [1, 2]}})
     assert rung_levels(2, 10, 2) == [2, 4, 8, 10]  # the book's rungs for r_min 2, r_max 10, eta 2
+    # Nested or dotted alike; nested, the command line reaches a range and adds a setting.
+    assert (
+        parse_space({"optimizer": {"lr": SPACE["optimizer.lr"]}, "data.batch_size": SPACE["data.batch_size"]}) == space
+    )
+    cfg = compose_search(["hparams_search=d2l_random", "experiment=d2l_1/mlp", "search.params.optimizer.lr.low=0.05",
+                          "+search.params.model.num_hiddens={choices: [64, 128]}"])  # fmt: skip
+    searched = parse_space(OmegaConf.to_container(cfg.search.params))
+    assert [(p.key, p.low, p.choices) for p in searched] == [("optimizer.lr", 0.05, None), ("data.batch_size", 32, None),
+                                                             ("model.num_hiddens", None, (64, 128))]  # fmt: skip
 
 
 @pytest.mark.parametrize(
@@ -127,7 +136,8 @@ def test_a_trial_is_pruned_at_an_epochs_end_but_not_at_its_last(tmp_path, data_d
         folder=str(tmp_path), overrides=(*TINY, f"trainer.max_epochs={epochs}", f"paths.data_dir={data_dir}",
                                          *QUIET_OVERRIDES, "hparams_search=d2l_asha"),
         study_name="all", storage=None, metric="val/acc", maximize=True, space=tuple(parse_space(SPACE)), trials=1,
-        sampler=None, pruner={"_target_": "optuna.pruners.ThresholdPruner", "lower": 2.0},
+        sampler={"_target_": "optuna.samplers.RandomSampler", "seed": 0},  # lr 0.125, batch 192
+        pruner={"_target_": "optuna.pruners.ThresholdPruner", "lower": 2.0},
     )  # fmt: skip
     study = optuna.create_study(study_name="all", storage=open_storage(job), direction="maximize")
     work(job, worker=0)

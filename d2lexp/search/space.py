@@ -1,9 +1,13 @@
 """A search space, from the config's `search.params`, and a trial's settings from it.
 
     search.params:
-      optimizer.lr: {low: 0.01, high: 1.0, log: true}     # a float, log-uniform (FloatDistribution)
-      data.batch_size: {low: 32, high: 256}               # whole numbers: an integer (IntDistribution)
+      optimizer:
+        lr: {low: 0.01, high: 1.0, log: true}             # a float, log-uniform (FloatDistribution)
+      data:
+        batch_size: {low: 32, high: 256}                  # whole numbers: an integer (IntDistribution)
       model.num_hiddens: {choices: [64, 128, 256]}        # one of these (CategoricalDistribution)
+
+(nested or dotted alike; nested, the command line reaches each: search.params.optimizer.lr.low=0.05).
 
 Each key is a setting of a run, as on the command line. The values a trial gets are checked
 against this space before they become settings: a study's storage may be shared (a journal file
@@ -66,20 +70,36 @@ class Param:
         return None if self.low <= value <= self.high else f"is outside [{self.low}, {self.high}]"
 
 
+SPEC_KEYS = {"low", "high", "log", "choices"}
+
+
+def _flatten(params: dict[str, Any], prefix: str = "", depth: int = 0) -> Any:
+    """(dotted key, spec) of each parameter: a key is written nested (`optimizer: {lr: {low: ...}}`,
+    which the command line can reach: `search.params.optimizer.lr.low=0.05`,
+    `+search.params.model.num_hiddens={choices: [64, 128]}`) or dotted (`optimizer.lr: {low: ...}`)."""
+    for key, spec in params.items():
+        full = f"{prefix}.{key}" if prefix else key
+        if isinstance(spec, dict) and spec and not set(spec) & SPEC_KEYS and depth < 8 and isinstance(key, str):
+            yield from _flatten(spec, full, depth + 1)
+        else:
+            yield full, spec
+
+
 def parse_space(params: dict[str, Any]) -> list[Param]:
     """The search space of `search.params`; ConfigError (one paragraph) for a malformed one."""
     if not params:
         raise ConfigError("search.params is empty: give the settings to search over, e.g. search.params "
                           "'{optimizer.lr: {low: 0.01, high: 1.0, log: true}}', or choose a preset: hparams_search=d2l_random.")  # fmt: skip
-    if len(params) > MAX_PARAMS:
-        raise ConfigError(f"search.params holds {len(params)} settings; at most {MAX_PARAMS}.")
+    flat = dict(_flatten(params))
+    if len(flat) > MAX_PARAMS:
+        raise ConfigError(f"search.params holds {len(flat)} settings; at most {MAX_PARAMS}.")
     space = []
-    for key, spec in params.items():
+    for key, spec in flat.items():
         where = f"search.params.{key}"
         if not isinstance(key, str) or not setting_allowed(key):
             raise ConfigError(f"{where}: a search sets a run's model, data, augmentation, init, task, optimizer, "
                               "scheduler, seed or training settings (optimizer.lr, data.batch_size, ...), not this.")  # fmt: skip
-        if not isinstance(spec, dict) or not (set(spec) <= {"low", "high", "log", "choices"}):
+        if not isinstance(spec, dict) or not (set(spec) <= SPEC_KEYS):
             raise ConfigError(
                 f"{where} is {{low: ..., high: ..., log: true|false}} or {{choices: [...]}}, got {spec!r}."
             )
