@@ -251,6 +251,9 @@ def register_with_hydra() -> None:
         schema.__module__ = __name__
         globals()[schema.__name__] = schema
         store.store(group="schema", name=name, node=schema)
+    from d2lexp.search.settings import SearchSettings  # written by hand: a search's settings are its own
+
+    store.store(group="schema", name="search", node=SearchSettings)
     OmegaConf.register_new_resolver("new_run_folder", new_run_folder, use_cache=True, replace=True)
 
 

@@ -12,6 +12,9 @@ from an allow-list (`checked_for_resume`):
 - the loops' counters: the structure of this trainer's, whole numbers; the loaders' positions
   (checked by the loaders);
 - random states, the epoch history and the task's own notes: in the formats d2lexp writes;
+- with weight averaging (`callbacks=ema`): the trained weights kept beside the averaged ones, checked
+  as the weights are, and the average's count; a checkpoint of averaged weights resumed without it
+  is refused (its net's weights are the average: training would go on from them);
 - each checkpoint callback's bookkeeping rebuilt from the run's own folder: a file it names is kept
   only if a checkpoint of that name is in this run's checkpoint folder; scores must be numbers;
 - nothing else (other keys are dropped).
@@ -31,7 +34,7 @@ from typing import Any
 import lightning.pytorch as pl
 import torch
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
-from lightning.pytorch.callbacks import Checkpoint, ModelCheckpoint
+from lightning.pytorch.callbacks import Checkpoint, ModelCheckpoint, WeightAveraging
 from torch import nn
 
 from d2lexp import files
@@ -42,6 +45,9 @@ from d2lexp.checkpoint import check_finite, load_checkpoint, save
 from d2lexp.errors import CheckpointError
 
 TASK_KEY = "d2lexp_task"
+# What Lightning's WeightAveraging adds to a checkpoint: the trained weights (`state_dict` holds the
+# average) and the average's own state (its count).
+CURRENT_WEIGHTS_KEY, AVERAGING_KEY = "current_model_state", "averaging_state"
 _CHECKPOINT_NAME = re.compile(r"^[A-Za-z0-9_=+-][A-Za-z0-9_.=+-]*\.ckpt$")
 _MAX_COUNTER = 1 << 53
 
@@ -348,6 +354,12 @@ def _callback_states(saved: Any, trainer: pl.Trainer) -> dict[str, Any]:
         where = f"callbacks[{key[:60]!r}]"
         if isinstance(callback, ModelCheckpoint):
             states[key] = _model_checkpoint_state(callback, saved[key], where)
+        elif isinstance(callback, WeightAveraging):  # the step of its last update: a count
+            if not isinstance(saved[key], dict) or set(saved[key]) != {"latest_update_step"}:
+                raise _Refused(where, "does not have the state of this run's weight averaging")
+            states[key] = {
+                "latest_update_step": _counter(saved[key]["latest_update_step"], f"{where}.latest_update_step")
+            }
         elif isinstance(callback, Checkpoint):
             continue  # another kind of checkpoint callback: it starts its bookkeeping afresh
         else:
@@ -362,6 +374,30 @@ def _callback_states(saved: Any, trainer: pl.Trainer) -> dict[str, Any]:
                 for k, v in template.items()
             }
     return states
+
+
+def _averaging(
+    checkpoint: dict[str, Any], task: pl.LightningModule, trainer: pl.Trainer, source: str
+) -> dict[str, Any]:
+    """The trained weights and the average's count of a checkpoint written with weight averaging,
+    checked like the weights; nothing for one written without (a run with averaging starts its
+    average from the checkpoint's weights)."""
+    averages = any(isinstance(c, WeightAveraging) for c in trainer.callbacks)
+    held = [key for key in (CURRENT_WEIGHTS_KEY, AVERAGING_KEY) if key in checkpoint]
+    if not held:
+        return {}
+    if not averages:
+        raise CheckpointError(
+            f"ckpt_path={source} was trained with weight averaging: its net's weights are the average, and the "
+            "trained ones are kept beside them. Resume it with the averaging too (callbacks=ema, as it was trained), "
+            "or score or export its averaged net (python -m d2lexp.eval, d2lexp.checkpoint.load_net)."
+        )
+    if len(held) != 2:
+        raise _Refused(held[0], "is there without the rest of the weight averaging's state")
+    count = _like(checkpoint[AVERAGING_KEY], {"n_averaged": torch.zeros((), dtype=torch.long)}, AVERAGING_KEY)
+    if int(count["n_averaged"]) < 0:
+        raise _Refused(f"{AVERAGING_KEY}.n_averaged", "is negative, not a count")
+    return {CURRENT_WEIGHTS_KEY: _state_dict(checkpoint[CURRENT_WEIGHTS_KEY], task, source), AVERAGING_KEY: count}
 
 
 def _task_notes(saved: Any) -> dict[str, Any] | None:
@@ -441,6 +477,7 @@ def checked_for_resume(
             "lr_schedulers": _scheduler_states(checkpoint.get("lr_schedulers"), task, fresh_scheduler),
             "loops": _loops(checkpoint.get("loops"), trainer),
             "callbacks": _callback_states(checkpoint.get("callbacks"), trainer),
+            **_averaging(checkpoint, task, trainer, source),
         }
         random_state = checkpoint.get(RANDOM_STATE_KEY)
         if random_state is not None:

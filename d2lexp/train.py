@@ -21,7 +21,7 @@ from d2lexp.cli import Command, fail, start
 from d2lexp.config import CONFIG_PATH, in_multirun
 from d2lexp.console import quiet_lightning, quiet_unwritable_folders
 from d2lexp.errors import D2lexpError, RunInterrupted
-from d2lexp.overrides import unknown_key_message, with_recorded_settings
+from d2lexp.overrides import command_line_values, unknown_key_message, with_recorded_settings
 from d2lexp.run_folder import run_in_own_folder
 
 if TYPE_CHECKING:
@@ -41,6 +41,7 @@ def train(cfg: DictConfig, callbacks: Sequence[pl.Callback] = (), net: nn.Module
     from d2lexp import build
     from d2lexp.record.outputs import hparams_of
     from d2lexp.record.run import RunRecord
+    from d2lexp.search.pruning import was_pruned
 
     quiet_lightning()
     choices = hydra_choices()
@@ -56,7 +57,7 @@ def train(cfg: DictConfig, callbacks: Sequence[pl.Callback] = (), net: nn.Module
             record.fitted(run, time.perf_counter() - start)
             if run.trainer.interrupted:
                 raise KeyboardInterrupt
-            if run.tests and not run.task.diverged:
+            if run.tests and not run.task.diverged and not was_pruned(run.trainer):  # a pruned trial is not tested
                 run.trainer.test(run.task, datamodule=run.data, verbose=False)
                 record.tested(run)
             record.finish(run)
@@ -106,6 +107,10 @@ def main() -> None:
     if any(flag in sys.argv[1:] for flag in ("--help", "-h", "--version")):
         start(command(), sys.argv[1:])
     args = start(Command("d2lexp", "d2lexp", "", ""), sys.argv[1:])
+    search = command_line_values(args).get("hparams_search")
+    if search not in (None, "", "null"):  # its settings would be composed, and silently unused
+        fail(f"hparams_search={search[:60]} is a search: run it with python -m d2lexp.search hparams_search={search[:60]} "
+             "(d2lexp-search; docs/search.md).")  # fmt: skip
     try:
         args = with_recorded_settings(args)
     except D2lexpError as e:

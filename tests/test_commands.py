@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from importlib.metadata import distribution
 from pathlib import Path
 
 import pytest
@@ -20,21 +21,29 @@ TOOLS = [
     ("d2lexp-report", "d2lexp.report", ["no/such/sweep"], "no/such/sweep is not a folder"),
     ("d2lexp-predict", "d2lexp.predict", ["images=photos"], "Which model? Give a run's checkpoint"),
     ("d2lexp-export", "d2lexp.export", ["ckpt_path=no/such/run"], "ckpt_path=no/such/run does not exist"),
+    ("d2lexp-tune", "d2lexp.tune", ["lr_find.min_rl=1"], "lr_find.min_rl is not a setting"),
+    ("d2lexp-search", "d2lexp.search", ["trainer.max_epochs=1"], "Which search? Choose a preset"),
 ]
 SCRIPTS = Path(sys.executable).parent
+# The console scripts this install has (its metadata, as pip wrote it from pyproject.toml).
+SCRIPT_NAMES = {e.name for e in distribution("d2lexp").entry_points if e.group == "console_scripts"}
+
+
+def test_the_table_holds_every_console_script():
+    assert {t[0] for t in TOOLS} == SCRIPT_NAMES
 
 
 def run(command: list[str], cwd: Path) -> subprocess.CompletedProcess:
     return subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=120)
 
 
-@pytest.mark.parametrize("script, module, refused, said", TOOLS, ids=[t[0] for t in TOOLS])
-def test_every_command_alike(tmp_path, script, module, refused, said):
-    as_module, as_script = [sys.executable, "-m", module], [str(SCRIPTS / script)]
+@pytest.mark.parametrize("name, module, refused, said", TOOLS, ids=[t[0] for t in TOOLS])
+def test_every_command_alike(tmp_path, name, module, refused, said):
+    as_module, as_script = [sys.executable, "-m", module], [str(SCRIPTS / name)]
     helps = [run([*form, "--help"], tmp_path) for form in (as_module, as_script)]
     assert all(h.returncode == 0 for h in helps) and helps[0].stdout == helps[1].stdout
     text = helps[0].stdout
-    assert text.startswith(f"{script} (python -m {module}): ") and "Usage: " in text and "powered by Hydra" not in text
+    assert text.startswith(f"{name} (python -m {module}): ") and "Usage: " in text and "powered by Hydra" not in text
     version = run([*as_script, "--version"], tmp_path)
     assert version.returncode == 0 and version.stdout.startswith(f"d2lexp {__version__} (torch ")
     refusals = [run([*form, *refused], tmp_path) for form in (as_module, as_script)]

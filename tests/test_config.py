@@ -16,6 +16,7 @@ from omegaconf import OmegaConf
 from torch import nn
 
 from d2lexp import build
+from d2lexp.callbacks.averaging import EMA
 from d2lexp.callbacks.history import EpochHistory
 from d2lexp.callbacks.predictions import ClassifierPictures
 from d2lexp.callbacks.resume import RandomState
@@ -177,6 +178,16 @@ CALLBACKS = {  # the configured ones of each option; every run adds the record's
         ClassifierPictures,
         VisionPictures,
         EarlyStopping,
+    ],
+    "ema": [ModelCheckpoint] * 3
+    + [
+        RichModelSummary,
+        RichProgressBar,
+        LearningRateMonitor,
+        LogSampleImages,
+        ClassifierPictures,
+        VisionPictures,
+        EMA,
     ],
     "none": [],
 }

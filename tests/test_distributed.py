@@ -5,7 +5,6 @@ import json
 
 import pytest
 import torch
-import yaml
 
 from d2lexp.checkpoint import load_net
 from d2lexp.data.fashion_mnist import FashionMNISTDataModule
@@ -67,18 +66,3 @@ def test_submitit_local_executor_runs_a_sweep(tmp_path, data_dir):
     rows = collect(sweep)
     assert [r["status"] for r in rows] == ["done", "done"]
     assert (sweep / ".submitit").is_dir() and (sweep / "report.md").is_file()
-
-
-@pytest.mark.slow  # the optuna extra's sweeper, three trials through the command line
-def test_optuna_search_of_three_trials(tmp_path, data_dir):
-    result = run_cli("-m", "hparams_search=lenet_optuna", "hydra.sweeper.n_trials=3", "trainer.max_epochs=1",
-                     "data.train_subset=3000", *QUICK, cwd=tmp_path, data_dir=data_dir)  # fmt: skip
-    assert result.returncode == 0, result.stderr[-3000:]
-    sweep = next((tmp_path / "outputs" / "multirun").glob("*/*"))
-    rows = collect(sweep)
-    assert len(rows) == 3 and all(r["status"] == "done" for r in rows)
-    results = yaml.safe_load((sweep / "optimization_results.yaml").read_text())
-    best = max(r["val/acc"] for r in rows)
-    assert results["best_value"] == pytest.approx(best)
-    assert set(results["best_params"]) == {"optimizer.lr", "data.batch_size"}
-    assert (sweep / "optuna.db").is_file()

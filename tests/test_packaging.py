@@ -5,6 +5,7 @@ folder, its configs read from the installed package."""
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import sysconfig
@@ -14,8 +15,21 @@ from tests.helpers.configs import REPO
 
 
 def test_a_built_wheel_works_from_an_empty_folder(tmp_path, data_dir):
+    # Built from a copy of the checkout (the files git does not ignore): a build writes its egg-info and build/ folder
+    # into the source tree, where the checkout's own metadata would then shadow the install's.
+    source = tmp_path / "source"
+    tracked = subprocess.run(
+        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+        cwd=REPO,
+        capture_output=True,
+        check=True,
+    ).stdout
+    for name in filter(None, tracked.decode().split("\0")):
+        if (REPO / name).is_file():
+            (source / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(REPO / name, source / name)
     wheels = tmp_path / "dist"
-    built = subprocess.run([sys.executable, "-m", "pip", "wheel", str(REPO), "--no-deps", "--no-build-isolation",
+    built = subprocess.run([sys.executable, "-m", "pip", "wheel", str(source), "--no-deps", "--no-build-isolation",
                             "-q", "-w", str(wheels)], capture_output=True, text=True, timeout=300)  # fmt: skip
     assert built.returncode == 0, built.stderr[-2000:]
     (wheel,) = wheels.glob("d2lexp-*.whl")

@@ -178,6 +178,28 @@ def test_a_sweep_runs_as_slurm_jobs_and_reports_every_row(slurm, tmp_path, make_
     assert "| 0 | optimizer.lr=0.1 |" in report and "| failed | The optimizer settings are not valid" in report
 
 
+def test_a_searchs_workers_are_slurm_jobs_sharing_its_journal(slurm, tmp_path):
+    """search.launcher=slurm: each worker a Slurm job, both asking the one study in the search's
+    folder (Optuna's journal file, as on a cluster's shared file system) for trials."""
+    command = [sys.executable, "-m", "d2lexp.search", "hparams_search=d2l_asha", "search.launcher=slurm",
+               "search.workers=2", "search.trials=4", "search.pruner.min_resource=1", "search.slurm.mem_gb=2",
+               "experiment=d2l_1/softmax", "data.train_subset=1000", "data.val_size=1000", "data.test_subset=500",
+               "trainer.max_epochs=2", *QUIET, f"paths.log_dir={tmp_path / 'outputs'}"]  # fmt: skip
+    result = subprocess.run(command, cwd=tmp_path, env=slurm, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
+    (folder,) = (tmp_path / "outputs" / "search").glob("*/*")
+    summary = json.loads((folder / "search.json").read_text())
+    records = [read_metrics(trial) for trial in sorted((folder / "trials").iterdir())]
+    assert len(records) >= 4 and summary["failed"] == 0 and summary["best"]["value"] > 0.5  # it learned
+    jobs = {r["slurm_job"] for r in records}
+    assert len(jobs) == 2 and all(job_state(slurm, job) == "COMPLETED" for job in jobs)  # trials in both jobs
+    spans = sorted((r["started_at"], r["finished_at"]) for r in records)
+    assert any(b[0] < a[1] for a, b in zip(spans, spans[1:]))  # two at the same time
+    assert (folder / "study.journal").is_file() and len(
+        [p for p in (folder / ".submitit").iterdir() if p.is_dir()]
+    ) == 2
+
+
 @pytest.mark.slow
 def test_a_cancelled_job_is_a_row_that_says_so(slurm, tmp_path):
     sweep = start_sweep(slurm, tmp_path, *TINY, "data.train_subset=20000", "trainer.max_epochs=1,20")

@@ -7,6 +7,11 @@ random resized crop, rotation) are one affine map per image, applied to the batc
 `grid_sample`; the photometric ones (brightness, contrast, saturation) are per-image factors.
 No per-image Python, no PIL, no DataLoader workers.
 
+Mixing (MixUp, CutMix: torchvision's v2 batch transforms) comes last and changes the targets too:
+each image is blended with the next one in the batch, or a box of it replaced by the same box of
+that one, and its label becomes the two classes' probabilities in the same proportion; the
+classification task trains on them (cross-entropy against probabilities).
+
 The draws come from a generator seeded by (seed, epoch, batch), so the same seed gives the same
 augmented batches, and a run resumed mid-epoch augments its next batch as an uninterrupted run
 would. Every strength at zero (`Augment()`) changes nothing.
@@ -31,7 +36,9 @@ class Augment:
     zero-padding it by this many pixels on each side (a shift of up to that many). resized_crop:
     (smallest, largest) share of the area kept by a random resized crop (aspect 3:4 to 4:3), or
     None. rotation: degrees, uniform in [-rotation, rotation]. brightness, contrast, saturation:
-    factors uniform in [1 - s, 1 + s] (saturation: colour images only).
+    factors uniform in [1 - s, 1 + s] (saturation: colour images only). mixup_alpha, cutmix_alpha:
+    MixUp's and CutMix's Beta(alpha, alpha) for the share of each image kept (0: off; both on: one
+    of the two, at random, per batch); they mix class labels (`mix`).
     """
 
     flip: float = 0.0
@@ -41,9 +48,11 @@ class Augment:
     brightness: float = 0.0
     contrast: float = 0.0
     saturation: float = 0.0
+    mixup_alpha: float = 0.0
+    cutmix_alpha: float = 0.0
 
     def __post_init__(self) -> None:
-        for name in ("flip", "rotation", "brightness", "contrast", "saturation"):
+        for name in ("flip", "rotation", "brightness", "contrast", "saturation", "mixup_alpha", "cutmix_alpha"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
                 raise ValueError(f"augment.{name} must be a finite number, got {value!r}")
@@ -55,6 +64,8 @@ class Augment:
             raise ValueError(f"augment.flip is a probability, in [0, 1]; got {self.flip}")
         if self.crop_padding < 0 or self.rotation < 0:
             raise ValueError("augment.crop_padding and augment.rotation must be at least 0")
+        if self.mixup_alpha < 0 or self.cutmix_alpha < 0:
+            raise ValueError("augment.mixup_alpha and augment.cutmix_alpha must be at least 0 (0: off)")
         for name in ("brightness", "contrast", "saturation"):
             if not 0 <= getattr(self, name) < 1:
                 raise ValueError(f"augment.{name} must be in [0, 1), got {getattr(self, name)}")
@@ -70,7 +81,7 @@ class Augment:
     @property
     def active(self) -> bool:
         """Whether it changes anything at all."""
-        return self.geometric or self.photometric
+        return self.geometric or self.photometric or self.mixing
 
     @property
     def geometric(self) -> bool:
@@ -79,6 +90,22 @@ class Augment:
     @property
     def photometric(self) -> bool:
         return bool(self.brightness or self.contrast or self.saturation)
+
+    @property
+    def mixing(self) -> bool:
+        """Whether it mixes images, and so their labels (MixUp, CutMix)."""
+        return bool(self.mixup_alpha or self.cutmix_alpha)
+
+    def mix(
+        self, images: torch.Tensor, labels: torch.Tensor, num_classes: int, seed: int
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """MixUp or CutMix of a batch [B, C, H, W] and its class labels [B]: the mixed images and
+        the targets as class probabilities [B, num_classes] (float32), on the batch's device.
+        torchvision draws the share and the box from torch's global generator, on the host (no
+        device sync): it is seeded with `seed` for this batch alone, and left as it was after."""
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            return _mixer(float(self.mixup_alpha), float(self.cutmix_alpha), num_classes)(images, labels)
 
     def __call__(self, images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         if self.geometric:
@@ -149,9 +176,22 @@ def _pixel_centres(size: int, device: torch.device, dtype: torch.dtype) -> torch
     return (torch.arange(size, device=device, dtype=dtype) * 2 + 1) / size - 1
 
 
-def batch_seed(seed: int, epoch: int, batch: int) -> int:
-    """The seed of one training batch's draws: a function of (seed, epoch, batch) alone."""
-    words = [seed & 0xFFFFFFFF, (seed >> 32) & 0xFFFFFFFF, 5, epoch, batch]
+@functools.lru_cache(maxsize=8)
+def _mixer(mixup_alpha: float, cutmix_alpha: float, num_classes: int):  # -> a torchvision v2 transform
+    from torchvision.transforms import v2
+
+    mixers = ([v2.MixUp(alpha=mixup_alpha, num_classes=num_classes)] if mixup_alpha else []) + (
+        [v2.CutMix(alpha=cutmix_alpha, num_classes=num_classes)] if cutmix_alpha else []
+    )
+    return mixers[0] if len(mixers) == 1 else v2.RandomChoice(mixers)
+
+
+MIX_STREAM = 6  # mixing's draws: a stream of their own beside the other changes' (batch_seed's default)
+
+
+def batch_seed(seed: int, epoch: int, batch: int, stream: int = 5) -> int:
+    """The seed of one training batch's draws (of one `stream`): a function of (seed, epoch, batch) alone."""
+    words = [seed & 0xFFFFFFFF, (seed >> 32) & 0xFFFFFFFF, stream, epoch, batch]
     return int(np.random.SeedSequence(words).generate_state(1, np.uint64)[0] & 0x7FFF_FFFF_FFFF_FFFF)
 
 

@@ -51,6 +51,8 @@ class DataModule(pl.LightningDataModule):
     # classes, background not counted; segmentation: the pixels', background first).
     num_classes: int | None = None
     class_names: tuple[str, ...] | None = None
+    # Classification: whether training batches carry class probabilities [B, classes] (mixup, cutmix), not labels.
+    soft_targets: bool = False
     # Language modelling: the vocabulary, and whether a minibatch continues the one before it.
     vocab: Vocab | None = None
     sequential: bool = False

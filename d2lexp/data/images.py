@@ -17,7 +17,7 @@ from typing import Any
 
 import torch
 
-from d2lexp.data.augment import Augment, BatchGenerators
+from d2lexp.data.augment import MIX_STREAM, Augment, BatchGenerators, batch_seed
 from d2lexp.data.base import DataModule
 from d2lexp.data.loader import TensorBatchLoader, seeded_generator
 from d2lexp.data.transforms import ImageBatchTransform
@@ -79,6 +79,11 @@ class ImageDataModule(DataModule):
                 f"{type(self).__name__}'s targets are tied to where things are in the image (boxes or masks): a "
                 "random crop, flip or rotation of the image alone would make them wrong. Keep augment to brightness, "
                 "contrast and saturation, or augment=none."
+            )
+        if augment is not None and augment.mixing and (not self.targets_follow_geometry or not self.num_classes):
+            raise ConfigError(
+                f"augment.mixup_alpha and augment.cutmix_alpha mix class labels, and {type(self).__name__}'s targets "
+                "are not class labels. Leave both at 0."
             )
         self.batch_size, self.eval_batch_size = batch_size, eval_batch_size or batch_size
         self.val_size, self.train_subset, self.test_subset = val_size, train_subset, test_subset
@@ -166,7 +171,7 @@ class ImageDataModule(DataModule):
         if isinstance(batch, torch.Tensor):  # images alone (prediction, the model summary's example)
             return self.transform(batch)
         images, targets = batch
-        return self.transform(images, self._training_augment(images.device)), targets
+        return self._training_mix(self.transform(images, self._training_augment(images.device)), targets)
 
     def _training_augment(self, device: torch.device) -> Callable[[torch.Tensor], torch.Tensor] | None:
         """The augmentation of the training batch being transferred, its draws seeded by (seed, epoch,
@@ -178,10 +183,31 @@ class ImageDataModule(DataModule):
         generator = self._generators.for_batch(device, self.seed, trainer.current_epoch, batch)
         return lambda images: self.augment(images, generator)
 
+    def _training_mix(self, images: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """MixUp or CutMix of the training batch being transferred, after its other changes: its targets
+        become class probabilities. Seeded by (seed, epoch, batch), as the other changes are."""
+        trainer = self.trainer
+        if self.augment is None or not self.augment.mixing or trainer is None or not trainer.training:
+            return images, targets
+        batch = trainer.fit_loop.epoch_loop.batch_progress.current.ready
+        seed = batch_seed(self.seed, trainer.current_epoch, batch, stream=MIX_STREAM)
+        return self.augment.mix(images, targets, self.num_classes, seed)
+
+    @property
+    def soft_targets(self) -> bool:
+        return self.augment is not None and self.augment.mixing
+
     def augmented_samples(self, n: int = 18) -> tuple[torch.Tensor, list[str]] | None:
         """The book's figure of augmentation: the first training image, then `n - 1` draws of it."""
         if self.augment is None or not self.splits:
             return None
+        if self.augment.mixing:  # mixing takes two images: the first n, mixed as one batch, their top class shown
+            images, labels = self.splits["train"][0][:n].float().cpu() / 255.0, self.splits["train"][1][:n].cpu()
+            images = self.augment(images, torch.Generator().manual_seed(self.seed))
+            mixed, shares = self.augment.mix(images, labels, self.num_classes, self.seed)
+            top, label = shares.max(dim=1)
+            names = self.class_names or tuple(str(i) for i in range(self.num_classes))
+            return _grayscale(mixed), [f"{names[int(c)]} {float(p):.2f}" for c, p in zip(label, top)]
         image = self.splits["train"][0][:1].float().cpu() / 255.0
         draws = self.augment(image.expand(n - 1, -1, -1, -1), torch.Generator().manual_seed(self.seed))
         return _grayscale(torch.cat([image, draws])), ["original"] + [f"draw {i}" for i in range(1, n)]

@@ -20,6 +20,18 @@ def cross_entropy_on_logits(logits: torch.Tensor, y: torch.Tensor) -> torch.Tens
     return F.cross_entropy(logits, y, reduction="none")
 
 
+def shifted_views(x: torch.Tensor, pixels: int) -> list[torch.Tensor]:
+    """The batch `x` [B, C, H, W] shifted by `pixels` down, up, right and left, the edge pixels
+    repeated into the gap (the background, in normalised or raw units alike, where zeros would be
+    black only in raw ones): what a net trained on random shifts (augment.crop_padding) has seen."""
+    p = pixels
+    padded = F.pad(x, (p, p, p, p), mode="replicate")
+    height, width = x.shape[-2:]
+    return [
+        padded[..., p + dy : p + dy + height, p + dx : p + dx + width] for dy, dx in ((-p, 0), (p, 0), (0, -p), (0, p))
+    ]
+
+
 class ClassificationTask(Task):
     """Cross-entropy training with accuracy, for any net mapping a batch to class logits.
 
@@ -38,11 +50,13 @@ class ClassificationTask(Task):
         loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
         label_smoothing: float = 0.0,
         test_time_flip: bool = False,
+        test_time_shift: int = 0,
     ) -> None:
         """`label_smoothing`: training targets put this much probability evenly on all classes
         (cross-entropy on logits only; validation and test losses stay plain cross-entropy, so
         they compare across recipes). `test_time_flip`: validation, test and prediction score
-        each image by the mean of the net's logits for it and its mirror image."""
+        each image by the mean of the net's logits for it and its mirror image. `test_time_shift`: and
+        for it shifted by that many pixels up, down, left and right (5 views; 10 with the flips)."""
         super().__init__(net, optimizer, scheduler)
         if not 0.0 <= label_smoothing < 1.0:
             raise ConfigError(f"task.label_smoothing must be in [0, 1), got {label_smoothing}.")
@@ -51,10 +65,13 @@ class ClassificationTask(Task):
                 "task.label_smoothing applies to the default cross-entropy on logits; this task has its own "
                 "task.loss. Set one of them."
             )
+        if isinstance(test_time_shift, bool) or not isinstance(test_time_shift, int) or not 0 <= test_time_shift <= 8:
+            raise ConfigError(f"task.test_time_shift is a whole number of pixels from 0 to 8, got {test_time_shift!r}.")
         # Per-example losses from the net's output and the labels; default: cross-entropy on logits.
         self.loss = loss or cross_entropy_on_logits
         self.label_smoothing = label_smoothing
         self.test_time_flip = test_time_flip
+        self.test_time_shift = test_time_shift
 
         # Means over examples: of the per-example losses, and of whether each prediction was right.
         self.train_loss, self.val_loss, self.test_loss = RunningMean(), RunningMean(), RunningMean()
@@ -64,28 +81,46 @@ class ClassificationTask(Task):
         self.track_train_metrics(self.train_loss, self.train_acc)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Class scores; outside training with `test_time_flip`, averaged with the mirror image's."""
+        """Class scores; outside training with `test_time_flip` or `test_time_shift`, the mean of the
+        scores of the image's views (each view a batched call of the net)."""
         logits = self.apply_net(x)
-        if self.test_time_flip and not self.training:
-            logits = (logits + self.apply_net(x.flip(-1))) / 2
-        return logits
+        if self.training or not (self.test_time_flip or self.test_time_shift):
+            return logits
+        views = [x, *shifted_views(x, self.test_time_shift)] if self.test_time_shift else [x]
+        for view in views[1:]:
+            logits = logits + self.apply_net(view)
+        if self.test_time_flip:
+            for view in views:
+                logits = logits + self.apply_net(view.flip(-1))
+        return logits / (len(views) * (2 if self.test_time_flip else 1))
 
     def _shared_step(self, batch: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         x, y = batch
         logits = self(x)
         return self.loss(logits, y), logits, y
 
+    def on_fit_start(self) -> None:
+        data = self.data
+        if data is not None and data.soft_targets and self.loss is not cross_entropy_on_logits:
+            raise ConfigError(
+                "Mixed training images (augment.mixup_alpha, augment.cutmix_alpha) come with class probabilities, "
+                "which the default cross-entropy on logits trains on; this task has its own task.loss, which takes "
+                "labels. Leave task.loss out, or the mixing off."
+            )
+
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
         x, y = batch
         logits = self(x)
-        if self.label_smoothing:
+        soft = y.dim() == 2  # class probabilities [B, classes] of mixed images (mixup, cutmix), not labels
+        if soft or self.label_smoothing:
             losses = F.cross_entropy(logits, y, reduction="none", label_smoothing=self.label_smoothing)
         else:
             losses = self.loss(logits, y)
         loss = losses.mean()
         # Per-example losses: the epoch value is the exact mean over examples, as the book reports it.
         self.train_loss.update(losses.detach())
-        self.train_acc.update(correct(logits.detach(), y))
+        # A mixed image is right when the net picks its dominant class (the larger share).
+        self.train_acc.update(correct(logits.detach(), y.argmax(dim=1) if soft else y))
         self.log_step_loss(loss)
         return loss
 

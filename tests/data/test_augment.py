@@ -28,7 +28,9 @@ def images(data_dir) -> torch.Tensor:
 
 
 def draw(augment: Augment, images: torch.Tensor, seed: int = 0) -> torch.Tensor:
-    return augment(images, torch.Generator().manual_seed(seed))
+    """The images as a training batch leaves the data module: changed, then mixed (with labels 0..9)."""
+    changed = augment(images, torch.Generator().manual_seed(seed))
+    return augment.mix(changed, torch.arange(len(images)) % 10, 10, seed)[0] if augment.mixing else changed
 
 
 @pytest.mark.parametrize("preset", PRESETS)
@@ -108,8 +110,38 @@ def test_saturation_touches_colour_images_only(images):
     assert not torch.allclose(out, colour) and torch.allclose(gray(out), gray(colour), atol=0.05)
 
 
+def test_mixup_blends_each_image_with_the_next_and_its_label_alike(images):
+    labels = torch.arange(64) % 10
+    before = torch.get_rng_state()
+    mixed, targets = Augment(mixup_alpha=0.4).mix(images, labels, 10, seed=7)
+    assert torch.equal(torch.get_rng_state(), before)  # torch's global generator is left as it was
+    share = targets[1, labels[1]]  # one share for the whole batch
+    assert 0 < share < 1 and targets.shape == (64, 10) and torch.allclose(targets.sum(1), torch.ones(64))
+    one_hot = nn.functional.one_hot(labels, 10).float()
+    assert torch.allclose(targets, share * one_hot + (1 - share) * one_hot.roll(1, 0))
+    assert torch.allclose(mixed, share * images + (1 - share) * images.roll(1, 0), atol=1e-6)
+    again, _ = Augment(mixup_alpha=0.4).mix(images, labels, 10, seed=7)
+    other, _ = Augment(mixup_alpha=0.4).mix(images, labels, 10, seed=8)
+    assert torch.equal(again, mixed) and not torch.equal(other, mixed)
+
+
+def test_cutmix_pastes_one_box_of_the_next_image_and_weighs_the_label_by_its_area():
+    images = torch.rand(16, 1, 28, 28, generator=torch.Generator().manual_seed(0))  # no two pixels alike
+    labels = torch.arange(16) % 10
+    mixed, targets = Augment(cutmix_alpha=1.0).mix(images, labels, 10, seed=3)
+    pasted = (mixed == images.roll(1, 0)) & (mixed != images)  # [16, 1, 28, 28]
+    assert torch.equal(pasted | (mixed == images), torch.ones_like(pasted))  # every pixel: its own or the next's
+    box = pasted[0, 0]
+    rows, cols = box.any(1).nonzero().flatten(), box.any(0).nonzero().flatten()
+    assert 0 < box.sum() < 28 * 28 and box.sum() == len(rows) * len(cols)  # a rectangle, the same in every image
+    assert all(torch.equal(p[0], box) for p in pasted)
+    kept = 1 - box.sum() / (28 * 28)
+    assert torch.allclose(targets[1, labels[1]], kept) and torch.allclose(targets[1, labels[0]], 1 - kept)
+
+
 def test_bad_strengths_are_refused():
-    for bad in ({"flip": 1.5}, {"crop_padding": -1}, {"brightness": 1.0}, {"resized_crop": (0.5, 0.2)}):
+    for bad in ({"flip": 1.5}, {"crop_padding": -1}, {"brightness": 1.0}, {"resized_crop": (0.5, 0.2)},
+                {"mixup_alpha": -0.1}):  # fmt: skip
         with pytest.raises(ValueError, match="augment"):
             Augment(**bad)
 
@@ -124,13 +156,15 @@ def test_batch_seeds_depend_on_seed_epoch_and_batch_alone():
 
 class Capture(pl.Callback):
     def __init__(self):
-        self.train, self.val = [], []
+        self.train, self.val, self.train_targets, self.val_targets = [], [], [], []
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
         self.train.append(batch[0].clone())
+        self.train_targets.append(batch[1].clone())
 
     def on_validation_batch_start(self, trainer, pl_module, batch, batch_idx, dataloader_idx=0):
         self.val.append(batch[0].clone())
+        self.val_targets.append(batch[1].clone())
 
 
 class Probe(pl.LightningModule):
@@ -168,9 +202,15 @@ def test_only_training_batches_are_augmented(data_dir):
         assert torch.allclose(b, a.flip(-1), atol=1e-5)
     for a, b in zip(plain.val, flipped.val):
         assert torch.equal(a, b)
+    mixed = batches_seen(data_dir, Augment(mixup_alpha=1.0))  # mixing: training batches and their targets only
+    for a, b, labels, targets in zip(plain.train, mixed.train, plain.train_targets, mixed.train_targets):
+        assert targets.shape == (32, 10) and not torch.equal(a, b) and torch.allclose(targets.sum(1), torch.ones(32))
+        top = targets.argmax(1)
+        assert ((top == labels) | (top == labels.roll(1))).all()  # its own class or the next image's
+    assert all(torch.equal(a, b) for a, b in zip(plain.val + plain.val_targets, mixed.val + mixed.val_targets))
 
 
-AUGMENTED = ["experiment=d2l/mlp", "augment=light", "optimizer=adam", "optimizer.lr=0.002", "data.train_subset=3000",
+AUGMENTED = ["experiment=d2l/mlp", "augment=light", "augment.mixup_alpha=0.2", "augment.cutmix_alpha=1.0", "optimizer=adam", "optimizer.lr=0.002", "data.train_subset=3000",
              "data.test_subset=1000", "data.batch_size=100", "trainer.max_epochs=2", "seed=3"]  # fmt: skip
 
 
@@ -181,6 +221,7 @@ def test_an_augmented_run_learns_repeats_and_resumes_exactly_mid_epoch(make_cfg,
 
     straight = train(make_cfg(*AUGMENTED, output_dir=tmp_path / "straight"))
     assert straight["test/acc"] > 0.6  # it learned (0.66 here; chance is 0.1), on real data, through the augmentation
+    # (and through mixing: it trained on class probabilities)
     assert (tmp_path / "straight" / "augmentation.png").stat().st_size > 1000
 
     class Terminate(pl.Callback):  # a SIGTERM in the middle of the second epoch

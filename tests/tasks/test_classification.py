@@ -41,6 +41,37 @@ def test_label_smoothing_is_refused_where_it_cannot_apply():
         ClassificationTask(nn.Linear(2, 2), sgd, loss=lambda out, y: out.sum(1), label_smoothing=0.1)
 
 
+def test_mixed_images_train_on_class_probabilities_and_count_the_dominant_class_right():
+    """Mixed training batches (augment.mixup_alpha, augment.cutmix_alpha) carry class probabilities."""
+    torch.manual_seed(0)
+    net = nn.Linear(6, 4)
+    x, labels = torch.randn(8, 6), torch.randint(0, 4, (8,))
+    targets = 0.7 * F.one_hot(labels, 4).float() + 0.3 * F.one_hot(labels.roll(1), 4).float()
+    task = ClassificationTask(net, sgd)
+    task.train()
+    task.log_step_loss = lambda loss: None  # no trainer attached: nothing to log to
+    log_p = F.log_softmax(net(x), dim=1)
+    loss = task.training_step((x, targets), 0)
+    assert torch.allclose(loss, -(targets * log_p).sum(1).mean(), atol=1e-6)
+    assert task.train_acc.compute() == (net(x).argmax(1) == labels).float().mean()  # against the 0.7 class
+
+
+def test_mixing_is_refused_to_a_task_whose_loss_takes_labels(data_dir):
+    from types import SimpleNamespace
+
+    from d2lexp.data.augment import Augment
+    from d2lexp.data.fashion_mnist import FashionMNISTDataModule
+
+    mixed = FashionMNISTDataModule(data_dir=str(data_dir), download=False, augment=Augment(mixup_alpha=0.2))
+    task = ClassificationTask(nn.Linear(2, 2), sgd, loss=lambda out, y: out.sum(1))
+    task._trainer = SimpleNamespace(datamodule=mixed)
+    with pytest.raises(ConfigError, match="task.loss"):
+        task.on_fit_start()
+    default = ClassificationTask(nn.Linear(2, 2), sgd)
+    default._trainer = SimpleNamespace(datamodule=mixed)
+    default.on_fit_start()  # the default cross-entropy takes them
+
+
 def test_test_time_flip_averages_the_mirror_images_logits_outside_training():
     torch.manual_seed(0)
     net = nn.Sequential(nn.Flatten(), nn.Linear(12, 3))
@@ -51,6 +82,25 @@ def test_test_time_flip_averages_the_mirror_images_logits_outside_training():
     assert not torch.allclose(task(x), net(x))
     task.train()
     assert torch.equal(task(x), net(x))
+
+
+def test_test_time_shifts_average_the_logits_of_the_image_moved_each_way_edges_repeated():
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Flatten(), nn.Linear(20, 3))
+    x = torch.randn(5, 1, 4, 5)
+    rows, cols = torch.arange(4), torch.arange(5)
+    moved = [x[..., (rows - 1).clamp(0, 3), :], x[..., (rows + 1).clamp(max=3), :],  # down, up: edge rows repeated
+             x[..., (cols - 1).clamp(0, 4)], x[..., (cols + 1).clamp(max=4)]]  # fmt: skip
+    task = ClassificationTask(net, sgd, test_time_shift=1)
+    task.eval()
+    assert torch.allclose(task(x), sum(net(v) for v in [x, *moved]) / 5, atol=1e-6)
+    flipped = ClassificationTask(net, sgd, test_time_shift=1, test_time_flip=True).eval()
+    views = [x, *moved]
+    assert torch.allclose(flipped(x), sum(net(v) + net(v.flip(-1)) for v in views) / 10, atol=1e-6)
+    task.train()
+    assert torch.equal(task(x), net(x))
+    with pytest.raises(ConfigError, match="test_time_shift"):
+        ClassificationTask(net, sgd, test_time_shift=-1)
 
 
 def test_one_cycle_spans_the_runs_own_steps(make_cfg):

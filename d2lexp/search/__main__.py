@@ -1,0 +1,3 @@
+from d2lexp.search.command import main
+
+main()
