@@ -318,6 +318,21 @@ def check_input_fits_net(built_net: nn.Module, example: torch.Tensor) -> None:
         )
 
 
+def check_net_takes_data(net: nn.Module, example: torch.Tensor) -> None:
+    """ConfigError unless the checkpoint's net takes one example of the data as configured (its
+    run's recorded data settings, or the command's): before any data is read or scored."""
+    check_input_fits_net(net, example)
+    try:
+        with torch.no_grad():
+            net(example)
+    except (RuntimeError, ValueError, TypeError, IndexError) as e:
+        reason = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
+        raise ConfigError(
+            f"The checkpoint's net does not take this data's inputs ({tuple(example.shape)}: {reason}). Evaluate it with "
+            "the data settings it was trained with (leave data.* to the run's own)."
+        ) from None
+
+
 def check_net_fits_data(stats: ModelStats, data_module: DataModule) -> None:
     """A net's output must have one score per class of the data: per example (a classifier's last
     dimension), per pixel (a segmenter's channels), per anchor and background (a detector's class

@@ -31,13 +31,10 @@ from torch import nn
 
 from d2lexp import files
 from d2lexp.callbacks.run_config import CONFIG_KEY
-from d2lexp.errors import CheckpointError
+from d2lexp.errors import CHECKPOINT_HOW_TO_FIX, CheckpointError
 from d2lexp.trust import MAX_DEPTH, MAX_STRING, UntrustedFileError, read_yaml
 
-_HOW_TO_FIX = (
-    "Point ckpt_path at a .ckpt file that a d2lexp run wrote (e.g. outputs/<date>/<time>/checkpoints/last.ckpt), "
-    "a run folder, or `last` (the newest run's last checkpoint); or leave ckpt_path out to start from scratch."
-)
+_HOW_TO_FIX = CHECKPOINT_HOW_TO_FIX
 
 # A zip entry may inflate to at most this many times its stored size (torch.save stores entries
 # uncompressed: a ratio of 1), plus a little for tiny entries.

@@ -10,10 +10,11 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import NoReturn
 
 from d2lexp.console import printable
-from d2lexp.errors import D2lexpError
+from d2lexp.errors import CHECKPOINT_HOW_TO_FIX, D2lexpError
 from d2lexp.overrides import command_line_problem
 
 
@@ -96,6 +97,8 @@ def checkpoint_tool_line(command: Command, config_name: str, which: str) -> list
     spec = command_line_values(args).get("ckpt_path")
     if not spec or spec == "null":
         fail(which)
+    if spec != "last" and not Path(spec).expanduser().exists():  # said without loading torch
+        fail(f"ckpt_path={Path(spec).expanduser()} does not exist or is not a file. {CHECKPOINT_HOW_TO_FIX}")
     try:
         args = with_recorded_settings(args, own_folder=False)
         if spec != "last":

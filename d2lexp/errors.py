@@ -1,6 +1,12 @@
 """Errors a user can fix. Their message says what went wrong and what to do; the
 command line prints it without a stack trace and exits non-zero."""
 
+# What to do about a checkpoint that cannot be used (the end of each such paragraph).
+CHECKPOINT_HOW_TO_FIX = (
+    "Point ckpt_path at a .ckpt file that a d2lexp run wrote (e.g. outputs/<date>/<time>/checkpoints/last.ckpt), "
+    "a run folder, or `last` (the newest run's last checkpoint); or leave ckpt_path out to start from scratch."
+)
+
 
 class D2lexpError(Exception):
     """Base class: a problem with the user's input, not a bug in d2lexp."""

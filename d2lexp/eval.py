@@ -47,7 +47,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     checkpoint = load_checkpoint(path)
     net = net_from_checkpoint(checkpoint, path)
     data = build.data(cfg)
-    check_net_takes_data(net, data.model_input())  # the run's data settings against the net: before any data
+    build.check_net_takes_data(net, data.model_input())  # the run's data settings against the net: before any data
     task = build.task(cfg, net)
     if getattr(net, "vocab_size", None) is not None:  # a language model: the vocabulary it was trained with
         from d2lexp.predict import load_vocab
@@ -82,26 +82,6 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     files.write_text(files.make_folder(output_dir) / EVAL_FILE, strict_json_text(record))
     log.info("%s -> %s", summary_line(record).replace(": done", ": eval"), output_dir / EVAL_FILE)
     return record
-
-
-def check_net_takes_data(net: Any, example: Any) -> None:
-    """ConfigError unless the checkpoint's net takes one example of the data as configured (its
-    run's recorded data settings, or the command's): before any data is read or scored."""
-    import torch
-
-    from d2lexp import build
-    from d2lexp.errors import ConfigError
-
-    build.check_input_fits_net(net, example)
-    try:
-        with torch.no_grad():
-            net(example)
-    except (RuntimeError, ValueError, TypeError, IndexError) as e:
-        reason = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
-        raise ConfigError(
-            f"The checkpoint's net does not take this data's inputs ({tuple(example.shape)}: {reason}). Evaluate it with "
-            "the data settings it was trained with (leave data.* to the run's own)."
-        ) from None
 
 
 COMMAND = Command(

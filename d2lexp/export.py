@@ -316,7 +316,6 @@ def export(cfg: DictConfig) -> dict[str, Any]:
     from d2lexp import build, files
     from d2lexp.checkpoint import find_checkpoint, load_checkpoint, net_from_checkpoint
     from d2lexp.console import quiet_lightning
-    from d2lexp.eval import check_net_takes_data
     from d2lexp.train import hydra_choices
 
     quiet_lightning()
@@ -328,7 +327,7 @@ def export(cfg: DictConfig) -> dict[str, Any]:
     checkpoint = load_checkpoint(path)
     net = net_from_checkpoint(checkpoint, path)
     data = build.data(cfg)
-    check_net_takes_data(net, data.model_input())  # the run's data settings against the net: before writing
+    build.check_net_takes_data(net, data.model_input())  # the run's data settings against the net: before writing
     folder = Path(cfg.paths.output_dir)
     record = {
         "status": "done",

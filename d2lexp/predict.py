@@ -21,7 +21,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import hydra
-import torch
 from omegaconf import DictConfig
 
 from d2lexp.cli import Command, fail, guarded, start
@@ -63,6 +62,8 @@ def generate(ckpt_path: str, prefix: str, num_chars: int, device: str = "cpu", l
     unknown = sorted({c for c in prefix if vocab[c] == vocab.unk})
     if unknown:
         log.warning("Characters not in the vocabulary are read as <unk>: %s", "".join(unknown))
+    import torch
+
     return predict_chars(net, vocab, prefix, num_chars, torch.device(device))
 
 
@@ -96,10 +97,11 @@ def classify(
     """The classifier of `ckpt_path` on the image file or folder `images`: each image's `top` classes
     (see the module's docstring). D2lexpError (one paragraph) for a checkpoint that is not an image
     classifier's, or a single image that cannot be read."""
+    import torch
+
     from d2lexp import build
     from d2lexp.checkpoint import find_checkpoint, load_checkpoint, net_from_checkpoint
     from d2lexp.data.images import ImageDataModule
-    from d2lexp.eval import check_net_takes_data
     from d2lexp.image_files import ImageError, image_files, read_image
     from d2lexp.overrides import run_config
 
@@ -115,7 +117,7 @@ def classify(
             f"{path} was not trained on labelled images (its data: {type(data).__name__}): give an image "
             "classifier's run, e.g. one of python -m d2lexp model=lenet."
         )
-    check_net_takes_data(net, data.model_input())
+    build.check_net_takes_data(net, data.model_input())
     names = list(data.class_names)
     files, skipped = image_files(images)
     channels, height, width = data.image_shape

@@ -34,24 +34,11 @@ from d2lexp.scratch.mlp import dropout_layer, relu
 from d2lexp.scratch.optim import SGD, sgd
 from d2lexp.scratch.segmentation import bilinear_kernel, kernel2matrix, trans_conv
 
-# The book's VOC names are data (d2lexp.data.voc), given here on first use: importing the scratch
-# pieces stays free of the data modules (and of Lightning).
-_VOC_NAMES = ("VOC_CLASSES", "VOC_COLORMAP", "voc_colormap2label", "voc_label_indices")
-
-
-def __getattr__(name: str) -> object:
-    if name in _VOC_NAMES:
-        from d2lexp.data import voc
-
-        return getattr(voc, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
 __all__ = [
-    "Accumulator", "BatchNorm", "Conv2D", "Pool2D", "SGD", "VOC_CLASSES", "VOC_COLORMAP", "accuracy",
+    "Accumulator", "BatchNorm", "Conv2D", "Pool2D", "SGD", "accuracy",
     "assign_anchor_to_bbox", "batch_norm", "bilinear_kernel", "box_center_to_corner", "box_corner_to_center",
     "box_iou", "corr2d", "corr2d_batched", "corr2d_multi_in", "corr2d_multi_in_out", "cross_entropy", "data_iter",
     "dropout_layer", "kernel2matrix", "linreg", "multibox_detection", "multibox_prior", "multibox_target", "nms",
     "offset_boxes", "offset_inverse", "pool2d", "pool2d_batched", "relu", "roi_pool", "sgd", "softmax",
-    "squared_loss", "synthetic_data", "trans_conv", "voc_colormap2label", "voc_label_indices",
+    "squared_loss", "synthetic_data", "trans_conv",
 ]  # fmt: skip

@@ -6,16 +6,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from d2lexp.scratch import (
-    VOC_CLASSES,
-    VOC_COLORMAP,
-    bilinear_kernel,
-    corr2d,
-    kernel2matrix,
-    trans_conv,
-    voc_colormap2label,
-    voc_label_indices,
-)
+from d2lexp.data.voc import VOC_CLASSES, VOC_COLORMAP, voc_colormap2label, voc_label_indices
+from d2lexp.scratch import bilinear_kernel, corr2d, kernel2matrix, trans_conv
 
 X = torch.tensor([[0.0, 1.0], [2.0, 3.0]])
 K = torch.tensor([[0.0, 1.0], [2.0, 3.0]])
