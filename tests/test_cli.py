@@ -1,5 +1,7 @@
 """The command line, as a user types it: bad input ends with one clear paragraph and a non-zero exit."""
 
+import pytest
+
 from tests.helpers.cli import run_cli
 
 
@@ -32,6 +34,7 @@ def test_missing_data_offline_is_one_paragraph(tmp_path):
     assert len(lines) == 1 and str(empty) in lines[0] and "D2LEXP_DATA" in lines[0]
 
 
+@pytest.mark.slow  # test_faults.py's truncated checkpoint is refused the same way
 def test_unreadable_checkpoint_leaves_earlier_runs_alone(tmp_path, data_dir):
     earlier = tmp_path / "outputs" / "earlier"
     earlier.mkdir(parents=True)
@@ -46,6 +49,7 @@ def test_unreadable_checkpoint_leaves_earlier_runs_alone(tmp_path, data_dir):
     assert [p.name for p in (tmp_path / "outputs").iterdir()] == ["earlier"]  # refused before any folder was made
 
 
+@pytest.mark.slow  # the command line's runs are those of test_eval, test_faults and the launcher's tests
 def test_a_real_run_from_the_command_line(tmp_path, data_dir):
     result = run_cli("experiment=d2l/softmax", "data.train_subset=5000", "data.test_subset=1000", "trainer.max_epochs=2",
                      "callbacks.progress_bar=null", cwd=tmp_path, data_dir=data_dir)  # fmt: skip

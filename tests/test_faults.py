@@ -225,6 +225,7 @@ def test_a_full_disk_ends_in_one_paragraph_and_keeps_every_earlier_result(small_
     assert digest(small_disk / "earlier") == before
 
 
+@pytest.mark.slow  # a write that fails mid-run: the full disk (above) takes the same path
 def test_a_folder_made_read_only_mid_run_ends_in_one_paragraph(tmp_path, data_dir):
     run = tmp_path / "run"
     env = {**os.environ, "D2LEXP_DATA": str(data_dir), "PYTHONUNBUFFERED": "1"}
@@ -295,6 +296,7 @@ def test_out_of_range_values_fail_before_the_data_is_read(make_cfg, override, me
     assert message in str(err.value)
 
 
+@pytest.mark.slow  # the diverged status is the sweep report's test above, in less time
 def test_a_loss_that_explodes_while_finite_is_diverged(tmp_path, data_dir):
     """The book's LeNet at lr 1e6: the loss stays finite (1.6e7) at chance accuracy, which is not "done"."""
     result = run_cli("experiment=d2l/lenet", "optimizer.lr=1e6", "data.train_subset=5000", "data.test_subset=500",

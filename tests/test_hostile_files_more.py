@@ -47,7 +47,7 @@ def resume_refused(finished, tmp_path, make_cfg, change, *overrides: str) -> str
 # Nothing outside the run's own folder is written because a file said so
 
 
-@pytest.mark.parametrize("name", [".run.lock", "train.log"])
+@pytest.mark.parametrize("name", [".run.lock", pytest.param("train.log", marks=pytest.mark.slow)])
 def test_a_hard_link_in_a_shared_run_folder_is_not_written_through(tmp_path, data_dir, finished, victim, name):
     """A hard link is not a symbolic link: `check_no_links` lets it through, and resuming in the
     folder truncates (.run.lock) or appends to (train.log) the file it shares its inode with."""
@@ -225,8 +225,9 @@ def test_a_history_cannot_crash_the_record_or_make_it_unreadable(tmp_path, finis
 
 @pytest.mark.parametrize(
     "extra",
-    ["~trainer", "objective.metric=bogus", "trainer.precision=64", "trainer=slurm",
-     "trainer.max_time='9999999999:00:00:00'"],
+    # Each a process resuming a run: one in the default suite, the others slow.
+    ["~trainer", *(pytest.param(x, marks=pytest.mark.slow) for x in (
+        "objective.metric=bogus", "trainer.precision=64", "trainer=slurm", "trainer.max_time='9999999999:00:00:00'"))],
 )  # fmt: skip
 def test_settings_a_run_folder_records_resume_or_end_in_one_paragraph(tmp_path, data_dir, finished, extra):
     run = copy_run(finished, tmp_path)
@@ -248,6 +249,7 @@ def run_eval(*args: str, cwd: Path, data_dir: Path) -> subprocess.CompletedProce
                           text=True, timeout=300)  # fmt: skip
 
 
+@pytest.mark.slow  # the resume's history check is tested in the default suite
 def test_eval_of_a_checkpoint_with_an_odd_epoch_is_one_paragraph(tmp_path, data_dir, finished):
     run = copy_run(finished, tmp_path)
     rewrite_checkpoint(run / "checkpoints" / "last.ckpt", lambda c: c.update(epoch="x"))
@@ -255,6 +257,7 @@ def test_eval_of_a_checkpoint_with_an_odd_epoch_is_one_paragraph(tmp_path, data_
     assert "Traceback" not in result.stderr, result.stderr[-2000:]
 
 
+@pytest.mark.slow  # predict and export share the check, tested in-process
 def test_eval_with_data_settings_that_do_not_fit_the_net_is_one_paragraph(tmp_path, data_dir, finished):
     run = copy_run(finished, tmp_path)
     with open(run / ".hydra" / "overrides.yaml", "a") as f:
@@ -352,6 +355,7 @@ def test_a_crafted_idx_label_file_is_one_paragraph(tmp_path):
 # Text from files is shown, never obeyed
 
 
+@pytest.mark.slow  # escaping is tested in the default suite (a crafted vocabulary, log lines)
 def test_a_run_folder_name_found_by_last_is_printed_escaped(tmp_path, data_dir, finished):
     """Lightning's own messages ("Restored all states from the checkpoint at <path>") are formatted
     before d2lexp's filter sees them: the filter escapes a record's arguments only."""

@@ -24,6 +24,7 @@ QUICK = ["experiment=d2l/softmax", "data.train_subset=20000", "data.test_subset=
          "callbacks.model_summary=null"]  # fmt: skip
 
 
+@pytest.mark.slow  # the job that cannot be built (below) is a row of its own the same way, in less time
 def test_a_killed_job_is_a_crashed_row_and_the_others_finish(tmp_path, data_dir):
     env = {**os.environ, "D2LEXP_DATA": str(data_dir), "PYTHONUNBUFFERED": "1"}
     sweep = tmp_path / "sweep"

@@ -3,6 +3,7 @@
 import subprocess
 import sys
 
+import pytest
 import torch
 
 from d2lexp.inspect import inception_comparison
@@ -38,6 +39,7 @@ def test_inception_comparison_matches_the_course():
     ]
 
 
+@pytest.mark.slow  # the command in a process of its own; its tables are tested in-process above, its help and refusals in test_commands.py
 def test_inspect_command(tmp_path):
     result = subprocess.run(
         [sys.executable, "-m", "d2lexp.inspect", "experiment=d2l/resnet18", "inspect.parameters=true"],

@@ -85,6 +85,7 @@ def test_the_refusal_names_the_key(tmp_path):
             checked_net_config(configs[kind], "some.ckpt")
 
 
+@pytest.mark.slow  # test_hostile_files.py's crafted vocabulary goes through predict the same way
 def test_predict_refuses_a_hostile_checkpoint(tmp_path):
     import subprocess
     import sys

@@ -8,6 +8,7 @@ import base64
 import re
 
 import nbformat
+import pytest
 from nbclient import NotebookClient
 
 from d2lexp.metrics_file import read_metrics
@@ -29,6 +30,7 @@ def _images(cell) -> list[bytes]:
     return [base64.b64decode(o.data["image/png"]) for o in cell.outputs if "image/png" in o.get("data", {})]
 
 
+@pytest.mark.slow  # a Jupyter kernel and two runs (12 s): CI runs it after the suite (.ci/run)
 def test_the_lenet_chapter_runs_in_a_kernel(tmp_path, data_dir):
     from d2lexp.api import figure_png
     from d2lexp.plotting import curves_figure

@@ -3,11 +3,14 @@
 
 from __future__ import annotations
 
+import pytest
+
 from d2lexp.metrics_file import read_metrics
 from d2lexp.train import train
 from tests.helpers.cli import run_cli
 
 
+@pytest.mark.slow  # three processes; tests/test_api.py resumes through the same with_recorded_settings in one
 def test_a_run_resumes_from_its_own_settings_without_retyping(tmp_path, data_dir, make_cfg):
     """`ckpt_path=<run> trainer.max_epochs=4` alone: the run's own settings, in its own folder, whose
     .hydra/ keeps what it was started with, to the numbers of a run that trained 4 epochs straight."""

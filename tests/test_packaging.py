@@ -11,9 +11,12 @@ import sys
 import sysconfig
 from pathlib import Path
 
+import pytest
+
 from tests.helpers.configs import REPO
 
 
+@pytest.mark.slow  # a wheel built and installed (about 20 s): CI runs it after the suite (.ci/run)
 def test_a_built_wheel_works_from_an_empty_folder(tmp_path, data_dir):
     # Built from a copy of the checkout (the files git does not ignore): a build writes its egg-info and build/ folder
     # into the source tree, where the checkout's own metadata would then shadow the install's.

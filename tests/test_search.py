@@ -155,6 +155,7 @@ def _search(tmp_path: Path, data_dir: Path, *args: str) -> tuple[Path, dict]:
     return folder, json.loads((folder / "search.json").read_text())
 
 
+@pytest.mark.slow  # two worker processes training (17 s): CI runs it after the suite (.ci/run)
 def test_two_worker_processes_share_one_study_and_learn(tmp_path, data_dir):
     """The one-machine form of a parallel search: `search.workers=2` processes, one journal."""
     folder, summary = _search(tmp_path, data_dir, "hparams_search=d2l_asha", "search.trials=4", "search.workers=2",

@@ -178,6 +178,7 @@ def test_a_sweep_runs_as_slurm_jobs_and_reports_every_row(slurm, tmp_path, make_
     assert "| 0 | optimizer.lr=0.1 |" in report and "| failed | The optimizer settings are not valid" in report
 
 
+@pytest.mark.slow  # two jobs at once need the cluster's two cores to themselves (the sweep test is the default one)
 def test_a_searchs_workers_are_slurm_jobs_sharing_its_journal(slurm, tmp_path):
     """search.launcher=slurm: each worker a Slurm job, both asking the one study in the search's
     folder (Optuna's journal file, as on a cluster's shared file system) for trials."""
