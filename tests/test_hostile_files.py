@@ -264,6 +264,7 @@ def oversized_model_checkpoint(path: Path, model: dict) -> Path:
     return path
 
 
+@pytest.mark.slow  # every crafted file in processes of its own (12 s): CI runs it after the suite (.ci/run)
 def test_crafted_small_files_end_within_seconds_and_a_few_hundred_mb(tmp_path):
     """Each crafted file below 2 MB goes through load_net (and `ckpt_path=last`'s reading of run
     folders) in a fresh process, whose peak memory is measured after each."""

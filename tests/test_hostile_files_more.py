@@ -118,6 +118,7 @@ def test_overrides_that_take_minutes_to_parse_are_refused_at_once(tmp_path):
     assert time.perf_counter() - start < 3
 
 
+@pytest.mark.slow  # a process bounded in memory (10 s): CI runs it after the suite (.ci/run)
 def test_a_sparse_checkpoint_cannot_take_gigabytes(tmp_path):
     """A checkpoint of 1 GiB of zeros that is a hole on disk (a few KB; tar --sparse ships it in
     under 1 KB): load_net reads all of it into memory before refusing it."""

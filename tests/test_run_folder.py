@@ -46,6 +46,7 @@ def assert_one_runs_records(folder: Path, seed: int, claimed: bool = True) -> No
         assert json.loads((folder / LOCK_FILE).read_text())["argv"][-1] == f"seed={seed}"
 
 
+@pytest.mark.slow  # two runs at once (13 s): CI runs it after the suite (.ci/run); a live run's folder refused is tested below
 def test_two_runs_started_at_the_same_instant_keep_their_own_records(tmp_path, data_dir):
     runs = [start(*TINY, SAME_NAME, f"seed={seed}", cwd=tmp_path, data_dir=data_dir) for seed in (1, 2)]
     for process in runs:
@@ -59,7 +60,7 @@ def test_two_runs_started_at_the_same_instant_keep_their_own_records(tmp_path, d
         assert_one_runs_records(folder, seed)
 
 
-@pytest.mark.slow  # two runs started at the same instant (above) claim their folders the same way
+@pytest.mark.slow  # two sweeps at one instant: their folders claimed as two runs' (above)
 def test_two_sweeps_started_at_the_same_instant_keep_their_own_jobs(tmp_path, data_dir):
     sweeps = [
         start("-m", *TINY, f"seed={a},{b}", "hydra.sweep.dir=${new_run_folder:outputs/multirun/12-00-00}",
