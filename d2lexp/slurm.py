@@ -122,11 +122,18 @@ def _requeue_then_stop_at_the_step_end() -> None:
     if not callable(submitits_handler):
         return
 
+    requeued = "Requeued: the run stops at the end of this step, and its requeued job goes on from there."
+
     def requeue(signum: int, frame: Any) -> None:
         try:
             submitits_handler(signum, frame)
         except SystemExit:
-            log.warning("Requeued: the run stops at the end of this step, and its requeued job goes on from there.")
+            log.warning(requeued)
+        except subprocess.CalledProcessError as e:
+            if e.returncode == -signal.SIGTERM:  # Slurm stopping this job for the requeue reached scontrol first
+                log.warning(requeued)
+            else:
+                log.warning("The job was not requeued (%s); the run goes on until the time limit stops it.", e)
         except Exception as e:
             log.warning("The job was not requeued (%s); the run goes on until the time limit stops it.", e)
 
