@@ -87,11 +87,21 @@ def start(command: Command, argv: list[str]) -> list[str]:
     return argv
 
 
+def refuse_unknown_keys(config_name: str, args: list[str]) -> None:
+    """A misspelt or unknown key of the command line `args` (for the config `config_name`) ends the
+    command in one paragraph naming the nearest key, before Hydra composes anything."""
+    from d2lexp.overrides import unknown_key_message
+
+    message = unknown_key_message(config_name, args)
+    if message:
+        fail(message)
+
+
 def checkpoint_tool_line(command: Command, config_name: str, which: str) -> list[str]:
     """The command line of a tool that reads a trained run (eval, export): its common flags answered,
     the run's own recorded settings under the command's, and a missing checkpoint or an unknown
     setting refused in one paragraph before Hydra makes the tool's folder."""
-    from d2lexp.overrides import command_line_values, unknown_key_message, with_recorded_settings
+    from d2lexp.overrides import command_line_values, with_recorded_settings
 
     args = start(command, sys.argv[1:])
     spec = command_line_values(args).get("ckpt_path")
@@ -109,9 +119,7 @@ def checkpoint_tool_line(command: Command, config_name: str, which: str) -> list
                 load_checkpoint(path)  # says so, in one paragraph
     except D2lexpError as e:
         fail(e)
-    message = unknown_key_message(config_name, args)
-    if message:
-        fail(message)
+    refuse_unknown_keys(config_name, args)
     return args
 
 

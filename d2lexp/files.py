@@ -8,7 +8,9 @@ Every file d2lexp writes there is therefore created under a fresh temporary name
 followed), flushed to disk, and renamed onto its name inside the same folder: a rename replaces a
 link that stands there instead of writing through it, and a reader (or a crash) sees the old file
 or the new one, never half of one. Logs are appended with `O_NOFOLLOW`. Folders a run writes
-into are made here too, and refused if a link stands where they should be.
+into are made here too, and refused if a link stands where they should be. Files read from
+outside (a run's YAML, a data set's files) are read here as well: regular files only, not through
+a link, bounded (`read_regular`).
 """
 
 from __future__ import annotations
@@ -29,6 +31,21 @@ _BINARY = getattr(os, "O_BINARY", 0)
 
 class LinkRefused(OSError):
     """A link stands where d2lexp was to write or make a folder; nothing was written through it."""
+
+
+class NotRegularFile(OSError):
+    """A FIFO, a device or a folder where a file was to be read: reading it could block or never end."""
+
+
+def read_regular(path: str | Path, limit: int) -> bytes:
+    """At most `limit` + 1 bytes of a regular file (more than `limit`: the caller refuses it), opened
+    without blocking and not through a link. OSError if it cannot be opened; NotRegularFile for
+    anything but a regular file."""
+    fd = os.open(path, os.O_RDONLY | _NOFOLLOW | getattr(os, "O_NONBLOCK", 0) | _CLOEXEC)
+    with os.fdopen(fd, "rb") as file:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise NotRegularFile(f"{path} is not a regular file")
+        return file.read(limit + 1)
 
 
 _TEMPORARY_NAME = re.compile(r"\..+\.[0-9a-f]{12}\.tmp")

@@ -20,10 +20,9 @@ from typing import TYPE_CHECKING
 import hydra
 from omegaconf import DictConfig
 
-from d2lexp.cli import Command, fail, start
+from d2lexp.cli import Command, fail, refuse_unknown_keys, start
 from d2lexp.config import CONFIG_PATH
 from d2lexp.errors import D2lexpError
-from d2lexp.overrides import unknown_key_message
 
 if TYPE_CHECKING:  # torch is imported where a net is measured: `--help` and a refused command line need none
     import torch
@@ -199,9 +198,7 @@ COMMAND = Command(
 def main() -> None:
     """`python -m d2lexp.inspect` and `d2lexp-inspect`."""
     args = start(COMMAND, sys.argv[1:])
-    message = unknown_key_message("inspect", args)
-    if message:
-        fail(message)
+    refuse_unknown_keys("inspect", args)
     hydra_main()
 
 

@@ -116,21 +116,27 @@ def _terminate_with_parent(parent: int) -> None:
         os._exit(128 + signal.SIGTERM)
 
 
-def _run_in_process(connection: Any, hydra_context: HydraContext, task: tuple[str, str], config: DictConfig,
-                    singleton_state: dict[Any, Any], slot: Slot, parent: int) -> None:  # fmt: skip
-    """The child process: its device and threads first, then Hydra's own `run_job`. It ends with the
-    sweep's process: if that dies (killed, even by SIGKILL), the job gets a SIGTERM and stops as a
-    terminated run does (its state saved, its record `interrupted`)."""
+def enter_slot(slot: Slot, parent: int) -> None:
+    """What a job's (or a search worker's) own process does first: end with the process `parent`
+    that started it, see only its slot's GPU, and compute with its slot's threads."""
     _terminate_with_parent(parent)
     if slot.gpu is not None:
         os.environ["CUDA_VISIBLE_DEVICES"] = str(slot.gpu)
     for variable in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ[variable] = str(slot.threads)
-    import importlib
-
     import torch
 
     torch.set_num_threads(slot.threads)
+
+
+def _run_in_process(connection: Any, hydra_context: HydraContext, task: tuple[str, str], config: DictConfig,
+                    singleton_state: dict[Any, Any], slot: Slot, parent: int) -> None:  # fmt: skip
+    """The child process: its device and threads first, then Hydra's own `run_job`. It ends with the
+    sweep's process: if that dies (killed, even by SIGKILL), the job gets a SIGTERM and stops as a
+    terminated run does (its state saved, its record `interrupted`)."""
+    enter_slot(slot, parent)
+    import importlib
+
     module, name = task
     task_function = getattr(importlib.import_module(module), name)
     task_function = getattr(task_function, "__wrapped__", task_function)  # the function under @hydra.main

@@ -23,11 +23,11 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig
 
-from d2lexp.cli import Command, fail, guarded, start
+from d2lexp.cli import Command, fail, guarded, refuse_unknown_keys, start
 from d2lexp.config import CONFIG_PATH
 from d2lexp.console import printable
 from d2lexp.errors import CheckpointError, ConfigError
-from d2lexp.overrides import command_line_values, unknown_key_message
+from d2lexp.overrides import command_line_values
 
 log = logging.getLogger("d2lexp")
 
@@ -215,9 +215,7 @@ def main() -> None:
     spec = command_line_values(args).get("ckpt_path")
     if not spec or spec == "null":
         fail(WHICH)
-    message = unknown_key_message("predict", args)
-    if message:
-        fail(message)
+    refuse_unknown_keys("predict", args)
     sys.argv[1:] = args
     hydra_main()
 

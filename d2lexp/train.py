@@ -17,11 +17,11 @@ from typing import TYPE_CHECKING, Any
 import hydra
 from omegaconf import DictConfig
 
-from d2lexp.cli import Command, fail, start
+from d2lexp.cli import Command, fail, refuse_unknown_keys, start
 from d2lexp.config import CONFIG_PATH, in_multirun
 from d2lexp.console import quiet_lightning, quiet_unwritable_folders
 from d2lexp.errors import D2lexpError, RunInterrupted
-from d2lexp.overrides import command_line_values, unknown_key_message, with_recorded_settings
+from d2lexp.overrides import command_line_values, with_recorded_settings
 from d2lexp.run_folder import run_in_own_folder
 
 if TYPE_CHECKING:
@@ -115,9 +115,7 @@ def main() -> None:
         args = with_recorded_settings(args)
     except D2lexpError as e:
         fail(e)
-    message = unknown_key_message("config", args)
-    if message:
-        fail(message)
+    refuse_unknown_keys("config", args)
     sys.argv[1:] = args
     hydra_main()
 

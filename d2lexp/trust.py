@@ -24,9 +24,7 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import re
-import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,6 +32,7 @@ from typing import Any
 import yaml
 
 from d2lexp.errors import CheckpointError
+from d2lexp.files import NotRegularFile, read_regular
 
 log = logging.getLogger("d2lexp")
 
@@ -111,11 +110,12 @@ class _BoundedLoader(yaml.SafeLoader):
 def _read_bounded(path: Path, limit: int) -> str:
     """Up to `limit` bytes of a regular file (a FIFO or a device would block or never end: refused;
     a link is not followed)."""
-    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0))
-    with os.fdopen(fd, "rb") as file:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise UntrustedFileError(f"{path} is not a regular file (a FIFO, a device or a folder): it is not read")
-        data = file.read(limit + 1)
+    try:
+        data = read_regular(path, limit)
+    except NotRegularFile:
+        raise UntrustedFileError(
+            f"{path} is not a regular file (a FIFO, a device or a folder): it is not read"
+        ) from None
     if len(data) > limit:
         raise UntrustedFileError(f"{path} is larger than {limit:,} bytes: it is not a file d2lexp wrote")
     return data.decode("utf-8")

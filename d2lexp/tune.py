@@ -27,7 +27,7 @@ from typing import Any
 import hydra
 from omegaconf import DictConfig, open_dict
 
-from d2lexp.cli import Command, guarded, start
+from d2lexp.cli import Command, guarded, refuse_unknown_keys, start
 from d2lexp.config import CONFIG_PATH
 from d2lexp.errors import ConfigError
 
@@ -139,13 +139,8 @@ def hydra_main(cfg: DictConfig) -> None:
 
 def main() -> None:
     """`python -m d2lexp.tune` and `d2lexp-tune`."""
-    from d2lexp.cli import fail
-    from d2lexp.overrides import unknown_key_message
-
     args = start(COMMAND, sys.argv[1:])
-    message = unknown_key_message("tune", args)
-    if message:
-        fail(message)
+    refuse_unknown_keys("tune", args)
     sys.argv[1:] = args
     hydra_main()
 

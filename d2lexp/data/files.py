@@ -7,14 +7,13 @@ here refuses such files with one paragraph (DataError) before decoding them.
 
 from __future__ import annotations
 
-import os
 import re
-import stat
 from pathlib import Path
 
 import torch
 
 from d2lexp.errors import DataError
+from d2lexp.files import NotRegularFile, read_regular
 
 MAX_FILE_BYTES = 32 << 20  # one image or list file
 MAX_PIXELS = 4096 * 4096  # one decoded image
@@ -35,13 +34,11 @@ def safe_name(name: str, source: Path) -> str:
 def read_bytes(path: Path, limit: int = MAX_FILE_BYTES) -> bytes:
     """Up to `limit` bytes of a regular file, not through a link; DataError for anything else."""
     try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0))
+        data = read_regular(path, limit)
+    except NotRegularFile:
+        raise DataError(f"{path} is not a regular file: the data set is damaged. Replace it.") from None
     except OSError as e:
         raise DataError(f"{path} cannot be read ({e.strerror}): the data set is incomplete. Replace it.") from None
-    with os.fdopen(fd, "rb") as file:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise DataError(f"{path} is not a regular file: the data set is damaged. Replace it.")
-        data = file.read(limit + 1)
     if len(data) > limit:
         raise DataError(f"{path} is larger than {limit:,} bytes: it is not one of the data set's files. Replace it.")
     return data

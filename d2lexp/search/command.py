@@ -14,7 +14,7 @@ from typing import Any
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from d2lexp.cli import Command, fail, guarded, start
+from d2lexp.cli import Command, fail, guarded, refuse_unknown_keys, start
 from d2lexp.config import CONFIG_PATH
 from d2lexp.errors import ConfigError
 
@@ -158,14 +158,12 @@ def hydra_main(cfg: DictConfig) -> None:
 
 def main() -> None:
     """`python -m d2lexp.search` and `d2lexp-search`."""
-    from d2lexp.overrides import command_line_values, unknown_key_message
+    from d2lexp.overrides import command_line_values
 
     args = start(COMMAND, sys.argv[1:])
     if command_line_values(args).get("hparams_search") in (None, "", "null"):  # before Hydra makes a folder
         fail(f"Which search? Choose a preset ({PRESETS}), e.g. python -m d2lexp.search hparams_search=d2l_asha, "
              "and change any of it on the command line.")  # fmt: skip
-    message = unknown_key_message("search", args)
-    if message:
-        fail(message)
+    refuse_unknown_keys("search", args)
     sys.argv[1:] = args
     hydra_main()

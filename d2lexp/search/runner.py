@@ -41,18 +41,10 @@ def _call(function: Callable[..., dict[str, Any]], arguments: tuple[Any, ...]) -
 
 def _call_in_process(sender: Any, function: Any, arguments: tuple[Any, ...], slot: Any, parent: int) -> None:
     """A local worker's process: its device and threads first (as the parallel launcher's jobs)."""
-    from d2lexp.launcher import _terminate_with_parent
-
-    _terminate_with_parent(parent)
-    if slot.gpu is not None:
-        os.environ["CUDA_VISIBLE_DEVICES"] = str(slot.gpu)
-    for variable in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
-        os.environ[variable] = str(slot.threads)
-    import torch
-
+    from d2lexp.launcher import enter_slot
     from d2lexp.search.trial import log_as_worker
 
-    torch.set_num_threads(slot.threads)
+    enter_slot(slot, parent)
     log_as_worker()
     result = _call(function, arguments)
     try:
