@@ -22,6 +22,7 @@ from torch import nn
 from d2lexp.config import CONF_DIR
 from d2lexp.errors import CheckpointError
 from d2lexp.models.registry import NetBuilder, registered_nets
+from d2lexp.models.shapes import probing
 from d2lexp.trust import plain_value_problem
 
 # By the dotted name a config's `_target_` gives (what conf/model/*.yaml write and checkpoints store).
@@ -111,7 +112,9 @@ def size_budget(max_values: int, max_tensors: int) -> Iterator[None]:
     max_modules = 8 * max_tensors + 64  # activations, pools and containers hold no tensors of their own
 
     def tensor_added(module: nn.Module, name: str, tensor: Any) -> None:
-        if tensor is not None:
+        # A shape probe's throwaway layers (models.shapes: a VGG's or AlexNet's first dense layer sized for the
+        # input) are not the net's: counted, every such net would be refused as twice its size.
+        if tensor is not None and not probing():
             counts["values"] += tensor.numel()
             counts["tensors"] += 1
             if counts["values"] > max_values or counts["tensors"] > max_tensors:

@@ -19,6 +19,7 @@ from omegaconf import OmegaConf
 from d2lexp.checkpoint import load_net
 from d2lexp.errors import CheckpointError
 from d2lexp.models.lenet import LeNet
+from d2lexp.models.vgg import VGG
 from d2lexp.nets import NETS, checked_net_config
 from tests.helpers.configs import REPO
 
@@ -107,6 +108,35 @@ def test_plain_settings_of_a_registered_net_load(tmp_path):
     loaded = load_net(tmp_path / "ok.ckpt")
     x = torch.rand(2, 1, 28, 28)
     assert torch.equal(loaded(x), net.eval()(x))
+
+
+def test_a_net_that_sizes_its_dense_layer_by_a_probe_loads(tmp_path):
+    """A VGG builds its blocks twice, once on the meta device to size its dense layer: that probe is
+    not the net, and a checkpoint holding exactly the net's weights loads (it was refused as too large)."""
+    config = {"arch": [[2, 8], [2, 16]], "input_size": 28, "hidden": 0, "batch_norm": True, "pool_first": True}
+    net = VGG(**config)
+    state = {f"net.{k}": v for k, v in net.state_dict().items()}
+    model = {"_target_": "d2lexp.models.vgg.VGG", **config}
+    torch.save({"state_dict": state, "d2lexp_config": {"model": model}}, tmp_path / "vgg.ckpt")
+    x = torch.rand(2, 1, 28, 28)
+    assert torch.equal(load_net(tmp_path / "vgg.ckpt")(x), net.eval()(x))
+    wider = {**model, "arch": [[2, 8], [2, 32]]}  # more weights than the file holds: still refused
+    torch.save({"state_dict": state, "d2lexp_config": {"model": wider}}, tmp_path / "wider.ckpt")
+    with pytest.raises(CheckpointError, match="describe a VGG larger than the weights the file holds"):
+        load_net(tmp_path / "wider.ckpt")
+
+
+@pytest.mark.parametrize("name", ["nin", "densenet"])
+def test_nets_that_check_their_input_size_by_a_probe_load(tmp_path, name):
+    """NiN, GoogLeNet, ResNet and DenseNet probe their shapes on the meta device as they are built:
+    their checkpoints were refused as twice their size too."""
+    node = OmegaConf.load(REPO / "conf" / "model" / f"{name}.yaml")
+    model = {k: v for k, v in OmegaConf.to_container(node).items() if k != "defaults"}
+    net = instantiate(model)
+    state = {f"net.{k}": v for k, v in net.state_dict().items()}
+    torch.save({"state_dict": state, "d2lexp_config": {"model": model}}, tmp_path / "net.ckpt")
+    x = torch.rand(2, 1, net.input_size, net.input_size)
+    assert torch.equal(load_net(tmp_path / "net.ckpt")(x), net.eval()(x))
 
 
 def test_settings_that_would_build_a_huge_net_are_refused_before_allocating(tmp_path):

@@ -2,10 +2,31 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import contextlib
+import contextvars
+from collections.abc import Callable, Iterator, Sequence
 
 import torch
 from torch import nn
+
+# Set while a probe below builds a throwaway copy of a net's layers: those weights are not the net's
+# (d2lexp.nets.size_budget, which measures a net against the weights a file holds, leaves them out).
+_probing = contextvars.ContextVar("probing", default=False)
+
+
+def probing() -> bool:
+    """Whether the layers being built now are a shape probe's, not the net's own."""
+    return _probing.get()
+
+
+@contextlib.contextmanager
+def _probe() -> Iterator[None]:
+    token = _probing.set(True)
+    try:
+        with torch.device("meta"):
+            yield
+    finally:
+        _probing.reset(token)
 
 
 def output_numel(build: Callable[[], nn.Module], input_shape: Sequence[int]) -> int:
@@ -14,7 +35,7 @@ def output_numel(build: Callable[[], nn.Module], input_shape: Sequence[int]) -> 
     Lets a network size its first dense layer for its input resolution, as the book's
     lazy layers do, while every parameter exists (and can be counted) at construction.
     """
-    with torch.device("meta"):
+    with _probe():
         return build()(torch.empty(1, *input_shape)).numel()
 
 
