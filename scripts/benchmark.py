@@ -7,6 +7,7 @@ figures measured side by side are compared.
     python scripts/benchmark.py cnn                # the CNN presets vs a ceiling and the book's loop (GPU or CPU)
     python scripts/benchmark.py overhead           # what Lightning and d2lexp add per step, where the host bounds it
     python scripts/benchmark.py augment            # the presets' training rate with augmentation on against off
+    python scripts/benchmark.py speedrun           # the speed-run presets' time to 0.94 and 0.95, seeds 0-4, against fast/vgg_bn_best
     python scripts/benchmark.py cnn --help         # a suite's own options
     python scripts/benchmark.py lenet --json results.json
 
@@ -22,10 +23,17 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from benchmarks import augment, cnn, language_models, lenet, overhead  # noqa: E402
+from benchmarks import augment, cnn, language_models, lenet, overhead, speedrun  # noqa: E402
 from benchmarks.common import default_data_dir  # noqa: E402
 
-SUITES = {"lenet": lenet, "lm": language_models, "cnn": cnn, "overhead": overhead, "augment": augment}
+SUITES = {
+    "lenet": lenet,
+    "lm": language_models,
+    "cnn": cnn,
+    "overhead": overhead,
+    "augment": augment,
+    "speedrun": speedrun,
+}
 
 
 def main() -> None:

@@ -20,6 +20,8 @@
 #   scripts/gpu_check.sh --skip-full-vgg ...          # no full VGG-11 (its peak memory is in the README)
 #   scripts/gpu_check.sh --sweep 'experiment=d2l/nin trainer.precision=32-true,bf16-mixed seed=1,2' ...
 #                                                     # after the presets, one more sweep (repeatable): its report is sweep_N_report.md
+#   scripts/gpu_check.sh --speedrun ...               # last, the speed-run presets' time to 0.94 and 0.95 against fast/vgg_bn_best
+#                                                     # (scripts/benchmark.py speedrun, seeds 0-4: about 10 minutes on a GPU)
 #   scripts/gpu_check.sh --smoke [OUT_DIR]            # anywhere, the CPU included: a few batches per preset, to prove it runs
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -33,6 +35,7 @@ PRESET_OVERRIDES=()
 COMPILE_MODES=()
 COMPILE_PRESETS=(googlenet densenet nin resnet18 lenet_bn lenet)  # the nets whose steps are bound by kernel launches, by their share of the chapter
 SWEEPS=()
+SPEEDRUN=0
 while [[ "${1:-}" == --* ]]; do
   case "$1" in
     --smoke) SMOKE=1; shift ;;
@@ -50,6 +53,7 @@ while [[ "${1:-}" == --* ]]; do
     --bench-only) BENCH_ONLY=1; shift ;;
     --skip-full-vgg) FULL_VGG=0; shift ;;
     --sweep) SWEEPS+=("$2"); shift 2 ;;
+    --speedrun) SPEEDRUN=1; shift ;;
     *) echo "unknown option $1" >&2; exit 2 ;;
   esac
 done
@@ -65,10 +69,13 @@ if (( SMOKE )); then
   RUN_ARGS=(trainer.accelerator=cpu trainer.max_epochs=1 trainer.limit_train_batches=2
             trainer.limit_val_batches=1 trainer.limit_test_batches=1 data.batch_size=16)
   BIG_ARGS=(trainer.accelerator=cpu data.batch_size=4 trainer.limit_train_batches=2)
+  SPEEDRUN_ARGS=(--seeds 0 --override trainer.accelerator=cpu --override trainer.max_epochs=1
+                 --override data.train_subset=256 --override data.test_subset=256)
   TRAINER=()
 else
   RUN_ARGS=()
   BIG_ARGS=(data.batch_size=128 trainer.limit_train_batches=30)
+  SPEEDRUN_ARGS=(--override trainer=gpu)
   TRAINER=(trainer=gpu)
   nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$OUT_DIR/gpu.txt"
 fi
@@ -124,3 +131,8 @@ for MODE in "${COMPILE_MODES[@]}"; do
     --override "speed.compile=$MODE" --json "$OUT_DIR/benchmark_compile_$MODE.json" 2>&1 \
     | grep -v "$NO_TABLES" | tee "$OUT_DIR/benchmark_compile_$MODE.txt"
 done
+
+if (( SPEEDRUN )); then
+  echo "== speed-run presets against fast/vgg_bn_best (time to 0.94 and 0.95)"
+  python scripts/benchmark.py speedrun "${SPEEDRUN_ARGS[@]}" --json "$OUT_DIR/speedrun.json" 2>&1 | tee "$OUT_DIR/speedrun.txt"
+fi

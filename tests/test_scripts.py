@@ -129,7 +129,10 @@ def test_overhead_benchmark_runs_and_writes_json(data_dir, tmp_path):
 def test_gpu_check_smoke_runs_every_preset(data_dir, tmp_path):
     sweep = "experiment=d2l/lenet seed=1,2"
     result = run(
-        ["bash", "scripts/gpu_check.sh", "--smoke", "--sweep", sweep, str(tmp_path)], data_dir, tmp_path, timeout=1200
+        ["bash", "scripts/gpu_check.sh", "--smoke", "--speedrun", "--sweep", sweep, str(tmp_path)],
+        data_dir,
+        tmp_path,
+        timeout=1200,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     report = (tmp_path / "presets_report.md").read_text()
@@ -137,3 +140,23 @@ def test_gpu_check_smoke_runs_every_preset(data_dir, tmp_path):
     sweep_report = (tmp_path / "sweep_1_report.md").read_text()
     assert sweep in sweep_report and sweep_report.count("| done |") == 2 and "seed=2" in sweep_report
     assert "full VGG-11 at 224: status done" in (tmp_path / "vgg11_full.txt").read_text()
+    speedrun = (tmp_path / "speedrun.txt").read_text()
+    assert "| `experiment=fast/speedrun_94` | 1 |" in speedrun and "| `experiment=fast/vgg_bn_best` | 1 |" in speedrun
+
+
+@pytest.mark.slow
+def test_speedrun_benchmark_runs_presets_by_seed_and_the_baseline_once(data_dir, tmp_path):
+    out, small = tmp_path / "bench.json", "data.train_subset=512 data.test_subset=256 trainer.max_epochs=1"
+    result = run([sys.executable, "scripts/benchmark.py", "speedrun", "--runs", f"experiment=fast/speedrun_94 {small}",
+                  "--seeds", "0", "1", "--once", f"experiment=fast/speedrun_95 {small}",
+                  "--baseline", f"experiment=fast/vgg_bn_best {small}", "--out", str(tmp_path / "runs"),
+                  "--json", str(out)], data_dir, tmp_path)  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    runs = json.loads(out.read_text())["speedrun"]["runs"]
+    assert [(r["spec"].split()[0], r["seed"]) for r in runs] == [
+        ("experiment=fast/speedrun_94", 0), ("experiment=fast/speedrun_95", 0), ("experiment=fast/vgg_bn_best", 0),
+        ("experiment=fast/speedrun_94", 1),
+    ]  # fmt: skip
+    assert all(0 <= r["test_acc"] <= 1 and r["fit_seconds"] > 0 and r["epochs"] == 1 for r in runs), runs
+    assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == [
+        "baseline_seed0", "once0_seed0", "run0_seed0", "run0_seed1"]  # fmt: skip

@@ -42,7 +42,24 @@ SMALL_VGG_BN = {
         288 + 64 + 9_216 + 64 + 18_432 + 128 + 36_864 + 128 + 73_728 + 256 + 147_456 + 256 + 1152 * 10 + 10,
         784 * 32 * 9 * 33 + 196 * 64 * 9 * 96 + 49 * 128 * 9 * 192 + 1152 * 10,
     ),
+    # Blocks of two convs (widths a, b, c) pooling after their first conv: each block's second conv at
+    # half the resolution (28 -> 14, 14 -> 7, 7 -> 3). Same weights as vgg_bn_medium at (32, 64, 128).
+    "vgg_bn_pool_first": (298_410, 12_402_432),  # pool_first_counts(32, 64, 128)
+    "vgg_bn_pool_first_wide": (636_330, 22_647_168),  # pool_first_counts(32, 96, 192)
 }
+
+
+def pool_first_counts(a: int, b: int, c: int) -> tuple[int, int]:
+    """(parameters, MACs) of the pool-first VGG with block widths a, b, c, at 28x28, by hand."""
+    convs = [(1, a, 784), (a, a, 196), (a, b, 196), (b, b, 49), (b, c, 49), (c, c, 9)]  # (in, out, output pixels)
+    params = sum(i * o * 9 + 2 * o for i, o, _ in convs) + c * 9 * 10 + 10
+    return params, sum(i * o * 9 * pixels for i, o, pixels in convs) + c * 9 * 10
+
+
+def test_pool_first_counts_by_hand():
+    assert pool_first_counts(32, 64, 128) == SMALL_VGG_BN["vgg_bn_pool_first"]
+    assert pool_first_counts(32, 96, 192) == SMALL_VGG_BN["vgg_bn_pool_first_wide"]
+    assert pool_first_counts(32, 64, 128)[0] == SMALL_VGG_BN["vgg_bn_medium"][0]
 
 
 @pytest.mark.parametrize("name", SMALL_VGG_BN)
@@ -59,6 +76,10 @@ def test_the_fast_recipes_small_vggs(make_cfg, name):
 
 def test_vgg_variants_are_data():
     assert VGG11_NARROW == ((1, 16), (1, 32), (2, 64), (2, 128), (2, 128))
+    layers = [type(m).__name__ for m in VGGBlock(2, 1, 8, batch_norm=True, pool_first=True)]
+    assert layers == ["Conv2d", "MaxPool2d", "BatchNorm2d", "ReLU", "Conv2d", "BatchNorm2d", "ReLU"]
+    layers = [type(m).__name__ for m in VGGBlock(2, 1, 8, batch_norm=True)]
+    assert layers == ["Conv2d", "BatchNorm2d", "ReLU", "Conv2d", "BatchNorm2d", "ReLU", "MaxPool2d"]
     net = VGG(VGG11, input_size=224)
     blocks = [m for m in net if isinstance(m, VGGBlock)]
     assert [sum(isinstance(l, torch.nn.Conv2d) for l in b) for b in blocks] == [1, 1, 2, 2, 2]
