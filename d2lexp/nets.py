@@ -112,8 +112,9 @@ def size_budget(max_values: int, max_tensors: int) -> Iterator[None]:
     max_modules = 8 * max_tensors + 64  # activations, pools and containers hold no tensors of their own
 
     def tensor_added(module: nn.Module, name: str, tensor: Any) -> None:
-        # A shape probe's throwaway layers (models.shapes: a VGG's or AlexNet's first dense layer sized for the
-        # input) are not the net's: counted, every such net would be refused as twice its size.
+        # A shape probe's throwaway layers (models.shapes: a VGG or AlexNet sizing its dense layer, a NiN, GoogLeNet,
+        # ResNet or DenseNet checking its input size) are not the net's: counted, those nets were refused as twice
+        # their size. Their modules still count (module_added), so a huge probe is still stopped at once.
         if tensor is not None and not probing():
             counts["values"] += tensor.numel()
             counts["tensors"] += 1

@@ -72,6 +72,10 @@ def one_run(spec: str, seed: int, folder: Path, args: Any) -> dict[str, Any]:
     return row
 
 
+def seconds(value: float | None) -> str:
+    return "never" if value is None else f"{value:.1f} s"
+
+
 def run(args: Any) -> dict[str, Any]:
     runs: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="d2lexp-speedrun-") as scratch:
@@ -107,6 +111,7 @@ def run(args: Any) -> dict[str, Any]:
     if baseline:
         log(
             f"\nBaseline `{args.baseline}`: test acc {baseline['test_acc']:.4f}, fit {baseline['fit_seconds']:.1f} s,"
-            f" validation reached 0.94 after {baseline['seconds_to_0.94']} s and 0.95 after {baseline['seconds_to_0.95']} s"
+            f" validation reached 0.94 after {seconds(baseline['seconds_to_0.94'])} and 0.95 after"
+            f" {seconds(baseline['seconds_to_0.95'])}"
         )
     return {"runs": runs, "summary": summary}
