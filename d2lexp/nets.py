@@ -109,17 +109,24 @@ def size_budget(max_values: int, max_tensors: int) -> Iterator[None]:
     from torch.nn.modules import module as torch_module
 
     counts = {"values": 0, "tensors": 0, "modules": 0}
+    probe_counts = {"probe": 0, "values": 0, "tensors": 0}
     max_modules = 8 * max_tensors + 64  # activations, pools and containers hold no tensors of their own
 
     def tensor_added(module: nn.Module, name: str, tensor: Any) -> None:
-        # A shape probe's throwaway layers (models.shapes: a VGG or AlexNet sizing its dense layer, a NiN, GoogLeNet,
-        # ResNet or DenseNet checking its input size) are not the net's: counted, those nets were refused as twice
-        # their size. Their modules still count (module_added), so a huge probe is still stopped at once.
-        if tensor is not None and not probing():
-            counts["values"] += tensor.numel()
-            counts["tensors"] += 1
-            if counts["values"] > max_values or counts["tensors"] > max_tensors:
-                raise NetTooLarge("the net outgrew the weights the file holds")
+        # A shape probe (models.shapes: a VGG or AlexNet sizing its dense layer, a NiN, GoogLeNet, ResNet or DenseNet
+        # checking its input size) builds a throwaway copy of part of the net: added to the net's own, those nets were
+        # refused as twice their size. Each probe is held to the same budget on its own (it is never larger than the
+        # net), so a huge one is still stopped after a few layers.
+        if tensor is None:
+            return
+        probe = probing()
+        if probe != probe_counts["probe"]:
+            probe_counts.update(probe=probe, values=0, tensors=0)
+        held = probe_counts if probe else counts
+        held["values"] += tensor.numel()
+        held["tensors"] += 1
+        if held["values"] > max_values or held["tensors"] > max_tensors:
+            raise NetTooLarge("the net outgrew the weights the file holds")
 
     def module_added(module: nn.Module, name: str, submodule: Any) -> None:
         counts["modules"] += 1

@@ -126,6 +126,19 @@ def test_a_net_that_sizes_its_dense_layer_by_a_probe_loads(tmp_path):
         load_net(tmp_path / "wider.ckpt")
 
 
+def test_a_huge_probe_is_stopped_after_a_few_layers(tmp_path, monkeypatch):
+    """A probe is held to the file's budget on its own: `arch: [[200000, 8]]` is refused after a few convs
+    of the probe (left uncounted, all 200,000 were built first: 90 s per crafted file)."""
+    built = []
+    monkeypatch.setattr(torch.nn.Conv2d, "reset_parameters", lambda self: built.append(self))
+    model = {"_target_": "d2lexp.models.vgg.VGG", "arch": [[200000, 8]], "input_size": 28, "hidden": 0}
+    state = {f"net.{k}": v for k, v in LeNet().state_dict().items()}
+    torch.save({"state_dict": state, "d2lexp_config": {"model": model}}, tmp_path / "huge.ckpt")
+    with pytest.raises(CheckpointError, match="describe a VGG larger than the weights the file holds"):
+        load_net(tmp_path / "huge.ckpt")
+    assert 0 < len(built) < 100
+
+
 @pytest.mark.parametrize("name", ["nin", "densenet"])
 def test_nets_that_check_their_input_size_by_a_probe_load(tmp_path, name):
     """NiN, GoogLeNet, ResNet and DenseNet probe their shapes on the meta device as they are built:

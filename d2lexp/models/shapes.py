@@ -4,24 +4,26 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import itertools
 from collections.abc import Callable, Iterator, Sequence
 
 import torch
 from torch import nn
 
 # Set while a probe below builds a throwaway copy of a net's layers: those weights are not the net's
-# (d2lexp.nets.size_budget, which measures a net against the weights a file holds, leaves them out).
-_probing = contextvars.ContextVar("probing", default=False)
+# (d2lexp.nets.size_budget, which measures a net against the weights a file holds, counts each probe apart).
+_probing = contextvars.ContextVar("probing", default=0)
+_probe_numbers = itertools.count(1)
 
 
-def probing() -> bool:
-    """Whether the layers being built now are a shape probe's, not the net's own."""
+def probing() -> int:
+    """The number of the shape probe whose layers are being built now (each probe its own), 0 for the net's own."""
     return _probing.get()
 
 
 @contextlib.contextmanager
 def _probe() -> Iterator[None]:
-    token = _probing.set(True)
+    token = _probing.set(next(_probe_numbers))
     try:
         with torch.device("meta"):
             yield
