@@ -137,6 +137,7 @@ def _sweep(tmp_path, data_dir, *overrides: str) -> tuple[subprocess.Popen, objec
     return process, sweep
 
 
+@pytest.mark.slow  # three processes on two cores (25 s): CI runs it after the suite (.ci/run)
 def test_a_job_that_cannot_be_built_fails_alone_and_a_stopped_sweep_stops_its_jobs(tmp_path, data_dir):
     """Job 0's net cannot be built: a failed row, while job 1 runs. Then the sweep's own process is
     sent SIGTERM (a scheduler's time limit): job 1 stops as a terminated run does, the report is

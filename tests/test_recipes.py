@@ -120,7 +120,7 @@ def test_every_model_option_is_in_the_table():
 
 @pytest.mark.parametrize("model", sorted(MODEL_PRESETS))
 def test_a_model_alone_brings_its_recipe(make_cfg, model):
-    """`model=X` alone trains X with its book recipe (or its stated default), the command line's overrides on top."""
+    """`model=X` alone trains X with its book recipe (or its stated default)."""
     from omegaconf import OmegaConf
 
     alone = make_cfg(f"model={model}")
@@ -138,8 +138,12 @@ def test_a_model_alone_brings_its_recipe(make_cfg, model):
             alone.init._target_,
         )
         assert got == (optimizer, lr, batch, epochs, init)
+
+
+@pytest.mark.parametrize("model", ["lenet", "vgg11"])  # a book recipe, a stated default: both in the model's file
+def test_the_command_line_wins_over_a_models_recipe(make_cfg, model):
     overridden = make_cfg(f"model={model}", "optimizer.lr=0.0123", "trainer.max_epochs=7")
-    assert (overridden.optimizer.lr, overridden.trainer.max_epochs) == (0.0123, 7)  # the command line wins
+    assert (overridden.optimizer.lr, overridden.trainer.max_epochs) == (0.0123, 7)
 
 
 @pytest.mark.slow
